@@ -1,0 +1,1 @@
+//! Benchmark support code (inputs at GAGAvatar shapes); the benches are in `benches/benches/`.

@@ -1,0 +1,1 @@
+//! gaga-boards: camera capture, face tracking, kiosk display and board profiles.

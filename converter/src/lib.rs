@@ -1,0 +1,1 @@
+//! gaga-converter: official checkpoint (torch zip / safetensors) -> `.gaga` model file.

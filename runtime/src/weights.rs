@@ -1,0 +1,50 @@
+//! Named weight access, the only way the pipeline reads parameters.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+
+/// A source of named tensors in the official checkpoint's naming (`upsampler.final_conv.weight`, ...;
+/// FLAME arrays under `flame.`). `Model` implements it over a mapped file; tests implement it over a map
+/// of seeded tensors.
+pub trait Weights {
+    /// Shape of the named tensor, or `MissingTensor`.
+    fn shape(&self, name: &str) -> Result<Vec<usize>>;
+    /// Values as f32: borrowed when stored as f32, dequantised (f16, int8 with its scales) otherwise.
+    /// Integer tensors (FLAME faces, parents) are converted exactly.
+    fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>>;
+
+    /// `f32` after checking the shape, so a wrong file fails with the tensor's name and both shapes.
+    fn f32_shaped(&self, name: &str, expected: &[usize]) -> Result<Cow<'_, [f32]>> {
+        let found = self.shape(name)?;
+        if found != expected {
+            return Err(Error::Shape { name: name.to_string(), expected: expected.to_vec(), found });
+        }
+        self.f32(name)
+    }
+}
+
+/// In-memory weights for tests and for seeded models built without a file.
+#[derive(Default, Clone, Debug)]
+pub struct WeightMap {
+    pub tensors: std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl WeightMap {
+    pub fn insert(&mut self, name: impl Into<String>, shape: Vec<usize>, values: Vec<f32>) {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "WeightMap::insert: shape and length differ");
+        self.tensors.insert(name.into(), (shape, values));
+    }
+}
+
+impl Weights for WeightMap {
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        self.tensors.get(name).map(|t| t.0.clone()).ok_or_else(|| Error::MissingTensor { name: name.to_string() })
+    }
+    fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>> {
+        self.tensors
+            .get(name)
+            .map(|t| Cow::Borrowed(t.1.as_slice()))
+            .ok_or_else(|| Error::MissingTensor { name: name.to_string() })
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the pipeline suites in `tests/tests/`.
