@@ -1,6 +1,13 @@
-//! Subcommand table. Each subcommand is one file with an `Args` struct and a `run` function.
+//! Subcommand table. Each subcommand is one file with an `Args` struct (clap) and a `run` function.
 
 use clap::{Parser, Subcommand};
+
+pub mod bench;
+pub mod convert;
+pub mod dev;
+pub mod inspect;
+pub mod lift;
+pub mod reenact;
 
 #[derive(Parser)]
 #[command(name = "gaga", version, about = "Edge runtime for one-shot Gaussian head avatars (GAGAvatar)")]
@@ -10,11 +17,32 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Convert the official checkpoint and FLAME asset into one .gaga model file.
+    Convert(convert::Args),
+    /// Show a model file's configuration, tensors and memory needs; --verify checks every checksum.
+    Inspect(inspect::Args),
+    /// Lift a source photo into an avatar (.gav), once per person.
+    Lift(lift::Args),
+    /// Render an avatar driven by a sequence of driving frames.
+    Reenact(reenact::Args),
+    /// Time the lift and the per-frame stages.
+    Bench(bench::Args),
+    /// Developer tools: seeded official-layout checkpoints, FLAME assets and driving sequences.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
+}
 
 /// Errors reach `main` as one displayable line.
 pub type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
 pub fn run(cli: Cli) -> CmdResult {
-    match cli.command {}
+    match cli.command {
+        Command::Convert(args) => convert::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Lift(args) => lift::run(args),
+        Command::Reenact(args) => reenact::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Dev(cmd) => dev::run(cmd),
+    }
 }
