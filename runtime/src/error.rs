@@ -19,6 +19,12 @@ pub enum Error {
     /// Bad driving or source input: `source` names the file, `frame` the frame key or index, `field` the value.
     #[error("{source_name}: frame {frame}: field `{field}`: {what}")]
     Input { source_name: String, frame: String, field: String, what: String },
+    /// A Vulkan step failed: `what` names the step, the device and the reason (`VkResult` or missing feature).
+    #[error("Vulkan: {0}")]
+    Vulkan(String),
+    /// An allocation that would exceed the memory budget declared at session open.
+    #[error("allocation `{name}` needs {needed} bytes but {used} of the {budget}-byte budget are in use (largest: {largest})")]
+    OverBudget { name: String, needed: u64, used: u64, budget: u64, largest: String },
     #[error("{0}")]
     Other(String),
 }

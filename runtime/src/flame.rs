@@ -1,1 +1,256 @@
-//! (in progress)
+//! FLAME evaluation for the per-frame path (spec §4.1; `FLAME.py` + `lbs.py` of the official code).
+//!
+//! Per source, `set_identity` precomputes `v_template + shapedirs[.., ..S] . shape` once. Per frame, `pose`
+//! adds the expression blendshapes, regresses the joints from the full shaped mesh (so they follow the
+//! expression, as `lbs.py` does), builds the five joint rotations (Rodrigues), the pose correctives, the
+//! rigid chain and the linear blend skinning, and scales by `cfg.flame.scale`. Every buffer is allocated
+//! in `new`; `pose` allocates nothing.
+
+use std::borrow::Cow;
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+
+/// Joints with a pose feature: every joint but the root (4 in FLAME), 9 values each.
+const POSE_FEATURE_PER_JOINT: usize = 9;
+
+/// A 3x3 rotation and a translation: the rigid transforms of the kinematic chain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rigid {
+    r: [[f32; 3]; 3],
+    t: [f32; 3],
+}
+
+impl Rigid {
+    fn compose(&self, o: &Rigid) -> Rigid {
+        let mut r = [[0f32; 3]; 3];
+        let mut t = self.t;
+        for i in 0..3 {
+            for j in 0..3 {
+                r[i][j] = (0..3).map(|k| self.r[i][k] * o.r[k][j]).sum();
+                t[i] += self.r[i][j] * o.t[j];
+            }
+        }
+        Rigid { r, t }
+    }
+}
+
+/// `batch_rodrigues` of `lbs.py`: angle = |r + 1e-8| (1e-8 added to each component), so a zero vector
+/// gives the identity exactly.
+pub fn rodrigues(r: [f32; 3]) -> [[f32; 3]; 3] {
+    let p = [r[0] + 1e-8, r[1] + 1e-8, r[2] + 1e-8];
+    let angle = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
+    let (x, y, z) = (r[0] / angle, r[1] / angle, r[2] / angle);
+    let (s, c) = angle.sin_cos();
+    let k = [[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]];
+    let mut out = [[0f32; 3]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            let kk: f32 = (0..3).map(|m| k[i][m] * k[m][j]).sum();
+            out[i][j] = if i == j { 1.0 } else { 0.0 } + s * k[i][j] + (1.0 - c) * kk;
+        }
+    }
+    out
+}
+
+/// The FLAME model with its per-source and per-frame working buffers. Reads `flame.*` tensors.
+pub struct Flame<'w> {
+    vertices: usize,
+    shape_n: usize,
+    expr_n: usize,
+    joints: usize,
+    scale: f32,
+    v_template: Cow<'w, [f32]>,
+    /// `[V, 3, shape_n + expr_n]`, as stored.
+    shapedirs: Cow<'w, [f32]>,
+    /// `[V, 3, (J - 1) * 9]`, as stored; `lbs.py`'s reshape to `[36, V*3]` is the transpose of this.
+    posedirs: Cow<'w, [f32]>,
+    j_regressor: Cow<'w, [f32]>,
+    lbs_weights: Cow<'w, [f32]>,
+    parents: Vec<usize>,
+    /// The identity currently baked into `v_identity` (None before the first `set_identity`).
+    identity: Option<Vec<f32>>,
+    v_identity: Vec<f32>,
+    v_shaped: Vec<f32>,
+    joints_xyz: Vec<[f32; 3]>,
+    rel: Vec<Rigid>,
+    pose_feature: Vec<f32>,
+}
+
+fn check_len(field: &str, found: usize, expected: usize, frame: &str) -> Result<()> {
+    if found != expected {
+        return Err(Error::Input {
+            source_name: "FLAME input".into(),
+            frame: frame.into(),
+            field: field.into(),
+            what: format!("expected {expected} values, found {found}"),
+        });
+    }
+    Ok(())
+}
+
+impl<'w> Flame<'w> {
+    /// Loads and validates the FLAME arrays (`flame.v_template`, `flame.shapedirs`, `flame.posedirs`,
+    /// `flame.J_regressor`, `flame.weights`, `flame.kintree_table`) for `cfg.flame`.
+    pub fn new(w: &'w dyn Weights, cfg: &ModelConfig) -> Result<Self> {
+        let f = &cfg.flame;
+        let (v, j) = (f.vertices, f.joints);
+        if j < 1 {
+            return Err(Error::Config(format!("FLAME needs at least one joint, found {j}")));
+        }
+        let pose_dim = (j - 1) * POSE_FEATURE_PER_JOINT;
+        let kintree = w.f32_shaped("flame.kintree_table", &[2, j])?;
+        let mut parents = vec![0usize; j];
+        for (i, p) in parents.iter_mut().enumerate().skip(1) {
+            let raw = kintree[i];
+            // Parents must come first so the chain can be built in index order (FLAME: [-1, 0, 1, 1, 1]).
+            if !(raw >= 0.0 && (raw as usize) < i && raw.fract() == 0.0) {
+                return Err(Error::Input {
+                    source_name: "flame.kintree_table".into(),
+                    frame: "-".into(),
+                    field: format!("parent of joint {i}"),
+                    what: format!("expected an earlier joint index in 0..{i}, found {raw}"),
+                });
+            }
+            *p = raw as usize;
+        }
+        Ok(Flame {
+            vertices: v,
+            shape_n: f.shape_params,
+            expr_n: f.expr_params,
+            joints: j,
+            scale: f.scale,
+            v_template: w.f32_shaped("flame.v_template", &[v, 3])?,
+            shapedirs: w.f32_shaped("flame.shapedirs", &[v, 3, f.shape_params + f.expr_params])?,
+            posedirs: w.f32_shaped("flame.posedirs", &[v, 3, pose_dim])?,
+            j_regressor: w.f32_shaped("flame.J_regressor", &[j, v])?,
+            lbs_weights: w.f32_shaped("flame.weights", &[v, j])?,
+            parents,
+            identity: None,
+            v_identity: vec![0.0; v * 3],
+            v_shaped: vec![0.0; v * 3],
+            joints_xyz: vec![[0.0; 3]; j],
+            rel: vec![Rigid { r: [[0.0; 3]; 3], t: [0.0; 3] }; j],
+            pose_feature: vec![0.0; pose_dim],
+        })
+    }
+
+    /// Number of vertices of the output (`[vertices, 3]`).
+    pub fn vertices(&self) -> usize {
+        self.vertices
+    }
+
+    /// Bakes the source identity (`shapecode`, `shape_params` values) into the shaped template. A call with
+    /// the identity already baked in does nothing and allocates nothing.
+    pub fn set_identity(&mut self, shapecode: &[f32]) -> Result<()> {
+        check_len("shapecode", shapecode.len(), self.shape_n, "source")?;
+        if self.identity.as_deref() == Some(shapecode) {
+            return Ok(());
+        }
+        let d = self.shape_n + self.expr_n;
+        for (i, out) in self.v_identity.iter_mut().enumerate() {
+            let dirs = &self.shapedirs[i * d..i * d + self.shape_n];
+            *out = self.v_template[i] + dirs.iter().zip(shapecode).map(|(a, b)| a * b).sum::<f32>();
+        }
+        match &mut self.identity {
+            Some(v) => v.copy_from_slice(shapecode),
+            None => self.identity = Some(shapecode.to_vec()),
+        }
+        Ok(())
+    }
+
+    /// Posed vertices `[V, 3]` (already multiplied by the FLAME scale) into `out`, for the identity set by
+    /// `set_identity`, the driver's expression (`expr_params`), pose (global 3 + jaw 3) and eye pose
+    /// (joints 3 and 4); the neck stays at rest. `frame` names the frame in errors.
+    pub fn pose(&mut self, expcode: &[f32], posecode: &[f32; 6], eyecode: &[f32; 6], frame: &str, out: &mut [f32]) -> Result<()> {
+        check_len("expcode", expcode.len(), self.expr_n, frame)?;
+        if self.identity.is_none() {
+            return Err(Error::Other("FLAME: pose called before set_identity".into()));
+        }
+        let (v, j) = (self.vertices, self.joints);
+        assert_eq!(out.len(), v * 3, "FLAME output length");
+        let d = self.shape_n + self.expr_n;
+
+        // 1. Expression blendshapes on top of the baked identity.
+        for (i, vs) in self.v_shaped.iter_mut().enumerate() {
+            let dirs = &self.shapedirs[i * d + self.shape_n..(i + 1) * d];
+            *vs = self.v_identity[i] + dirs.iter().zip(expcode).map(|(a, b)| a * b).sum::<f32>();
+        }
+        // 2. Joints from the full shaped mesh.
+        for (jj, joint) in self.joints_xyz.iter_mut().enumerate() {
+            let reg = &self.j_regressor[jj * v..(jj + 1) * v];
+            *joint = [0.0; 3];
+            for (vi, r) in reg.iter().enumerate() {
+                for k in 0..3 {
+                    joint[k] += r * self.v_shaped[vi * 3 + k];
+                }
+            }
+        }
+        // 3. Joint rotations: FLAME's full pose is [global, neck (zero), jaw, eye 3, eye 4].
+        let axis = |jj: usize| -> [f32; 3] {
+            match jj {
+                0 => [posecode[0], posecode[1], posecode[2]],
+                2 => [posecode[3], posecode[4], posecode[5]],
+                3 => [eyecode[0], eyecode[1], eyecode[2]],
+                4 => [eyecode[3], eyecode[4], eyecode[5]],
+                _ => [0.0; 3],
+            }
+        };
+        // 4. Pose feature (R_i - I for the non-root joints) and the rigid chain.
+        for jj in 0..j {
+            let r = rodrigues(axis(jj));
+            if jj > 0 {
+                for a in 0..3 {
+                    for b in 0..3 {
+                        self.pose_feature[(jj - 1) * 9 + a * 3 + b] = r[a][b] - if a == b { 1.0 } else { 0.0 };
+                    }
+                }
+            }
+            let jt = self.joints_xyz[jj];
+            let local = if jj == 0 {
+                Rigid { r, t: jt }
+            } else {
+                let jp = self.joints_xyz[self.parents[jj]];
+                Rigid { r, t: [jt[0] - jp[0], jt[1] - jp[1], jt[2] - jp[2]] }
+            };
+            self.rel[jj] = if jj == 0 { local } else { self.rel[self.parents[jj]].compose(&local) };
+        }
+        // Make each chain transform relative to its joint's rest position: t -= R_global . J.
+        for jj in 0..j {
+            let g = &mut self.rel[jj];
+            let jt = self.joints_xyz[jj];
+            for a in 0..3 {
+                g.t[a] -= g.r[a][0] * jt[0] + g.r[a][1] * jt[1] + g.r[a][2] * jt[2];
+            }
+        }
+        // 5-6. Pose correctives, then linear blend skinning, then the world scale.
+        let pd = self.pose_feature.len();
+        for vi in 0..v {
+            let mut p = [0f32; 3];
+            for (k, pk) in p.iter_mut().enumerate() {
+                let dirs = &self.posedirs[(vi * 3 + k) * pd..(vi * 3 + k + 1) * pd];
+                *pk = self.v_shaped[vi * 3 + k] + dirs.iter().zip(&self.pose_feature).map(|(a, b)| a * b).sum::<f32>();
+            }
+            let wts = &self.lbs_weights[vi * j..(vi + 1) * j];
+            let mut t = Rigid { r: [[0.0; 3]; 3], t: [0.0; 3] };
+            for (g, &wt) in self.rel.iter().zip(wts) {
+                for a in 0..3 {
+                    for b in 0..3 {
+                        t.r[a][b] += wt * g.r[a][b];
+                    }
+                    t.t[a] += wt * g.t[a];
+                }
+            }
+            for a in 0..3 {
+                let x = t.r[a][0] * p[0] + t.r[a][1] * p[1] + t.r[a][2] * p[2] + t.t[a];
+                out[vi * 3 + a] = x * self.scale;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub mod testing;
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,204 @@
-//! (in progress)
+//! A converted model: a `.gaga` file mapped into memory, validated once, read by name.
+//!
+//! f32 tensors are lent to the pipeline without copying (the format aligns every tensor to 256 bytes
+//! and the map is page-aligned); f16 and int8 tensors are dequantised on request, integer tensors
+//! converted exactly.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::format::{DType, Header, Meta, Stage, TensorEntry};
+use crate::weights::Weights;
+
+enum Backing {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+/// A validated model file. Cheap to query; tensor bytes stay in the file's pages until used.
+pub struct Model {
+    path: PathBuf,
+    backing: Backing,
+    header: Header,
+}
+
+/// One stored tensor as it is in the file.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorRef<'a> {
+    pub entry: &'a TensorEntry,
+    pub bytes: &'a [u8],
+}
+
+impl TensorRef<'_> {
+    pub fn dtype(&self) -> DType {
+        self.entry.dtype
+    }
+    pub fn shape(&self) -> Vec<usize> {
+        self.entry.shape_usize()
+    }
+}
+
+impl Model {
+    /// Maps and validates the file at `path`.
+    ///
+    /// Safety condition (memmap2's, handed on): the file must not be modified or truncated while the
+    /// `Model` exists; another process writing to it would change tensors under the pipeline, and
+    /// truncation would fault on access. Model files are written aside and renamed into place by the
+    /// converter, which never modifies a published file in place.
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        // SAFETY: see the condition above; the mapping is read-only.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.clone(), source })?;
+        let header = Header::parse(&map).map_err(|e| Error::Format { path: path.clone(), what: e.what })?;
+        Ok(Model { path, backing: Backing::Map(map), header })
+    }
+
+    /// Validates an in-memory file (tests, fuzzing). f32 tensors are borrowed when the vector happens to
+    /// be 4-byte aligned and copied otherwise.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Model> {
+        let path = PathBuf::from("<memory>");
+        let header = Header::parse(&bytes).map_err(|e| Error::Format { path: path.clone(), what: e.what })?;
+        Ok(Model { path, backing: Backing::Owned(bytes), header })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Map(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.header.meta.config
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.header.meta
+    }
+
+    /// Directory entries in file order.
+    pub fn tensors(&self) -> &[TensorEntry] {
+        &self.header.entries
+    }
+
+    /// The stored form of `name`.
+    pub fn tensor(&self, name: &str) -> Result<TensorRef<'_>> {
+        let entry = self.header.entry(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
+        Ok(TensorRef { entry, bytes: self.header.data(self.bytes(), entry) })
+    }
+
+    /// Checks every tensor's checksum (reads the whole file).
+    pub fn verify(&self) -> Result<()> {
+        self.header.verify(self.bytes()).map_err(|e| Error::Format { path: self.path.clone(), what: e.what })
+    }
+
+    /// Bytes stored for tensors of `stage` (scales included).
+    pub fn stage_bytes(&self, stage: Stage) -> u64 {
+        self.tensors().iter().filter(|e| e.stage == stage).map(|e| e.length).sum()
+    }
+
+    fn dequantise_i8(&self, t: TensorRef<'_>) -> Result<Vec<f32>> {
+        let name = &t.entry.name;
+        let scale = self.tensor(&format!("{name}@scale"))?;
+        let scales = to_f32_copy(scale.bytes, DType::F32);
+        // Validation guarantees the axis exists and the scale has one value per channel along it.
+        let axis = t.entry.quant_axis.map(usize::from).unwrap_or(0);
+        let shape = t.shape();
+        let inner: usize = shape[axis + 1..].iter().product();
+        let channels = shape[axis];
+        Ok(t.bytes.iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[(i / inner.max(1)) % channels.max(1)]).collect())
+    }
+}
+
+/// Little-endian element bytes to f32 (a copy).
+fn to_f32_copy(b: &[u8], dtype: DType) -> Vec<f32> {
+    fn le<const N: usize>(c: &[u8]) -> [u8; N] {
+        let mut a = [0; N];
+        a.copy_from_slice(c);
+        a
+    }
+    match dtype {
+        DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(le(c))).collect(),
+        DType::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes(le(c)).to_f32()).collect(),
+        DType::I8 => b.iter().map(|&x| x as i8 as f32).collect(),
+        DType::U8 => b.iter().map(|&x| x as f32).collect(),
+        DType::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(le(c)) as f32).collect(),
+        DType::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(le(c)) as f32).collect(),
+    }
+}
+
+impl Weights for Model {
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.tensor(name)?.shape())
+    }
+
+    fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>> {
+        let t = self.tensor(name)?;
+        match t.dtype() {
+            DType::F32 if cfg!(target_endian = "little") => match bytemuck::try_cast_slice::<u8, f32>(t.bytes) {
+                Ok(v) => Ok(Cow::Borrowed(v)),
+                Err(_) => Ok(Cow::Owned(to_f32_copy(t.bytes, DType::F32))),
+            },
+            DType::I8 => Ok(Cow::Owned(self.dequantise_i8(t)?)),
+            other => Ok(Cow::Owned(to_f32_copy(t.bytes, other))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::tests::{tiny_config, tiny_file};
+
+    #[test]
+    fn f32_tensors_are_borrowed_from_the_mapped_file() {
+        let path = std::env::temp_dir().join(format!("gaga-model-test-{}.gaga", std::process::id()));
+        std::fs::write(&path, tiny_file()).expect("write temp file");
+        let m = Model::open(&path).expect("valid file");
+        let w = m.f32("head_base").expect("present");
+        assert!(matches!(w, Cow::Borrowed(_)), "f32 should be zero-copy from the map");
+        let c = tiny_config();
+        assert_eq!(w.len(), c.flame.vertices * c.head_base_dim);
+        assert_eq!(w[5], 5.0 * 0.001);
+        m.verify().expect("checksums");
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn integer_tensors_convert_exactly() {
+        let m = Model::from_bytes(tiny_file()).expect("valid");
+        let faces = m.f32_shaped("flame.faces", &[20, 3]).expect("faces");
+        assert_eq!(&faces[..14], &[0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 0., 1.]);
+    }
+
+    #[test]
+    fn missing_tensor_and_wrong_shape_are_named() {
+        let m = Model::from_bytes(tiny_file()).expect("valid");
+        let e = m.f32("nope").expect_err("missing");
+        assert_eq!(e.to_string(), "tensor `nope` is missing from the model");
+        let e = m.f32_shaped("head_base", &[1, 2]).expect_err("shape");
+        assert!(e.to_string().contains("expected shape [1, 2], found [12, 16]"), "{e}");
+    }
+
+    #[test]
+    fn open_names_the_file_when_it_is_not_a_model() {
+        let path = std::env::temp_dir().join(format!("gaga-model-bad-{}.gaga", std::process::id()));
+        std::fs::write(&path, b"hello").expect("write");
+        let e = Model::open(&path).err().expect("not a model");
+        assert!(e.to_string().starts_with(&path.display().to_string()), "{e}");
+        assert!(e.to_string().contains("truncated"), "{e}");
+        std::fs::remove_file(&path).ok();
+    }
+}

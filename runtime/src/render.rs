@@ -1,1 +1,167 @@
-//! (in progress)
+//! The per-frame path on the CPU (spec §1.2): FLAME moves the vertex Gaussians -> the driver's camera ->
+//! the 32-channel splat -> the StyleUNet refiner -> RGB clamped to [0, 1].
+//!
+//! [`FrameRenderer`] owns every per-frame buffer, including a working copy of the avatar's positions (the
+//! avatar itself is never mutated). After the first frame for a given avatar size, `render` performs no
+//! heap allocation (checked by `tests/tests/no_alloc_frame.rs`).
+
+use std::time::Instant;
+
+use gaga_kernels::splat::{splat, GaussianSet, SplatCamera, SplatScratch};
+
+use crate::backend::StageTimes;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::flame::Flame;
+use crate::refiner::{NoiseMode, Refiner};
+use crate::types::{Avatar, DrivingFrame, Image};
+use crate::weights::Weights;
+
+/// Choices that change a frame's pixels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Where the StyleGAN2 noise comes from (stored buffers by default, so frames are reproducible).
+    pub noise: NoiseMode,
+}
+
+/// Wall time of each stage of the last frame, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FrameTimes {
+    pub flame: f64,
+    pub splat: f64,
+    pub refine: f64,
+}
+
+impl FrameTimes {
+    /// Stage names used by benches and the CLI summary.
+    pub const STAGES: [&'static str; 3] = ["flame", "splat", "refine"];
+
+    pub fn as_array(&self) -> [f64; 3] {
+        [self.flame, self.splat, self.refine]
+    }
+
+    pub fn stage_times(&self) -> StageTimes {
+        Self::STAGES.iter().copied().zip(self.as_array()).collect()
+    }
+}
+
+/// A frame's intermediates, for the golden parity test (names as `frame.*` in the golden file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameTrace {
+    /// `[V, 3]` posed FLAME vertices, already multiplied by the FLAME scale.
+    pub flame_vertices: Vec<f32>,
+    /// `[C, S, S]` rasterised feature image.
+    pub splat: Vec<f32>,
+    /// `[3, S, S]` refiner output after its sigmoid, before the clamp.
+    pub rgb: Vec<f32>,
+}
+
+/// Renders frames of any avatar lifted with the same model.
+pub struct FrameRenderer<'w> {
+    size: usize,
+    focal: f32,
+    gaussians: usize,
+    channels: usize,
+    vertices: usize,
+    flame: Flame<'w>,
+    refiner: Refiner<'w>,
+    positions: Vec<f32>,
+    splat_image: Vec<f32>,
+    background: Vec<f32>,
+    splat_scratch: SplatScratch,
+    rgb: Vec<f32>,
+    times: FrameTimes,
+}
+
+fn avatar_error(field: &str, what: String) -> Error {
+    Error::Input { source_name: "avatar".into(), frame: "-".into(), field: field.into(), what }
+}
+
+impl<'w> FrameRenderer<'w> {
+    /// Loads FLAME and the refiner from `w` and allocates the frame buffers for `cfg`.
+    pub fn new(w: &'w dyn Weights, cfg: &ModelConfig, options: RenderOptions) -> Result<Self> {
+        let s = cfg.image_size;
+        if cfg.refiner.size != s || cfg.refiner.in_channels != cfg.gaussian_channels {
+            return Err(Error::Config(format!(
+                "refiner takes [{}, {}, {}] but the splat is [{}, {s}, {s}]",
+                cfg.refiner.in_channels, cfg.refiner.size, cfg.refiner.size, cfg.gaussian_channels
+            )));
+        }
+        let n = cfg.gaussians();
+        Ok(FrameRenderer {
+            size: s,
+            focal: cfg.focal,
+            gaussians: n,
+            channels: cfg.gaussian_channels,
+            vertices: cfg.flame.vertices,
+            flame: Flame::new(w, cfg)?,
+            refiner: Refiner::new(w, cfg, options.noise)?,
+            positions: vec![0.0; n * 3],
+            splat_image: vec![0.0; cfg.gaussian_channels * s * s],
+            background: vec![0.0; cfg.gaussian_channels],
+            splat_scratch: SplatScratch::new(),
+            rgb: vec![0.0; cfg.refiner.out_channels * s * s],
+            times: FrameTimes::default(),
+        })
+    }
+
+    /// Checks that `avatar` was lifted by a model of this configuration.
+    pub fn check_avatar(&self, avatar: &Avatar) -> Result<()> {
+        if avatar.count != self.gaussians {
+            return Err(avatar_error("count", format!("the model renders {} Gaussians, the avatar has {}", self.gaussians, avatar.count)));
+        }
+        if avatar.channels != self.channels {
+            return Err(avatar_error("channels", format!("the model uses {} feature channels, the avatar has {}", self.channels, avatar.channels)));
+        }
+        if avatar.positions.len() != 3 * avatar.count {
+            return Err(avatar_error("positions", format!("expected {} values, found {}", 3 * avatar.count, avatar.positions.len())));
+        }
+        Ok(())
+    }
+
+    /// Renders `frame` of `avatar` into `out` (`size` x `size`, RGB in [0, 1]).
+    pub fn render(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<()> {
+        let s = self.size;
+        if out.width != s || out.height != s || out.data.len() != 3 * s * s {
+            return Err(Error::Other(format!("output image: expected {s}x{s} RGB, found {}x{} with {} values", out.width, out.height, out.data.len())));
+        }
+        self.check_avatar(avatar)?;
+
+        let t0 = Instant::now();
+        let nv = 3 * self.vertices;
+        self.flame.set_identity(&avatar.shapecode).map_err(|e| match e {
+            Error::Input { what, .. } => avatar_error("shapecode", what),
+            other => other,
+        })?;
+        self.flame.pose(&frame.expcode, &frame.posecode, &frame.eyecode, &frame.key, &mut self.positions[..nv])?;
+        self.positions[nv..].copy_from_slice(&avatar.positions[nv..]);
+
+        let t1 = Instant::now();
+        let set = GaussianSet::new(&self.positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels)
+            .map_err(|e| avatar_error(e.field, format!("expected {} values, found {}", e.expected, e.found)))?;
+        let camera = SplatCamera::from_transform(&frame.transform, self.focal, s, s);
+        splat(&set, &camera, &self.background, &mut self.splat_image, &mut self.splat_scratch);
+
+        let t2 = Instant::now();
+        self.refiner.run(&self.splat_image, &mut self.rgb)?;
+        out.data.iter_mut().zip(&self.rgb).for_each(|(o, v)| *o = v.clamp(0.0, 1.0));
+        let t3 = Instant::now();
+        self.times = FrameTimes { flame: (t1 - t0).as_secs_f64(), splat: (t2 - t1).as_secs_f64(), refine: (t3 - t2).as_secs_f64() };
+        Ok(())
+    }
+
+    /// `render` that also returns the frame's intermediates (allocates copies of them).
+    pub fn render_traced(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<FrameTrace> {
+        self.render(avatar, frame, out)?;
+        Ok(FrameTrace { flame_vertices: self.positions[..3 * self.vertices].to_vec(), splat: self.splat_image.clone(), rgb: self.rgb.clone() })
+    }
+
+    /// Per-stage wall times of the last `render`.
+    pub fn times(&self) -> FrameTimes {
+        self.times
+    }
+}
+
+pub mod testing;
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,63 @@
-//! (in progress)
+//! The CPU backend: the lift (`crate::lift`) and the allocation-free frame renderer (`crate::render`),
+//! multi-threaded through rayon's current pool.
+
+use crate::backend::{Backend, Budget, Session, StageTimes};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::render::{FrameRenderer, RenderOptions};
+use crate::types::{Avatar, DrivingFrame, Image, SourceParams};
+use crate::weights::Weights;
+
+/// Runs everything on the CPU. Always usable.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend {
+    pub options: RenderOptions,
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+
+    fn probe(&self) -> std::result::Result<String, String> {
+        let threads = rayon::current_num_threads();
+        let simd = if cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("fma") { ", FMA" } else { "" };
+        Ok(format!("CPU, {threads} threads{simd}"))
+    }
+
+    /// Loads FLAME and the refiner and sizes the frame buffers; the budget is not enforced yet.
+    fn prepare<'w>(&self, weights: &'w dyn Weights, config: &ModelConfig, _budget: Budget) -> Result<Box<dyn Session + 'w>> {
+        let renderer = FrameRenderer::new(weights, config, self.options)?;
+        Ok(Box::new(CpuSession { weights, config: config.clone(), renderer, last: Vec::new() }))
+    }
+}
+
+struct CpuSession<'w> {
+    weights: &'w dyn Weights,
+    config: ModelConfig,
+    renderer: FrameRenderer<'w>,
+    last: StageTimes,
+}
+
+impl Session for CpuSession<'_> {
+    fn lift(&mut self, image: &Image, source: &SourceParams) -> Result<Avatar> {
+        let (avatar, trace) = crate::lift::lift_traced(self.weights, &self.config, image, source)?;
+        self.last = trace.times.stage_times();
+        Ok(avatar)
+    }
+
+    fn render(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<()> {
+        self.renderer.render(avatar, frame, out)?;
+        // Stage times are kept in the renderer (fixed size) and turned into a list only when asked.
+        self.last.clear();
+        Ok(())
+    }
+
+    fn stage_times(&self) -> StageTimes {
+        if self.last.is_empty() {
+            self.renderer.times().stage_times()
+        } else {
+            self.last.clone()
+        }
+    }
+}

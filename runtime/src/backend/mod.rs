@@ -8,6 +8,7 @@ use crate::types::{Avatar, DrivingFrame, Image, SourceParams};
 use crate::weights::Weights;
 
 pub mod cpu;
+pub mod vulkan;
 
 /// Bytes a session may use for everything it allocates (weights it copies, activations, staging).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

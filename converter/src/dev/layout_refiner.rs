@@ -1,0 +1,119 @@
+//! Seeded layout of the StyleUNet refiner (`upsampler.*`) and of the training-only perceptual nets
+//! (`percep_loss.*`), in `state_dict()` order. See `layout` for the rest of the checkpoint.
+
+use gaga_runtime::config::RefinerConfig;
+use gaga_runtime::ModelConfig;
+
+use super::init::{Init, Specs, LINEAR, LRELU, RELU};
+
+/// Output std of the SFT scale branch around its bias of 1: the condition modulates features by
+/// about +-20 % instead of multiplying them by a zero-mean random map.
+const SFT_SCALE_STD: f32 = 0.2;
+/// Output std of the SFT shift branch: the UNet's view of the splat reaches the decoder at about half
+/// the decoder features' scale, so different splats give visibly different images.
+const SFT_SHIFT_STD: f32 = 0.5;
+/// Variance gain of the ToRGB modulated weights (no demodulation follows): with styles of
+/// E[s^2] ~ 2 and eight skip-summed levels this keeps the pre-sigmoid RGB near unit spread.
+const TO_RGB_GAIN: f32 = 0.15;
+
+/// `upsampler.*`: UNet encoder and decoder, style code, StyleGAN2 decoder, SFT condition convs.
+pub fn refiner(s: &mut Specs, cfg: &ModelConfig) {
+    let r = &cfg.refiner;
+    let (u, levels) = (&r.unet_channels, r.levels());
+    let p = "upsampler";
+    s.conv(&format!("{p}.conv_body_first"), u[levels], r.in_channels, 1, LRELU, true);
+    for i in 0..levels {
+        res_block(s, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1]);
+    }
+    s.conv(&format!("{p}.final_conv"), u[0], u[0], 3, LRELU, true);
+    for k in 0..levels {
+        res_block(s, &format!("{p}.conv_body_up.{k}"), u[k], u[k + 1]);
+    }
+    for k in 0..levels {
+        s.conv(&format!("{p}.toRGB.{k}"), 3, u[k + 1], 1, LINEAR, true);
+    }
+    s.linear(&format!("{p}.final_linear"), r.style_dim, u[0] * 16, LINEAR);
+    decoder(s, r);
+    for (branch, std, bias) in [("condition_scale", SFT_SCALE_STD, 1.0), ("condition_shift", SFT_SHIFT_STD, 0.0)] {
+        for k in 0..levels {
+            let (ch, out) = (u[k + 1], r.decoder_channels[k + 1]);
+            let q = format!("{p}.{branch}.{k}");
+            s.conv(&format!("{q}.0"), ch, ch, 3, LRELU, true);
+            s.push(format!("{q}.2.weight"), &[out, ch, 3, 3], Init::fan_in(ch * 9, std * std));
+            s.push(format!("{q}.2.bias"), &[out], Init::Uniform { mean: bias, std: 0.02 });
+        }
+    }
+}
+
+/// GFPGAN-style ResBlock: conv1 in->in, conv2 in->out (both LeakyReLU), 1x1 skip without bias.
+fn res_block(s: &mut Specs, p: &str, inp: usize, out: usize) {
+    s.conv(&format!("{p}.conv1"), inp, inp, 3, LRELU, true);
+    s.conv(&format!("{p}.conv2"), out, inp, 3, LRELU, true);
+    s.conv(&format!("{p}.skip"), out, inp, 1, LINEAR, false);
+}
+
+/// A modulated conv and its style modulation, as the official init: weights N(0, 1/fan_in), the
+/// modulation Linear 1/fan_in with bias 1 (styles start near 1).
+fn modulated(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize, k: usize, gain: f32) {
+    s.push(format!("{p}.modulated_conv.weight"), &[1, out, inp, k, k], Init::Normal {
+        mean: 0.0,
+        std: (gain / (inp * k * k) as f32).sqrt(),
+    });
+    s.push(format!("{p}.modulated_conv.modulation.weight"), &[inp, style], Init::fan_in(style, LINEAR));
+    s.push(format!("{p}.modulated_conv.modulation.bias"), &[inp], Init::constant(1.0));
+}
+
+fn style_conv(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize) {
+    // Noise strength: small, so the random noise of the official path is a texture, not the content.
+    s.push(format!("{p}.weight"), &[1], Init::Range { lo: 0.01, hi: 0.1 });
+    s.push(format!("{p}.bias"), &[1, out, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
+    modulated(s, p, style, inp, out, 3, LINEAR);
+}
+
+fn to_rgb(s: &mut Specs, p: &str, style: usize, inp: usize) {
+    s.push(format!("{p}.bias"), &[1, 3, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
+    modulated(s, p, style, inp, 3, 1, TO_RGB_GAIN);
+}
+
+fn decoder(s: &mut Specs, r: &RefinerConfig) {
+    let p = "upsampler.stylegan_decoder";
+    let (d, sd) = (&r.decoder_channels, r.style_dim);
+    for i in 0..r.mlp_layers {
+        let q = format!("{p}.style_mlp.{}", 2 * i + 1);
+        s.push(format!("{q}.weight"), &[sd, sd], Init::fan_in(sd, LRELU));
+        s.push(format!("{q}.bias"), &[sd], Init::constant(0.0));
+    }
+    s.push(format!("{p}.constant_input.weight"), &[1, d[0], 4, 4], Init::Normal { mean: 0.0, std: 1.0 });
+    style_conv(s, &format!("{p}.style_conv1"), sd, d[0], d[0]);
+    to_rgb(s, &format!("{p}.to_rgb1"), sd, d[0]);
+    for k in 0..r.levels() {
+        style_conv(s, &format!("{p}.style_convs.{}", 2 * k), sd, d[k], d[k + 1]);
+        style_conv(s, &format!("{p}.style_convs.{}", 2 * k + 1), sd, d[k + 1], d[k + 1]);
+    }
+    for k in 0..r.levels() {
+        to_rgb(s, &format!("{p}.to_rgbs.{k}"), sd, d[k + 1]);
+    }
+    for i in 0..r.style_convs() {
+        let n = RefinerConfig::noise_size(i);
+        s.push(format!("{p}.noises.noise{i}"), &[1, 1, n, n], Init::Normal { mean: 0.0, std: 1.0 });
+    }
+}
+
+/// `percep_loss.*` (training only): VGG-Face convs and AlexNet features. Their widths are not part of
+/// `ModelConfig`; they shrink with the style width (divided by 512 / style_dim, so 1 for the official
+/// model and 16 for the small one) so small test files stay small.
+pub fn perceptual(s: &mut Specs, cfg: &ModelConfig) {
+    let div = (512 / cfg.refiner.style_dim.max(1)).max(1);
+    let w = |c: usize| (c / div).max(1);
+    let vgg = [(0, 64, 3), (2, 64, 64), (5, 128, 64), (7, 128, 128), (10, 256, 128), (12, 256, 256), (14, 256, 256)];
+    let vgg_tail = [(17, 512, 256), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)];
+    for (i, out, inp) in vgg.into_iter().chain(vgg_tail) {
+        let inp = if i == 0 { 3 } else { w(inp) };
+        s.conv(&format!("percep_loss.vggface.network.{i}"), w(out), inp, 3, RELU, true);
+    }
+    let alex = [(1, 0, 64, 3, 11), (2, 3, 192, 64, 5), (3, 6, 384, 192, 3), (4, 8, 256, 384, 3), (5, 10, 256, 256, 3)];
+    for (slice, i, out, inp, k) in alex {
+        let inp = if i == 0 { 3 } else { w(inp) };
+        s.conv(&format!("percep_loss.net.slice{slice}.{i}"), w(out), inp, k, RELU, true);
+    }
+}

@@ -1,0 +1,115 @@
+//! Fast convolutions against `reference.rs` on awkward shapes.
+//!
+//! Tolerance: `Fp32`. The fast path sums the same products in a different order (GEMM blocking); with
+//! inputs and weights in [-1, 1) and at most a few thousand terms the rounding difference stays far
+//! below 1e-5 of the largest output.
+
+use super::*;
+use crate::reference;
+use crate::testing::{assert_close, seeded, Tolerance};
+
+fn check(spec: Conv2d, h: usize, w: usize, with_bias: bool) {
+    let (oh, ow) = spec.out_size(h, w);
+    let input = seeded(11, spec.c_in * h * w);
+    let weight = seeded(12, spec.c_out * spec.c_in * spec.kernel * spec.kernel);
+    let bias = seeded(13, spec.c_out);
+    let bias = with_bias.then_some(&bias[..]);
+    let mut want = vec![0f32; spec.c_out * oh * ow];
+    reference::conv2d(&spec, &input, h, w, &weight, bias, &mut want);
+    let mut got = vec![f32::NAN; want.len()];
+    conv2d(&spec, &input, h, w, &weight, bias, &mut got);
+    assert_close(&format!("{spec:?} at {h}x{w}"), &got, &want, Tolerance::Fp32);
+}
+
+fn spec(c_in: usize, c_out: usize, kernel: usize, stride: usize, pad: usize) -> Conv2d {
+    Conv2d { c_in, c_out, kernel, stride, pad }
+}
+
+#[test]
+fn three_by_three_convolutions_match_the_reference_on_odd_sizes() {
+    for &(h, w) in &[(1, 1), (5, 7), (37, 37), (2, 9)] {
+        check(spec(13, 7, 3, 1, 1), h, w, true);
+    }
+    check(spec(3, 127, 3, 1, 1), 9, 11, false);
+    check(spec(13, 5, 3, 1, 0), 5, 7, true);
+}
+
+#[test]
+fn strided_convolutions_match_the_reference() {
+    // DPT resize_layers.3 is 3x3 stride 2 pad 1 (37 -> 19); odd and even sizes, padding 0 and 1.
+    for &(h, w) in &[(37, 37), (5, 7), (1, 1), (6, 4)] {
+        check(spec(13, 9, 3, 2, 1), h, w, true);
+        if h >= 3 && w >= 3 {
+            check(spec(13, 9, 3, 2, 0), h, w, false);
+        }
+    }
+}
+
+#[test]
+fn pointwise_convolutions_match_the_reference() {
+    check(spec(127, 13, 1, 1, 0), 5, 7, true);
+    check(spec(13, 41, 1, 1, 0), 67, 71, true); // more pixels than one 1x1 band
+    check(spec(7, 3, 1, 1, 0), 1, 1, false);
+    check(spec(5, 3, 1, 2, 0), 7, 9, true); // strided 1x1 takes the im2col path
+}
+
+#[test]
+fn patch_embedding_and_four_by_four_kernels_match_the_reference() {
+    // DINOv2's patch embedding is 14x14 stride 14 on the image; a 4x4 stride 4 case for good measure.
+    check(spec(3, 17, 14, 14, 0), 28, 42, true);
+    check(spec(5, 6, 4, 4, 0), 13, 9, true);
+}
+
+#[test]
+fn large_maps_split_into_several_bands_and_still_match() {
+    // 3 * 9 * 300 columns per row: TILE_FLOATS forces bands of 16 rows, 26 bands per map.
+    check(spec(3, 4, 3, 1, 1), 401, 300, true);
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let s = spec(16, 8, 3, 1, 1);
+    let (h, w) = (130, 257);
+    let input = seeded(21, s.c_in * h * w);
+    let weight = seeded(22, s.c_out * s.c_in * 9);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        let mut out = vec![0f32; s.c_out * h * w];
+        pool.install(|| conv2d(&s, &input, h, w, &weight, None, &mut out));
+        out
+    };
+    assert_eq!(run(1), run(2), "conv2d differs between 1 and 2 threads");
+}
+
+#[test]
+fn explicit_scratch_is_reused_across_calls() {
+    let s = spec(8, 8, 3, 1, 1);
+    let input = seeded(31, 8 * 20 * 20);
+    let weight = seeded(32, 8 * 8 * 9);
+    let mut out = vec![0f32; 8 * 20 * 20];
+    let mut scratch = Scratch::new();
+    conv2d_with(&mut scratch, &s, &input, 20, 20, &weight, None, &mut out);
+    let grown = scratch.capacity();
+    conv2d_with(&mut scratch, &s, &input, 20, 20, &weight, None, &mut out);
+    assert_eq!(scratch.capacity(), grown);
+}
+
+fn check_transpose(c_in: usize, c_out: usize, k: usize, h: usize, w: usize, with_bias: bool) {
+    let input = seeded(41, c_in * h * w);
+    let weight = seeded(42, c_in * c_out * k * k);
+    let bias = seeded(43, c_out);
+    let bias = with_bias.then_some(&bias[..]);
+    let mut want = vec![0f32; c_out * h * k * w * k];
+    reference::conv_transpose2d_patch(c_in, c_out, k, &input, h, w, &weight, bias, &mut want);
+    let mut got = vec![f32::NAN; want.len()];
+    conv_transpose2d_patch(c_in, c_out, k, &input, h, w, &weight, bias, &mut got);
+    assert_close(&format!("transpose {c_in}->{c_out} k{k} at {h}x{w}"), &got, &want, Tolerance::Fp32);
+}
+
+#[test]
+fn patch_transposed_convolutions_match_the_reference() {
+    // DPT: 256->256 k4s4 and 512->512 k2s2 at 37x37; scaled down, odd sizes.
+    check_transpose(13, 7, 4, 5, 7, true);
+    check_transpose(127, 5, 2, 37, 37, false);
+    check_transpose(3, 2, 2, 1, 1, true);
+}

@@ -1,0 +1,103 @@
+//! Reusable workspace for kernels that need temporary buffers (im2col tiles, attention score blocks).
+//!
+//! Per-frame callers keep one [`Scratch`] and pass it to the `*_with` kernels: it grows to the largest
+//! request once and is then reused, so warmed-up calls do not allocate. The convenience kernels without a
+//! scratch argument use a per-thread one that also grows once (see [`with_local`]).
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+use crate::matmul::threads;
+
+/// Growable f32 workspace; contents are unspecified between calls.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    buf: Vec<f32>,
+}
+
+impl Scratch {
+    /// An empty workspace; it grows on first use.
+    pub fn new() -> Self {
+        Scratch::default()
+    }
+
+    /// Floats currently reserved.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The first `len` floats, growing the buffer when it is shorter (values left from earlier calls).
+    pub fn take(&mut self, len: usize) -> &mut [f32] {
+        if self.buf.len() < len {
+            self.buf.resize(len, 0.0);
+        }
+        &mut self.buf[..len]
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Scratch> = RefCell::new(Scratch::new());
+}
+
+/// Runs `f` with this thread's workspace. The buffer is moved out for the call, so a nested use on the
+/// same thread (rayon may run another kernel here while this one waits) gets a fresh one instead of a
+/// borrow panic; the larger of the two is kept afterwards.
+pub fn with_local<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = LOCAL.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+    let result = f(&mut scratch);
+    LOCAL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if scratch.capacity() >= slot.capacity() {
+            *slot = scratch;
+        }
+    });
+    result
+}
+
+/// Runs `tasks` independent tasks `task(index, tile, gemm_threads)`, each with a tile of `tile_len`
+/// floats from `scratch`. With enough tasks: one tile per worker, tasks handed out dynamically, and
+/// single-threaded GEMMs inside. With few tasks (small maps): tasks in turn, each GEMM using the whole pool.
+/// Which task computes what never depends on the thread count.
+pub(crate) fn run_tiled(scratch: &mut Scratch, tasks: usize, tile_len: usize, task: impl Fn(usize, &mut [f32], usize) + Sync) {
+    let t = threads();
+    if t > 1 && tasks >= 2 * t {
+        let next = AtomicUsize::new(0);
+        scratch.take(t * tile_len).par_chunks_mut(tile_len.max(1)).for_each(|tile| loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= tasks {
+                break;
+            }
+            task(i, tile, 1);
+        });
+    } else {
+        let tile = scratch.take(tile_len);
+        for i in 0..tasks {
+            task(i, tile, t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_grows_once_and_keeps_its_size() {
+        let mut s = Scratch::new();
+        assert_eq!(s.take(10).len(), 10);
+        assert_eq!(s.take(4).len(), 4);
+        assert_eq!(s.capacity(), 10);
+    }
+
+    #[test]
+    fn nested_local_use_does_not_panic() {
+        let outer = with_local(|a| {
+            a.take(8);
+            with_local(|b| b.take(3).len())
+        });
+        assert_eq!(outer, 3);
+        assert!(with_local(|s| s.capacity()) >= 8);
+    }
+}

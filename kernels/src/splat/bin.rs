@@ -1,0 +1,147 @@
+//! Binning: the Gaussians each tile blends, front to back.
+//!
+//! The official rasteriser radix-sorts 64-bit `tile << 32 | depth bits` keys whose values were emitted in
+//! Gaussian index order, so each tile's list is ordered by depth, ties by lower index. Here one stable LSD
+//! radix sort on the 32-bit depth bits (over the visible Gaussians, in index order) gives that global order,
+//! and a counting pass plus a scatter in that order fills every tile's list already sorted: no 64-bit keys
+//! and no per-tile sort. Depths are > 0.2, so their bit patterns order like the values.
+
+use super::project::Projected;
+
+/// Reusable buffers of the binning stage (grown, never shrunk).
+#[derive(Default, Debug)]
+pub struct Bins {
+    keys: Vec<u32>,
+    keys_tmp: Vec<u32>,
+    /// Visible Gaussian indices, front to back (ties by index).
+    pub order: Vec<u32>,
+    order_tmp: Vec<u32>,
+    /// `offsets[t]..offsets[t + 1]` is tile t's range in `list`.
+    pub offsets: Vec<usize>,
+    cursor: Vec<usize>,
+    /// Gaussian indices per tile, tile-major, each tile front to back.
+    pub list: Vec<u32>,
+}
+
+impl Bins {
+    /// Rebuild the bins from this frame's preprocessing (culled Gaussians have an empty tile rectangle).
+    pub fn build(&mut self, projected: &[Projected], grid: (usize, usize)) {
+        self.keys.clear();
+        self.order.clear();
+        for (i, p) in projected.iter().enumerate() {
+            if p.rect.count() > 0 {
+                self.keys.push(p.depth.to_bits());
+                self.order.push(i as u32);
+            }
+        }
+        radix_sort(&mut self.keys, &mut self.order, &mut self.keys_tmp, &mut self.order_tmp);
+
+        let tiles = grid.0 * grid.1;
+        self.offsets.clear();
+        self.offsets.resize(tiles + 1, 0);
+        for &g in &self.order {
+            let r = projected[g as usize].rect;
+            for ty in r.y0 as usize..r.y1 as usize {
+                for tx in r.x0 as usize..r.x1 as usize {
+                    self.offsets[ty * grid.0 + tx + 1] += 1;
+                }
+            }
+        }
+        for t in 0..tiles {
+            self.offsets[t + 1] += self.offsets[t];
+        }
+        self.cursor.clear();
+        self.cursor.extend_from_slice(&self.offsets[..tiles]);
+        self.list.resize(self.offsets[tiles], 0);
+        for &g in &self.order {
+            let r = projected[g as usize].rect;
+            for ty in r.y0 as usize..r.y1 as usize {
+                for tx in r.x0 as usize..r.x1 as usize {
+                    let c = &mut self.cursor[ty * grid.0 + tx];
+                    self.list[*c] = g;
+                    *c += 1;
+                }
+            }
+        }
+    }
+
+    /// Tile `t`'s Gaussians, front to back.
+    pub fn tile(&self, t: usize) -> &[u32] {
+        &self.list[self.offsets[t]..self.offsets[t + 1]]
+    }
+
+    /// Bytes currently held.
+    pub fn capacity_bytes(&self) -> usize {
+        let words = self.keys.capacity()
+            + self.keys_tmp.capacity()
+            + self.order.capacity()
+            + self.order_tmp.capacity()
+            + self.list.capacity();
+        words * 4 + (self.offsets.capacity() + self.cursor.capacity()) * std::mem::size_of::<usize>()
+    }
+
+    /// Tile-Gaussian pairs of the last build.
+    pub fn pairs(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+}
+
+/// Stable LSD radix sort of `keys` (carrying `vals`), 8 bits per pass; passes where every key has the same
+/// byte are skipped (depths of one scene usually share their top byte).
+fn radix_sort(keys: &mut Vec<u32>, vals: &mut Vec<u32>, keys_tmp: &mut Vec<u32>, vals_tmp: &mut Vec<u32>) {
+    let n = keys.len();
+    let mut hist = [[0usize; 256]; 4];
+    for &k in keys.iter() {
+        for (pass, h) in hist.iter_mut().enumerate() {
+            h[((k >> (8 * pass)) & 0xff) as usize] += 1;
+        }
+    }
+    keys_tmp.resize(n, 0);
+    vals_tmp.resize(n, 0);
+    for (pass, h) in hist.iter().enumerate() {
+        if h.iter().any(|&c| c == n) {
+            continue;
+        }
+        let mut start = [0usize; 256];
+        for b in 1..256 {
+            start[b] = start[b - 1] + h[b - 1];
+        }
+        for (&k, &v) in keys.iter().zip(vals.iter()) {
+            let b = ((k >> (8 * pass)) & 0xff) as usize;
+            keys_tmp[start[b]] = k;
+            vals_tmp[start[b]] = v;
+            start[b] += 1;
+        }
+        std::mem::swap(keys, keys_tmp);
+        std::mem::swap(vals, vals_tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::seeded;
+
+    #[test]
+    fn radix_sort_orders_by_key_and_keeps_ties_in_input_order() {
+        // Few distinct keys, so ties are common; some share the top bytes, some do not.
+        let raw = seeded(5, 3000);
+        let mut keys: Vec<u32> = raw.iter().map(|v| ((v.abs() * 40.0) as u32) * 0x0101_0301).collect();
+        let mut vals: Vec<u32> = (0..keys.len() as u32).collect();
+        let mut want: Vec<(u32, u32)> = keys.iter().copied().zip(vals.iter().copied()).collect();
+        want.sort_by_key(|&(k, _)| k);
+        radix_sort(&mut keys, &mut vals, &mut Vec::new(), &mut Vec::new());
+        let got: Vec<(u32, u32)> = keys.into_iter().zip(vals).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn radix_sort_handles_empty_and_uniform_input() {
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        radix_sort(&mut k, &mut v, &mut Vec::new(), &mut Vec::new());
+        assert!(k.is_empty());
+        let (mut k, mut v) = (vec![7u32; 5], vec![4u32, 3, 2, 1, 0]);
+        radix_sort(&mut k, &mut v, &mut Vec::new(), &mut Vec::new());
+        assert_eq!(v, vec![4, 3, 2, 1, 0]);
+    }
+}

@@ -1,0 +1,116 @@
+//! The pipeline cache persisted on disk, one file per device and driver, so shader compilation
+//! (10-350 ms per pipeline on real drivers) happens once per install instead of once per start.
+//! A file is used only when its header matches the device (vendor, device id, pipelineCacheUUID).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ash::vk;
+
+use super::device::Context;
+use super::probe::DeviceProbe;
+use super::vk_err;
+use crate::error::{Error, Result};
+
+/// Length of `VkPipelineCacheHeaderVersionOne`.
+const HEADER_LEN: usize = 32;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `$XDG_CACHE_HOME/gaga` or `$HOME/.cache/gaga`; `None` when neither is set.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("gaga"))
+}
+
+/// The cache file name for a device: vendor, device, driver version and cache UUID.
+pub fn cache_file_name(p: &DeviceProbe) -> String {
+    format!("pipeline-{:04x}-{:04x}-{:x}-{}.bin", p.vendor_id, p.device_id, p.driver_version, hex(&p.pipeline_cache_uuid))
+}
+
+/// Why `data` cannot seed a cache for this device, or `None` when its header matches.
+pub fn header_mismatch(data: &[u8], p: &DeviceProbe) -> Option<String> {
+    if data.len() < HEADER_LEN {
+        return Some(format!("{} bytes, shorter than the {HEADER_LEN}-byte header", data.len()));
+    }
+    let word = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+    let (len, version, vendor, device) = (word(0), word(4), word(8), word(12));
+    if (len as usize) < HEADER_LEN || version != vk::PipelineCacheHeaderVersion::ONE.as_raw() as u32 {
+        return Some(format!("header length {len} version {version}, expected >= {HEADER_LEN} and version 1"));
+    }
+    if vendor != p.vendor_id || device != p.device_id {
+        return Some(format!("made for vendor {vendor:#x} device {device:#x}, this is {:#x} {:#x}", p.vendor_id, p.device_id));
+    }
+    if data[16..32] != p.pipeline_cache_uuid {
+        return Some(format!("cache UUID {}, device expects {}", hex(&data[16..32]), hex(&p.pipeline_cache_uuid)));
+    }
+    None
+}
+
+/// A `VkPipelineCache` loaded from, and saved back to, a file (or kept in memory only).
+pub struct PipelineCache {
+    pub(crate) raw: vk::PipelineCache,
+    path: Option<PathBuf>,
+    /// Whether a valid file seeded the cache.
+    loaded: bool,
+    ctx: Arc<Context>,
+}
+
+impl PipelineCache {
+    /// A cache backed by `dir/<cache_file_name>` (`dir = None`: in memory only). A missing, short or
+    /// foreign file is logged and ignored; the cache starts empty.
+    pub fn open(ctx: &Arc<Context>, dir: Option<&Path>) -> Result<PipelineCache> {
+        let path = dir.map(|d| d.join(cache_file_name(ctx.probe())));
+        let mut seed = Vec::new();
+        if let Some(path) = &path {
+            match std::fs::read(path) {
+                Ok(data) => match header_mismatch(&data, ctx.probe()) {
+                    None => seed = data,
+                    Some(why) => log::warn!("{}: ignoring pipeline cache: {why}", path.display()),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("{}: ignoring pipeline cache: {e}", path.display()),
+            }
+        }
+        let info = vk::PipelineCacheCreateInfo::default().initial_data(&seed);
+        // SAFETY: `seed` is empty or starts with a header that matches this device.
+        let raw = unsafe { ctx.device.create_pipeline_cache(&info, None) }.map_err(|e| vk_err("creating the pipeline cache", e))?;
+        Ok(PipelineCache { raw, path, loaded: !seed.is_empty(), ctx: ctx.clone() })
+    }
+
+    /// Whether a file from an earlier run seeded this cache.
+    pub fn loaded_from_disk(&self) -> bool {
+        self.loaded
+    }
+
+    /// The backing file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Writes the cache to its file (through a temporary file and a rename, so readers never see half).
+    pub fn save(&self) -> Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        // SAFETY: the cache belongs to this device.
+        let data = unsafe { self.ctx.device.get_pipeline_cache_data(self.raw) }.map_err(|e| vk_err("reading the pipeline cache", e))?;
+        let io = |e| Error::Io { path: path.clone(), source: e };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &data).map_err(|e| Error::Io { path: tmp.clone(), source: e })?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+impl Drop for PipelineCache {
+    fn drop(&mut self) {
+        // SAFETY: pipelines created through this cache do not need it to stay alive.
+        unsafe { self.ctx.device.destroy_pipeline_cache(self.raw, None) };
+    }
+}

@@ -1,0 +1,271 @@
+//! Device memory under one budget. Every buffer goes through gpu-allocator with a name; a request that
+//! would exceed the budget declared at session open fails with the bytes needed, the budget and the
+//! largest holders by name; `report` lists what is held, by name.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ash::vk;
+use gpu_allocator::vulkan::{Allocation, AllocationCreateDesc, AllocationScheme, Allocator, AllocatorCreateDesc};
+pub use gpu_allocator::MemoryLocation;
+
+use super::device::Context;
+use super::vk_err;
+use crate::backend::Budget;
+use crate::error::{Error, Result};
+
+struct State {
+    allocator: Allocator,
+    budget: Budget,
+    used: u64,
+    /// Live allocations: name and bytes charged to the budget.
+    holders: Vec<(u64, String, u64)>,
+    next_id: u64,
+}
+
+/// The budgeted allocator of one session. Cheap to clone; buffers keep it alive.
+#[derive(Clone)]
+pub struct Memory {
+    // Declared before `ctx`: the allocator frees its blocks before the last Arc to the device can go.
+    state: Arc<Mutex<State>>,
+    ctx: Arc<Context>,
+}
+
+/// Bytes held per name against the budget, largest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryReport {
+    pub budget: u64,
+    pub used: u64,
+    pub holders: Vec<(String, u64)>,
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+impl fmt::Display for MemoryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let budget = if self.budget == u64::MAX { "unlimited".into() } else { human(self.budget) };
+        writeln!(f, "device memory: {} used of {budget}", human(self.used))?;
+        for (name, bytes) in &self.holders {
+            writeln!(f, "  {:>10}  {name}", human(*bytes))?;
+        }
+        Ok(())
+    }
+}
+
+/// The `n` largest holders as "name size, ..." for an error message.
+pub fn largest_holders(holders: &[(String, u64)], n: usize) -> String {
+    let mut sorted: Vec<&(String, u64)> = holders.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let list: Vec<String> = sorted.iter().take(n).map(|(name, b)| format!("{name} {}", human(*b))).collect();
+    if list.is_empty() {
+        "nothing allocated".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// Whether `needed` more bytes fit; otherwise the error naming the request, budget and largest holders.
+pub fn check_budget(name: &str, needed: u64, used: u64, budget: Budget, holders: &[(String, u64)]) -> Result<()> {
+    if used.checked_add(needed).is_some_and(|total| total <= budget.bytes) {
+        return Ok(());
+    }
+    Err(Error::OverBudget { name: name.into(), needed, used, budget: budget.bytes, largest: largest_holders(holders, 3) })
+}
+
+impl State {
+    fn named(&self) -> Vec<(String, u64)> {
+        self.holders.iter().map(|(_, n, b)| (n.clone(), *b)).collect()
+    }
+}
+
+impl Memory {
+    /// An allocator charging every allocation to `budget`.
+    pub fn new(ctx: &Arc<Context>, budget: Budget) -> Result<Memory> {
+        let allocator = Allocator::new(&AllocatorCreateDesc {
+            instance: ctx.instance.raw.clone(),
+            device: ctx.device.clone(),
+            physical_device: ctx.physical,
+            debug_settings: Default::default(),
+            buffer_device_address: false,
+            allocation_sizes: Default::default(),
+        })
+        .map_err(|e| Error::Vulkan(format!("creating the memory allocator: {e}")))?;
+        let state = State { allocator, budget, used: 0, holders: Vec::new(), next_id: 0 };
+        Ok(Memory { state: Arc::new(Mutex::new(state)), ctx: ctx.clone() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the tallies consistent (they are updated last).
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What is held, by name, largest first.
+    pub fn report(&self) -> MemoryReport {
+        let s = self.lock();
+        let mut holders = s.named();
+        holders.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        MemoryReport { budget: s.budget.bytes, used: s.used, holders }
+    }
+
+    /// A storage buffer of `bytes` (rounded up to 4) named `name`, in `location`
+    /// (`CpuToGpu` for uploads, `GpuToCpu` for readback, `GpuOnly` for device-resident data).
+    pub fn buffer(&self, name: &str, bytes: u64, location: MemoryLocation) -> Result<Buffer> {
+        let size = bytes.max(4).div_ceil(4) * 4;
+        let max = self.ctx.probe().max_storage_buffer_range as u64;
+        if size > max {
+            return Err(Error::Vulkan(format!(
+                "buffer `{name}`: {size} bytes exceed the device's {max}-byte storage-buffer range; split it with plan_chunks"
+            )));
+        }
+        let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST;
+        let info = vk::BufferCreateInfo::default().size(size).usage(usage).sharing_mode(vk::SharingMode::EXCLUSIVE);
+        let device = &self.ctx.device;
+        // SAFETY: a valid create info on a live device.
+        let raw = unsafe { device.create_buffer(&info, None) }.map_err(|e| vk_err(&format!("creating buffer `{name}`"), e))?;
+        // SAFETY: `raw` was just created on this device.
+        let requirements = unsafe { device.get_buffer_memory_requirements(raw) };
+        let mut s = self.lock();
+        let charged = requirements.size;
+        let allocation = check_budget(name, charged, s.used, s.budget, &s.named()).and_then(|()| {
+            s.allocator
+                .allocate(&AllocationCreateDesc {
+                    name,
+                    requirements,
+                    location,
+                    linear: true,
+                    allocation_scheme: AllocationScheme::GpuAllocatorManaged,
+                })
+                .map_err(|e| Error::Vulkan(format!("allocating {charged} bytes for `{name}`: {e}")))
+        });
+        let allocation = match allocation {
+            Ok(a) => a,
+            Err(e) => {
+                // SAFETY: the buffer is unbound and unused.
+                unsafe { device.destroy_buffer(raw, None) };
+                return Err(e);
+            }
+        };
+        // SAFETY: the allocation satisfies `requirements` of `raw`.
+        if let Err(e) = unsafe { device.bind_buffer_memory(raw, allocation.memory(), allocation.offset()) } {
+            let _ = s.allocator.free(allocation);
+            // SAFETY: as above.
+            unsafe { device.destroy_buffer(raw, None) };
+            return Err(vk_err(&format!("binding memory to `{name}`"), e));
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.used += charged;
+        s.holders.push((id, name.to_string(), charged));
+        drop(s);
+        Ok(Buffer { raw, size, id, name: name.to_string(), allocation: Some(allocation), memory: self.clone(), _not_sync: PhantomData })
+    }
+}
+
+/// A named storage buffer; frees its memory and leaves the budget when dropped.
+pub struct Buffer {
+    pub(crate) raw: vk::Buffer,
+    size: u64,
+    id: u64,
+    name: String,
+    allocation: Option<Allocation>,
+    memory: Memory,
+    // Not `Sync`: `write` and `read` go through the mapping with `&self`.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Buffer {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size in bytes (what shaders may address).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The mapped bytes of a host-visible buffer.
+    fn mapped(&self) -> Result<(*mut u8, usize)> {
+        let ptr = self.allocation.as_ref().and_then(|a| a.mapped_ptr().map(|p| (p.as_ptr().cast::<u8>(), a.size() as usize)));
+        ptr.ok_or_else(|| Error::Vulkan(format!("buffer `{}` is not host-visible; copy through a staging buffer", self.name)))
+    }
+
+    /// Copies `data` (f32, f16, u32, ...) to the start of a host-visible buffer. Takes `&self` so a
+    /// buffer borrowed by a `Recorded` can be refilled between replays (`Recorded::run` waits, so the
+    /// GPU is not using it).
+    pub fn write<T: bytemuck::Pod>(&self, data: &[T]) -> Result<()> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let (ptr, len) = self.mapped()?;
+        if bytes.len() as u64 > self.size.min(len as u64) {
+            return Err(Error::Vulkan(format!("buffer `{}`: writing {} bytes into {}", self.name, bytes.len(), self.size)));
+        }
+        // SAFETY: the mapping is at least `len` bytes long and lives as long as the allocation; the
+        // buffer is not `Sync` and the GPU is idle between `run`s, so nothing else touches it.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+        Ok(())
+    }
+
+    /// Reads `out.len()` values from the start of a host-visible buffer.
+    pub fn read<T: bytemuck::Pod>(&self, out: &mut [T]) -> Result<()> {
+        let want = std::mem::size_of_val(out);
+        let (ptr, len) = self.mapped()?;
+        if want as u64 > self.size.min(len as u64) {
+            return Err(Error::Vulkan(format!("buffer `{}`: reading {want} bytes from {}", self.name, self.size)));
+        }
+        // SAFETY: as in `write`.
+        unsafe { std::ptr::copy_nonoverlapping(ptr, bytemuck::cast_slice_mut::<T, u8>(out).as_mut_ptr(), want) };
+        Ok(())
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let mut s = self.memory.lock();
+        if let Some(a) = self.allocation.take() {
+            if let Err(e) = s.allocator.free(a) {
+                log::error!("freeing buffer `{}`: {e}", self.name);
+            }
+        }
+        // SAFETY: callers wait for the GPU before dropping buffers it uses (`Recorded` borrows them).
+        unsafe { self.memory.ctx.device.destroy_buffer(self.raw, None) };
+        if let Some(pos) = s.holders.iter().position(|(id, _, _)| *id == self.id) {
+            let (_, _, bytes) = s.holders.swap_remove(pos);
+            s.used -= bytes;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_within_budget_passes() {
+        assert!(check_budget("a", 10, 80, Budget { bytes: 90 }, &[]).is_ok());
+    }
+
+    #[test]
+    fn over_budget_names_the_request_and_the_largest_holders() {
+        let holders = vec![("small".to_string(), 1 << 10), ("refiner activations".to_string(), 96 << 20), ("weights".to_string(), 60 << 20)];
+        let err = check_budget("splat image", 40 << 20, 157 << 20, Budget { bytes: 160 << 20 }, &holders).expect_err("over");
+        let text = err.to_string();
+        assert!(text.contains("splat image") && text.contains(&(40u64 << 20).to_string()), "{text}");
+        assert!(text.contains(&(160u64 << 20).to_string()), "{text}");
+        assert!(text.contains("refiner activations 96.0 MiB, weights 60.0 MiB, small 1.0 KiB"), "{text}");
+    }
+
+    #[test]
+    fn an_unlimited_budget_never_overflows() {
+        assert!(check_budget("a", u64::MAX / 2, u64::MAX / 2, Budget::UNLIMITED, &[]).is_ok());
+        assert!(check_budget("a", u64::MAX, 1, Budget::UNLIMITED, &[]).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Directory records: one per tensor, in file order. Each enum's code is its on-disk byte.
+
+use super::FormatError;
+
+/// Element type of a stored tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32 = 0,
+    F16 = 1,
+    I8 = 2,
+    I32 = 3,
+    I64 = 4,
+    U8 = 5,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F16 => 2,
+            DType::I8 | DType::U8 => 1,
+            DType::I64 => 8,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I8 => "i8",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+            DType::U8 => "u8",
+        }
+    }
+    pub fn is_integer(self) -> bool {
+        matches!(self, DType::I32 | DType::I64 | DType::U8)
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        [DType::F32, DType::F16, DType::I8, DType::I32, DType::I64, DType::U8].into_iter().find(|d| *d as u8 == c)
+    }
+}
+
+/// How elements are arranged. Only row-major (as in the checkpoint) exists in 1.0; codes 1..=255 are
+/// kept for packed layouts (for example blocked conv weights for a GPU backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    RowMajor = 0,
+}
+
+/// When a tensor is used, so a backend can place or drop it per stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Once per source photo (DINOv2, DPT head, Gaussian generators, `head_base`).
+    Lift = 0,
+    /// Every frame (the StyleUNet refiner).
+    Frame = 1,
+    /// FLAME arrays, used at lift and every frame.
+    Flame = 2,
+    /// Landmark embeddings, used only by a tracker.
+    Tracker = 3,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Lift, Stage::Frame, Stage::Flame, Stage::Tracker];
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Lift => "lift",
+            Stage::Frame => "frame",
+            Stage::Flame => "flame",
+            Stage::Tracker => "tracker",
+        }
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        Stage::ALL.into_iter().find(|s| *s as u8 == c)
+    }
+}
+
+/// Why a tensor has the precision it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The precision the conversion asked for.
+    Requested = 0,
+    /// Kept wider by one of the precision rules recorded in the meta section.
+    PolicyRule = 1,
+    /// Kept wider by a `--keep` override.
+    UserOverride = 2,
+    /// Integer data (indices), stored exactly.
+    IntegerData = 3,
+    /// The fp32 scales of an int8 tensor.
+    QuantScale = 4,
+}
+
+impl Reason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Requested => "requested",
+            Reason::PolicyRule => "policy rule",
+            Reason::UserOverride => "user override",
+            Reason::IntegerData => "integer data",
+            Reason::QuantScale => "quantisation scale",
+        }
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        [Reason::Requested, Reason::PolicyRule, Reason::UserOverride, Reason::IntegerData, Reason::QuantScale]
+            .into_iter()
+            .find(|r| *r as u8 == c)
+    }
+}
+
+/// On-disk code for "no quantisation axis".
+pub const NO_QUANT_AXIS: u8 = 0xff;
+/// Deepest tensor rank accepted (the checkpoint's deepest is 5).
+pub const MAX_RANK: usize = 8;
+
+/// One directory record. `offset` is relative to the start of the data section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dtype: DType,
+    pub layout: Layout,
+    pub stage: Stage,
+    /// For per-channel int8: the axis whose channels each have a scale in `<name>@scale`.
+    pub quant_axis: Option<u8>,
+    pub reason: Reason,
+    pub shape: Vec<u64>,
+    pub offset: u64,
+    pub length: u64,
+    pub checksum: u64,
+}
+
+impl TensorEntry {
+    /// Number of elements, or `None` on overflow.
+    pub fn numel(&self) -> Option<u64> {
+        self.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
+    }
+    /// Bytes the dtype and shape call for, or `None` on overflow.
+    pub fn expected_length(&self) -> Option<u64> {
+        self.numel()?.checked_mul(self.dtype.size() as u64)
+    }
+    pub fn shape_usize(&self) -> Vec<usize> {
+        self.shape.iter().map(|&d| d as usize).collect()
+    }
+
+    /// Appends the record to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(&[
+            self.dtype as u8,
+            self.layout as u8,
+            self.stage as u8,
+            self.quant_axis.unwrap_or(NO_QUANT_AXIS),
+            self.reason as u8,
+            self.shape.len() as u8,
+        ]);
+        for v in self.shape.iter().chain(&[self.offset, self.length, self.checksum]) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// Decodes the record at `*pos` and advances it. `index` is only for messages.
+    pub fn decode(b: &[u8], pos: &mut usize, index: usize) -> Result<TensorEntry, FormatError> {
+        let mut r = Reader { b, pos: *pos, index };
+        let name_len = u16::from_le_bytes([r.u8()?, r.u8()?]) as usize;
+        let name = std::str::from_utf8(r.take(name_len)?)
+            .map_err(|_| FormatError::new(format!("directory record {index}: name is not UTF-8")))?
+            .to_string();
+        let at = |what: String| FormatError::new(format!("directory record {index} (`{name}`): {what}"));
+        let [dtype, layout, stage, axis, reason, rank] = [r.u8()?, r.u8()?, r.u8()?, r.u8()?, r.u8()?, r.u8()?];
+        let dtype = DType::from_code(dtype).ok_or_else(|| at(format!("unknown dtype code {dtype}")))?;
+        if layout != Layout::RowMajor as u8 {
+            return Err(at(format!("unknown layout code {layout}")));
+        }
+        let stage = Stage::from_code(stage).ok_or_else(|| at(format!("unknown stage code {stage}")))?;
+        let reason = Reason::from_code(reason).ok_or_else(|| at(format!("unknown precision-reason code {reason}")))?;
+        if rank as usize > MAX_RANK {
+            return Err(at(format!("rank {rank} exceeds {MAX_RANK}")));
+        }
+        let shape = (0..rank).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+        let (offset, length, checksum) = (r.u64()?, r.u64()?, r.u64()?);
+        let quant_axis = (axis != NO_QUANT_AXIS).then_some(axis);
+        *pos = r.pos;
+        Ok(TensorEntry { name, dtype, layout: Layout::RowMajor, stage, quant_axis, reason, shape, offset, length, checksum })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+    index: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
+        let end = end.ok_or_else(|| FormatError::new(format!("directory record {} runs past the end of the directory", self.index)))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, FormatError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u64(&mut self) -> Result<u64, FormatError> {
+        let mut a = [0; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+}

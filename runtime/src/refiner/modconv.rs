@@ -1,0 +1,171 @@
+//! StyleGAN2's modulated convolution, computed **on activations**: instead of building the per-frame
+//! weight `W' = W * s` (and demodulating it), the input channels are scaled by `s`, the stored weight is
+//! used as is, and each output channel is multiplied by `rsqrt(sum_{in,k} (W s)^2 + 1e-8)`. That factor
+//! comes from per-`(out, in)` sums of squared weights precomputed at load, so the weight tensor is never
+//! rewritten per frame (and can stay in fp16 or int8 later).
+
+use std::borrow::Cow;
+
+use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
+use gaga_kernels::linear::linear;
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// `q[o * c_in + i] = sum_k weight[o, i, k]^2` for a `[c_out, c_in, k, k]` weight, summed in f64.
+pub fn weight_square_sums(weight: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
+    let kk = k * k;
+    (0..c_out * c_in).map(|oi| weight[oi * kk..(oi + 1) * kk].iter().map(|&v| (v as f64).powi(2)).sum::<f64>() as f32).collect()
+}
+
+/// Demodulation factors: `out[o] = gain * rsqrt(sum_i s_i^2 q[o, i] + 1e-8)`, or `gain` without `q`.
+pub fn demodulation(q: Option<&[f32]>, s: &[f32], gain: f32, out: &mut [f32]) {
+    let c_in = s.len();
+    for (o, d) in out.iter_mut().enumerate() {
+        *d = match q {
+            Some(q) => {
+                let sum: f32 = q[o * c_in..(o + 1) * c_in].iter().zip(s).map(|(q, s)| q * s * s).sum();
+                gain / (sum + 1e-8).sqrt()
+            }
+            None => gain,
+        };
+    }
+}
+
+/// Modulated conv on activations. `x` `[c_in, h, w]` is scaled into `scaled` by `s`, convolved with
+/// `weight` `[c_out, c_in, k, k]` (no bias, "same" padding) into `out`, and channel `o` of `out` is
+/// multiplied by `factors[o]` (from [`demodulation`]).
+#[allow(clippy::too_many_arguments)]
+pub fn modulated_conv(
+    scratch: &mut Scratch,
+    x: &[f32],
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    k: usize,
+    s: &[f32],
+    factors: &[f32],
+    scaled: &mut [f32],
+    out: &mut [f32],
+) {
+    let (c_in, c_out, hw) = (s.len(), factors.len(), h * w);
+    for (i, &si) in s.iter().enumerate() {
+        let (src, dst) = (&x[i * hw..(i + 1) * hw], &mut scaled[i * hw..(i + 1) * hw]);
+        dst.iter_mut().zip(src).for_each(|(d, v)| *d = v * si);
+    }
+    let spec = Conv2d { c_in, c_out, kernel: k, stride: 1, pad: k / 2 };
+    conv2d_with(scratch, &spec, &scaled[..c_in * hw], h, w, weight, None, &mut out[..c_out * hw]);
+    for (o, &f) in factors.iter().enumerate() {
+        out[o * hw..(o + 1) * hw].iter_mut().for_each(|v| *v *= f);
+    }
+}
+
+/// A `ModulatedConv2d` with its `modulation` linear layer and, when demodulating, its square sums.
+pub struct ModConv<'w> {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub k: usize,
+    weight: Cow<'w, [f32]>,
+    mod_w: Cow<'w, [f32]>,
+    mod_b: Cow<'w, [f32]>,
+    q: Option<Vec<f32>>,
+}
+
+impl<'w> ModConv<'w> {
+    /// Reads `{prefix}.weight` `[1, c_out, c_in, k, k]` and `{prefix}.modulation.{weight,bias}`.
+    pub fn load(w: &'w dyn Weights, prefix: &str, c_in: usize, c_out: usize, k: usize, style: usize, demod: bool) -> Result<Self> {
+        let weight = w.f32_shaped(&format!("{prefix}.weight"), &[1, c_out, c_in, k, k])?;
+        let q = demod.then(|| weight_square_sums(&weight, c_out, c_in, k));
+        Ok(ModConv {
+            c_in,
+            c_out,
+            k,
+            mod_w: w.f32_shaped(&format!("{prefix}.modulation.weight"), &[c_in, style])?,
+            mod_b: w.f32_shaped(&format!("{prefix}.modulation.bias"), &[c_in])?,
+            weight,
+            q,
+        })
+    }
+
+    /// Per-frame modulation: `s = modulation(latent)` into `s[..c_in]`, output factors into `f[..c_out]`.
+    pub fn modulate(&self, latent: &[f32], gain: f32, s: &mut [f32], f: &mut [f32]) {
+        let style = latent.len();
+        linear(latent, 1, style, &self.mod_w, Some(&self.mod_b), self.c_in, &mut s[..self.c_in]);
+        demodulation(self.q.as_deref(), &s[..self.c_in], gain, &mut f[..self.c_out]);
+    }
+
+    /// Runs on `x` `[c_in, h, h]` with the factors of the last `modulate`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(&self, scratch: &mut Scratch, x: &[f32], h: usize, s: &[f32], f: &[f32], scaled: &mut [f32], out: &mut [f32]) {
+        modulated_conv(scratch, x, h, h, &self.weight, self.k, &s[..self.c_in], &f[..self.c_out], scaled, out);
+    }
+}
+
+/// Small per-frame vectors shared by every modulated layer.
+pub struct ModBufs {
+    pub s: Vec<f32>,
+    pub f: Vec<f32>,
+}
+
+/// `StyleConv`: modulated 3x3 conv (demodulated), x sqrt(2), + strength * noise, + bias, LeakyReLU 0.2.
+pub struct StyleConv<'w> {
+    pub mc: ModConv<'w>,
+    strength: f32,
+    bias: Cow<'w, [f32]>,
+}
+
+impl<'w> StyleConv<'w> {
+    pub fn load(w: &'w dyn Weights, prefix: &str, c_in: usize, c_out: usize, style: usize) -> Result<Self> {
+        let strength = w.f32_shaped(&format!("{prefix}.weight"), &[1])?[0];
+        Ok(StyleConv {
+            mc: ModConv::load(w, &format!("{prefix}.modulated_conv"), c_in, c_out, 3, style, true)?,
+            strength,
+            bias: w.f32_shaped(&format!("{prefix}.bias"), &[1, c_out, 1, 1])?,
+        })
+    }
+
+    /// `x` `[c_in, h, h]` (already upsampled when this is a level's first conv) -> `out` `[c_out, h, h]`.
+    /// `noise` is `[h, h]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(&self, scratch: &mut Scratch, latent: &[f32], x: &[f32], h: usize, noise: &[f32], m: &mut ModBufs, scaled: &mut [f32], out: &mut [f32]) {
+        self.mc.modulate(latent, std::f32::consts::SQRT_2, &mut m.s, &mut m.f);
+        self.mc.run(scratch, x, h, &m.s, &m.f, scaled, out);
+        let hw = h * h;
+        for (o, &b) in self.bias.iter().enumerate() {
+            for (v, n) in out[o * hw..(o + 1) * hw].iter_mut().zip(noise) {
+                let y = *v + self.strength * n + b;
+                *v = if y < 0.0 { y * super::layers::SLOPE } else { y };
+            }
+        }
+    }
+}
+
+/// `ToRGB`: modulated 1x1 conv without demodulation, + bias (the upsampled skip is added by the caller).
+pub struct ToRgb<'w> {
+    pub mc: ModConv<'w>,
+    bias: Cow<'w, [f32]>,
+}
+
+impl<'w> ToRgb<'w> {
+    pub fn load(w: &'w dyn Weights, prefix: &str, c_in: usize, c_out: usize, style: usize) -> Result<Self> {
+        Ok(ToRgb {
+            mc: ModConv::load(w, &format!("{prefix}.modulated_conv"), c_in, c_out, 1, style, false)?,
+            bias: w.f32_shaped(&format!("{prefix}.bias"), &[1, c_out, 1, 1])?,
+        })
+    }
+
+    /// `out[o] = modconv(x)[o] + bias[o] + skip[o]` (skip `[c_out, h, h]`, already upsampled, or None).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(&self, scratch: &mut Scratch, latent: &[f32], x: &[f32], h: usize, skip: Option<&[f32]>, m: &mut ModBufs, scaled: &mut [f32], out: &mut [f32]) {
+        self.mc.modulate(latent, 1.0, &mut m.s, &mut m.f);
+        self.mc.run(scratch, x, h, &m.s, &m.f, scaled, out);
+        let hw = h * h;
+        for (o, &b) in self.bias.iter().enumerate() {
+            let plane = &mut out[o * hw..(o + 1) * hw];
+            match skip {
+                Some(sk) => plane.iter_mut().zip(&sk[o * hw..(o + 1) * hw]).for_each(|(v, s)| *v += b + s),
+                None => plane.iter_mut().for_each(|v| *v += b),
+            }
+        }
+    }
+}
