@@ -291,3 +291,28 @@ fn failure_after_writing_began_removes_the_partial_file() {
     assert!(e.to_string().contains("occupied.gaga"), "{e}");
     assert!(!crate::convert::temp_path(&out).exists(), "temporary file was left behind");
 }
+
+#[test]
+fn official_schema_is_the_published_key_list_minus_the_omitted_tensors() {
+    // The spec's TSV (copied from shared/spec): key, shape, dtype, numel, use.
+    let tsv = include_str!("../tests/fixtures/gagavatar-state-dict-keys.tsv");
+    let mut published: Vec<(String, Vec<usize>)> = Vec::new();
+    for line in tsv.lines().filter(|l| !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let omitted = crate::convert::OMIT.iter().any(|(p, _)| gaga_runtime::format::meta::glob_match(p, cols[0]));
+        if !omitted {
+            let shape = cols[1].trim_matches(|c| c == '[' || c == ']').split(", ").map(|d| d.parse().expect("dim")).collect();
+            published.push((cols[0].to_string(), shape));
+        }
+    }
+    let mut schema: Vec<(String, Vec<usize>)> = gaga_runtime::format::schema::required_tensors(&ModelConfig::official())
+        .into_iter()
+        .filter(|r| !r.name.starts_with("flame."))
+        .map(|r| (r.name, r.shape))
+        .collect();
+    published.sort();
+    schema.sort();
+    // 36 perceptual-loss, 14 toRGB, mask_token and 4 refinenet.0.resConfUnit1 tensors are left out.
+    assert_eq!(published.len(), 597 - 55);
+    assert_eq!(schema, published);
+}

@@ -56,6 +56,10 @@ impl Conv2d {
 /// tiles and 51-55 ms with 128-512 KiB; 283->128 at 296x296 went from 878 ms to 445-520 ms.
 pub const TILE_FLOATS: usize = 1 << 17;
 
+/// Fewest pixels per im2col band: 4 full 64-pixel tiles of the AVX-512 GEMM kernel. With 1-row bands,
+/// 32x32 and 16x16 maps ran in the 2/4-wide edge kernels (perf: 10% of the refiner's time).
+const MIN_PIXELS: usize = 256;
+
 /// Pixel band of the 1x1 path: 16 KiB of each input channel per GEMM.
 const PIXELS_1X1: usize = 4096;
 
@@ -88,7 +92,10 @@ pub fn conv2d_with(
         return;
     }
     let kk = spec.c_in * spec.kernel * spec.kernel;
-    let rows = (TILE_FLOATS / (kk * ow).max(1)).clamp(1, oh);
+    // At least 4 pixels per output channel per band, so packing the weights inside each GEMM costs at
+    // most a quarter of the columns it multiplies (small maps, wide layers), and full-width GEMM tiles.
+    let min_rows = (4 * spec.c_out).max(MIN_PIXELS).div_ceil(ow);
+    let rows = (TILE_FLOATS / (kk * ow).max(1)).max(min_rows).clamp(1, oh);
     let bands = oh.div_ceil(rows);
     let plane = oh * ow;
     let dst = SyncPtr(out.as_mut_ptr());

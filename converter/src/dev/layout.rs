@@ -136,7 +136,7 @@ fn lifting_generator(s: &mut Specs, cfg: &ModelConfig, p: &str) {
     rows.push((1.0, 0.7)); // opacity: sigmoid mostly in 0.4..0.92
     rows.extend([(scale_logit((1.5 * spacing).min(0.03)), 0.4); 3]);
     rows.extend([(1.0, 0.3), (0.0, 0.3), (0.0, 0.3), (0.0, 0.3)]); // quaternion near identity
-    rows.push((-1.2, 0.8)); // lifting distance: sigmoid spread over about 0.06..0.6
+    rows.push((-1.0, 1.2)); // lifting distance: sigmoid spread over about 0.05..0.6
     let (w, b) = output_rows(&rows, l);
     s.push(format!("{p}.gaussian_conv.6.weight"), &[rows.len(), l, 1, 1], w);
     s.push(format!("{p}.gaussian_conv.6.bias"), &[rows.len()], b);

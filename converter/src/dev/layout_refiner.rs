@@ -6,12 +6,21 @@ use gaga_runtime::ModelConfig;
 
 use super::init::{Init, Specs, LINEAR, LRELU, RELU};
 
+/// Down blocks: two branches of half the input's variance each, so a block preserves variance instead of
+/// doubling it (7 doublings would leave the deepest features at std ~11).
+const DOWN_BRANCH_GAIN: f32 = 0.5;
+/// Up blocks add a skip (unit variance) first; halving the sum's variance makes unit variance the fixed
+/// point of `x -> up(x + skip)` instead of a linear growth with depth.
+const UP_BRANCH_GAIN: f32 = 0.25;
 /// Output std of the SFT scale branch around its bias of 1: the condition modulates features by
 /// about +-20 % instead of multiplying them by a zero-mean random map.
 const SFT_SCALE_STD: f32 = 0.2;
 /// Output std of the SFT shift branch: the UNet's view of the splat reaches the decoder at about half
 /// the decoder features' scale, so different splats give visibly different images.
 const SFT_SHIFT_STD: f32 = 0.5;
+/// Mean square of the UNet features the SFT branches read, as measured with `check_spreads.py` (std
+/// ~0.3 at every level of both configurations); the SFT output layers divide it out.
+const UNET_FEATURE_VAR: f32 = 0.1;
 /// Variance gain of the ToRGB modulated weights (no demodulation follows): with styles of
 /// E[s^2] ~ 2 and eight skip-summed levels this keeps the pre-sigmoid RGB near unit spread.
 const TO_RGB_GAIN: f32 = 0.15;
@@ -23,11 +32,11 @@ pub fn refiner(s: &mut Specs, cfg: &ModelConfig) {
     let p = "upsampler";
     s.conv(&format!("{p}.conv_body_first"), u[levels], r.in_channels, 1, LRELU, true);
     for i in 0..levels {
-        res_block(s, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1]);
+        res_block(s, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1], DOWN_BRANCH_GAIN);
     }
     s.conv(&format!("{p}.final_conv"), u[0], u[0], 3, LRELU, true);
     for k in 0..levels {
-        res_block(s, &format!("{p}.conv_body_up.{k}"), u[k], u[k + 1]);
+        res_block(s, &format!("{p}.conv_body_up.{k}"), u[k], u[k + 1], UP_BRANCH_GAIN);
     }
     for k in 0..levels {
         s.conv(&format!("{p}.toRGB.{k}"), 3, u[k + 1], 1, LINEAR, true);
@@ -39,17 +48,18 @@ pub fn refiner(s: &mut Specs, cfg: &ModelConfig) {
             let (ch, out) = (u[k + 1], r.decoder_channels[k + 1]);
             let q = format!("{p}.{branch}.{k}");
             s.conv(&format!("{q}.0"), ch, ch, 3, LRELU, true);
-            s.push(format!("{q}.2.weight"), &[out, ch, 3, 3], Init::fan_in(ch * 9, std * std));
+            s.push(format!("{q}.2.weight"), &[out, ch, 3, 3], Init::fan_in(ch * 9, std * std / UNET_FEATURE_VAR));
             s.push(format!("{q}.2.bias"), &[out], Init::Uniform { mean: bias, std: 0.02 });
         }
     }
 }
 
-/// GFPGAN-style ResBlock: conv1 in->in, conv2 in->out (both LeakyReLU), 1x1 skip without bias.
-fn res_block(s: &mut Specs, p: &str, inp: usize, out: usize) {
+/// GFPGAN-style ResBlock: conv1 in->in, conv2 in->out (both LeakyReLU), 1x1 skip without bias. The
+/// block's output is the sum of its two branches; `branch_gain` scales both branches' variance.
+fn res_block(s: &mut Specs, p: &str, inp: usize, out: usize, branch_gain: f32) {
     s.conv(&format!("{p}.conv1"), inp, inp, 3, LRELU, true);
-    s.conv(&format!("{p}.conv2"), out, inp, 3, LRELU, true);
-    s.conv(&format!("{p}.skip"), out, inp, 1, LINEAR, false);
+    s.conv(&format!("{p}.conv2"), out, inp, 3, LRELU * branch_gain, true);
+    s.conv(&format!("{p}.skip"), out, inp, 1, LINEAR * branch_gain, false);
 }
 
 /// A modulated conv and its style modulation, as the official init: weights N(0, 1/fan_in), the
@@ -65,7 +75,7 @@ fn modulated(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize, k: us
 
 fn style_conv(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize) {
     // Noise strength: small, so the random noise of the official path is a texture, not the content.
-    s.push(format!("{p}.weight"), &[1], Init::Range { lo: 0.01, hi: 0.1 });
+    s.push(format!("{p}.weight"), &[1], Init::Range { lo: 0.01, hi: 0.05 });
     s.push(format!("{p}.bias"), &[1, out, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
     modulated(s, p, style, inp, out, 3, LINEAR);
 }

@@ -99,7 +99,7 @@ fn radix_sort(keys: &mut Vec<u32>, vals: &mut Vec<u32>, keys_tmp: &mut Vec<u32>,
     keys_tmp.resize(n, 0);
     vals_tmp.resize(n, 0);
     for (pass, h) in hist.iter().enumerate() {
-        if h.iter().any(|&c| c == n) {
+        if h.contains(&n) {
             continue;
         }
         let mut start = [0usize; 256];

@@ -87,7 +87,7 @@ impl SplatCamera {
     /// when the point is culled by the near test (view z <= 0.2) or is not finite.
     pub fn project_point(&self, p: [f32; 3]) -> Option<[f32; 2]> {
         let z = self.to_view(p)[2];
-        if !(z > super::project::NEAR_Z) {
+        if z.is_nan() || z <= super::project::NEAR_Z {
             return None;
         }
         let xy = super::project::clip_to_pixel(self.to_clip(p), self.width, self.height);

@@ -29,7 +29,7 @@ pub fn reach(s: &Splat2d) -> [f32; 2] {
     }
     let (sxx, syy) = (c / det, a / det);
     let f = (a.abs() + c.abs() + 2.0 * b.abs()) * (sxx + syy);
-    if !(f < 1e6) {
+    if f.is_nan() || f >= 1e6 {
         return UNBOUNDED;
     }
     let k2 = k2 * (1.0 + 1e-5 * f) + 1e-3;

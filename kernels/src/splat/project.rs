@@ -157,7 +157,7 @@ pub fn project(gs: &GaussianSet, i: usize, cam: &SplatCamera) -> Option<Projecte
         return None;
     }
     let p_view = cam.to_view(mean);
-    if !(p_view[2] > NEAR_Z) {
+    if p_view[2].is_nan() || p_view[2] <= NEAR_Z {
         return None;
     }
     let [px, py] = clip_to_pixel(cam.to_clip(mean), cam.width, cam.height);
@@ -198,6 +198,8 @@ pub fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a libm call.
     const ROUND: f32 = 12_582_912.0;
+    // max/min rather than clamp: a NaN argument becomes -110 (weight 0) instead of propagating.
+    #[allow(clippy::manual_clamp)]
     let x = x.max(-110.0).min(88.0);
     let shifted = x * LOG2E + ROUND;
     let n = shifted - ROUND;
@@ -206,7 +208,7 @@ pub fn exp(x: f32) -> f32 {
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1)
+        + 0.5)
         * r2
         + r
         + 1.0;

@@ -75,7 +75,7 @@ mod tests {
             assert_eq!(c.start % plane, 0, "chunk {c:?} splits a plane");
             assert_eq!(c.start % 64, 0, "chunk {c:?} misaligned");
         }
-        assert_eq!(chunks.len(), 4, "95 planes fit per 32 MiB chunk, 256 planes need 3 full chunks and a rest");
+        assert_eq!(chunks.len(), 3, "95 planes fit per 32 MiB chunk: 256 planes are 95 + 95 + 66");
     }
 
     #[test]
