@@ -48,7 +48,7 @@ chmod 644 "$OUT_DIR/$CONFIG.safetensors" "$OUT_DIR/$CONFIG.json"
 echo "goldens written to $OUT_DIR/$CONFIG.{safetensors,json}"
 
 if [[ "$CONFIG" == official ]]; then
-  GAGA_GOLDEN_DIR="$OUT_DIR" cargo test --release --manifest-path "$ROOT/Cargo.toml" -p gaga-tests \
+  GAGA_GOLDEN_DIR="$OUT_DIR" GAGA_GOLDEN_INPUTS="$WORK" cargo test --release --manifest-path "$ROOT/Cargo.toml" -p gaga-tests \
     --test golden_parity -- --ignored --nocapture official
   echo "official goldens kept in $OUT_DIR (not committed)"
 else

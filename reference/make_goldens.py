@@ -5,7 +5,7 @@
 
 writes `<out>.safetensors` (keys of the shared golden contract, all f32 row-major) and `<out>.json`
 (provenance: sha256 of every file read, the commands that made them, torch version, configuration, inputs,
-per-key summaries). Run through `reference/goldens.sh`, which also builds the input files.
+per-key summaries; no timings, so the same inputs give the same files). Run through `reference/goldens.sh`, which also builds the input files.
 """
 import argparse
 import hashlib
@@ -145,7 +145,6 @@ def main():
         "driving": "seeded torch.Generator(7) expressions, jaw/eye poses and camera turns in make_goldens.py",
         "noise": "stored buffers upsampler.stylegan_decoder.noises.noiseK (randomize_noise=False)",
         "goldens_sha256": sha256(args.out + ".safetensors"),
-        "times": times,
         "tensors": {k: summary(v) for k, v in tensors.items()},
     }
     with open(args.out + ".json", "w") as f:

@@ -51,7 +51,7 @@ pub fn infer_config(shapes: &HashMap<String, Vec<usize>>, meta: &MetaCfg) -> Res
     let small = ModelConfig::small();
     let heads = if dim == small.dino.dim { small.dino.heads } else { (dim / 64).max(1) };
     let dino = DinoConfig {
-        input_size: grid * patch,
+        input_size: grid.saturating_mul(patch),
         patch_size: patch,
         dim,
         depth,
@@ -67,7 +67,7 @@ pub fn infer_config(shapes: &HashMap<String, Vec<usize>>, meta: &MetaCfg) -> Res
     let dpt = DptConfig { project_channels, features: s.dim("base_model.layer_rn.0.weight", 0)? };
 
     // The lifting planes sample the DPT output at 8x the patch grid.
-    let plane_size = 8 * grid;
+    let plane_size = grid.saturating_mul(8);
     if let Some(p) = meta.plane_size {
         if p != plane_size {
             return Err(format!(

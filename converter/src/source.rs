@@ -161,14 +161,15 @@ fn element_indices(t: &SourceTensor) -> impl Iterator<Item = usize> + '_ {
     let mut cur = t.offset;
     (0..n).map(move |k| {
         if k > 0 {
-            // Odometer step: bump the last axis, carrying into earlier ones.
+            // Odometer step: bump the last axis, carrying into earlier ones. Wrapping arithmetic: a
+            // size-1 axis may have any stride, and stepping onto it and back cancels out.
             for ax in (0..pos.len()).rev() {
                 pos[ax] += 1;
-                cur += t.strides[ax];
+                cur = cur.wrapping_add(t.strides[ax]);
                 if pos[ax] < t.shape[ax] {
                     break;
                 }
-                cur -= t.strides[ax] * t.shape[ax];
+                cur = cur.wrapping_sub(t.strides[ax].wrapping_mul(t.shape[ax]));
                 pos[ax] = 0;
             }
         }

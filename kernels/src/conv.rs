@@ -208,7 +208,7 @@ fn im2col(spec: &Conv2d, input: &[f32], h: usize, w: usize, y0: usize, y1: usize
                 dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
             } else {
                 for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
-                    *d = src[((lo + ox) * s) as usize + kx - spec.pad];
+                    *d = src[(lo + ox) * s + kx - spec.pad];
                 }
             }
         }

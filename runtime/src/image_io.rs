@@ -44,7 +44,7 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
 }
 
 fn input_err(path: &Path, what: String) -> Error {
-    Error::Input { source_name: path.display().to_string(), frame: "-".into(), field: "image".into(), what }
+    Error::Other(format!("{}: {what}", path.display()))
 }
 
 /// Loads a PNG or JPEG file as a `size` x `size` image: without `crop` the file must already be that size;

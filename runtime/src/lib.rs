@@ -14,6 +14,7 @@ pub mod avatar;
 pub mod backend;
 pub mod camera;
 pub mod config;
+pub mod cost;
 pub mod driving;
 pub mod error;
 pub mod flame;

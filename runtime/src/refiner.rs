@@ -16,7 +16,6 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 
-pub mod cost;
 mod layers;
 pub mod modconv;
 mod noise;

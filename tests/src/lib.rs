@@ -164,6 +164,14 @@ pub fn outlier_fraction(actual: &[f32], reference: &[f32], tol: f64) -> f64 {
     bad as f64 / reference.len().max(1) as f64
 }
 
+/// The `k` elements with the largest |actual - reference|, as (flat index, actual, reference), largest first.
+pub fn worst_elements(actual: &[f32], reference: &[f32], k: usize) -> Vec<(usize, f32, f32)> {
+    let mut all: Vec<(usize, f32, f32)> = actual.iter().zip(reference).enumerate().map(|(i, (&a, &r))| (i, a, r)).collect();
+    all.sort_by(|x, y| (y.1 - y.2).abs().total_cmp(&(x.1 - x.2).abs()));
+    all.truncate(k);
+    all
+}
+
 /// One compared stage, for the printed table and the final verdict.
 #[derive(Debug, Clone)]
 pub struct StageResult {
@@ -252,6 +260,12 @@ mod tests {
         assert_eq!(g.get("a", &[2]).expect("present").data, vec![1.5, -2.0]);
         assert!(g.get("a", &[3]).is_err());
         assert!(g.get("b", &[2]).is_err());
+    }
+
+    #[test]
+    fn worst_elements_come_largest_first() {
+        let w = worst_elements(&[0.0, 5.0, 1.0], &[0.0, 0.0, 3.0], 2);
+        assert_eq!(w, vec![(1, 5.0, 0.0), (2, 1.0, 3.0)]);
     }
 
     #[test]

@@ -100,7 +100,9 @@ fn the_pipeline_cache_is_saved_then_reused_and_a_foreign_file_is_ignored() {
     let path = {
         let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(&dir)) else { return };
         assert!(!gpu.cache.loaded_from_disk(), "fresh directory");
+        let t = std::time::Instant::now();
         let _p = leaky_pipeline(&gpu);
+        println!("pipeline build, empty cache: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
         gpu.cache.save().expect("cache saves");
         common::assert_no_validation_messages(&gpu);
         gpu.cache.path().expect("backed by a file").to_path_buf()
@@ -110,7 +112,9 @@ fn the_pipeline_cache_is_saved_then_reused_and_a_foreign_file_is_ignored() {
     {
         let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(&dir)) else { return };
         assert!(gpu.cache.loaded_from_disk(), "{} was not reused", path.display());
+        let t = std::time::Instant::now();
         let _p = leaky_pipeline(&gpu);
+        println!("pipeline build, cache from disk: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
         common::assert_no_validation_messages(&gpu);
     }
     // Same file name, another device's UUID: ignored with a warning, never handed to the driver.

@@ -21,9 +21,10 @@ const SFT_SHIFT_STD: f32 = 0.5;
 /// Mean square of the UNet features the SFT branches read, as measured with `check_spreads.py` (std
 /// ~0.3 at every level of both configurations); the SFT output layers divide it out.
 const UNET_FEATURE_VAR: f32 = 0.1;
-/// Variance gain of the ToRGB modulated weights (no demodulation follows): with styles of
-/// E[s^2] ~ 2 and eight skip-summed levels this keeps the pre-sigmoid RGB near unit spread.
-const TO_RGB_GAIN: f32 = 0.15;
+/// Variance gain of the ToRGB modulated weights (no demodulation follows) for a decoder of 5 ToRGB
+/// levels; deeper decoders sum more levels and their last features are larger, so the gain falls with
+/// the square of the level count. Measured pre-sigmoid RGB std: ~0.8 (small) and ~1.2 (official).
+const TO_RGB_GAIN_5_LEVELS: f32 = 0.15;
 
 /// `upsampler.*`: UNet encoder and decoder, style code, StyleGAN2 decoder, SFT condition convs.
 pub fn refiner(s: &mut Specs, cfg: &ModelConfig) {
@@ -80,14 +81,15 @@ fn style_conv(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize) {
     modulated(s, p, style, inp, out, 3, LINEAR);
 }
 
-fn to_rgb(s: &mut Specs, p: &str, style: usize, inp: usize) {
+fn to_rgb(s: &mut Specs, p: &str, style: usize, inp: usize, gain: f32) {
     s.push(format!("{p}.bias"), &[1, 3, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
-    modulated(s, p, style, inp, 3, 1, TO_RGB_GAIN);
+    modulated(s, p, style, inp, 3, 1, gain);
 }
 
 fn decoder(s: &mut Specs, r: &RefinerConfig) {
     let p = "upsampler.stylegan_decoder";
     let (d, sd) = (&r.decoder_channels, r.style_dim);
+    let rgb_gain = TO_RGB_GAIN_5_LEVELS * (5.0 / (r.levels() + 1) as f32).powi(2);
     for i in 0..r.mlp_layers {
         let q = format!("{p}.style_mlp.{}", 2 * i + 1);
         s.push(format!("{q}.weight"), &[sd, sd], Init::fan_in(sd, LRELU));
@@ -95,13 +97,13 @@ fn decoder(s: &mut Specs, r: &RefinerConfig) {
     }
     s.push(format!("{p}.constant_input.weight"), &[1, d[0], 4, 4], Init::Normal { mean: 0.0, std: 1.0 });
     style_conv(s, &format!("{p}.style_conv1"), sd, d[0], d[0]);
-    to_rgb(s, &format!("{p}.to_rgb1"), sd, d[0]);
+    to_rgb(s, &format!("{p}.to_rgb1"), sd, d[0], rgb_gain);
     for k in 0..r.levels() {
         style_conv(s, &format!("{p}.style_convs.{}", 2 * k), sd, d[k], d[k + 1]);
         style_conv(s, &format!("{p}.style_convs.{}", 2 * k + 1), sd, d[k + 1], d[k + 1]);
     }
     for k in 0..r.levels() {
-        to_rgb(s, &format!("{p}.to_rgbs.{k}"), sd, d[k + 1]);
+        to_rgb(s, &format!("{p}.to_rgbs.{k}"), sd, d[k + 1], rgb_gain);
     }
     for i in 0..r.style_convs() {
         let n = RefinerConfig::noise_size(i);

@@ -23,3 +23,6 @@ pub mod torch_zip;
 
 pub use checkpoint::{seeded_weights, write_checkpoint, write_checkpoint_file};
 pub use layout::checkpoint_specs;
+
+#[cfg(test)]
+mod roundtrip_tests;

@@ -70,3 +70,13 @@ fn truncated_zip_is_an_error_not_a_panic() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn size_one_axis_with_a_huge_stride_reads_without_overflow() {
+    let f = SourceFile::open(&fixture("layouts.pt")).expect("fixture opens");
+    let mut t = f.get("model.a").expect("a").clone();
+    // [2, 1, 3] over the same storage: the middle axis never moves, whatever its stride.
+    t.shape = vec![2, 1, 3];
+    t.strides = vec![3, usize::MAX / 2, 1];
+    assert_eq!(f.read(&t).expect("valid view"), crate::source::TensorData::F32(vec![0., 1., 2., 3., 4., 5.]));
+}

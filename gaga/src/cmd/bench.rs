@@ -1,10 +1,133 @@
-//! `gaga bench` (in progress).
+//! `gaga bench`: time the lift once and the per-frame stages over N frames; report median milliseconds,
+//! achieved GFLOP/s from the configuration's FLOP counts (`gaga_runtime::cost`) and the ratio to the
+//! machine's measured FMA peak. A table by default, JSON with --json.
 
+use std::path::PathBuf;
+use std::time::Instant;
+
+use gaga_runtime::cost::{flame_flops, lift_flops, refiner_flops, total};
+use gaga_runtime::image_io::{load_image, CropBox};
+use gaga_runtime::model::Model;
+use gaga_runtime::render::testing::{driving_frame, synthetic_avatar};
+use gaga_runtime::render::{FrameRenderer, FrameTimes, RenderOptions};
+use gaga_runtime::{avatar, driving, lift, Image};
+use serde_json::json;
+
+use super::reenact::{medians_ms, spinner};
 use super::CmdResult;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The converted model (.gaga).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Render this avatar (no lift timing).
+    #[arg(long, conflicts_with = "image")]
+    pub avatar: Option<PathBuf>,
+    /// Lift this photo first (timed); needs --params. Without --avatar or --image, a synthetic avatar.
+    #[arg(long, requires = "params")]
+    pub image: Option<PathBuf>,
+    /// Tracked parameters of --image.
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// Crop box of --image: x,y,size.
+    #[arg(long, allow_hyphen_values = true)]
+    pub crop: Option<CropBox>,
+    /// Driving frames (.pkl or .jsonl); seeded synthetic frames when absent.
+    #[arg(long)]
+    pub driver: Option<PathBuf>,
+    /// Frames to time (after one warm-up frame).
+    #[arg(long, default_value_t = 10)]
+    pub frames: usize,
+    /// Worker threads (default: rayon's choice, all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args) -> CmdResult {
-    Err("gaga bench is not implemented yet".into())
+pub fn run(args: Args) -> CmdResult {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
+    let threads = pool.current_num_threads();
+    pool.install(|| bench(&args, threads).map_err(|e| e.to_string()))?;
+    Ok(())
+}
+
+fn bench(args: &Args, threads: usize) -> CmdResult {
+    let model = Model::open(&args.model)?;
+    let cfg = model.config().clone();
+    let (avatar, lift_s, source) = match (&args.avatar, &args.image, &args.params) {
+        (Some(path), _, _) => (avatar::load(path, &cfg)?, None, path.display().to_string()),
+        (None, Some(img), Some(params)) => {
+            let image = load_image(img, cfg.image_size, args.crop)?;
+            let params = driving::read_source_params(params)?;
+            let bar = spinner("lifting");
+            let t = Instant::now();
+            let a = lift::lift(&model, &cfg, &image, &params)?;
+            bar.finish_and_clear();
+            (a, Some(t.elapsed().as_secs_f64()), img.display().to_string())
+        }
+        _ => (synthetic_avatar(&cfg, 1), None, "synthetic".to_string()),
+    };
+    let driver = match &args.driver {
+        Some(p) => driving::read_driving(p)?,
+        None => (0..args.frames + 1).map(|i| driving_frame(&cfg, i)).collect(),
+    };
+    if driver.is_empty() {
+        return Err("the driver has no frames".into());
+    }
+    let mut renderer = FrameRenderer::new(&model, &cfg, RenderOptions::default())?;
+    let mut image = Image::new(cfg.image_size, cfg.image_size);
+    let mut times: Vec<FrameTimes> = Vec::with_capacity(args.frames);
+    let bar = indicatif::ProgressBar::new(args.frames as u64 + 1);
+    for i in 0..=args.frames {
+        renderer.render(&avatar, &driver[i % driver.len()], &mut image)?;
+        if i > 0 {
+            times.push(renderer.times());
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let peak = gaga_kernels::peak::measure_fma_peak(threads);
+    let med = medians_ms(&times);
+    let flops = [flame_flops(&cfg), f64::NAN, total(&refiner_flops(&cfg))];
+    let lift_flop = total(&lift_flops(&cfg));
+    let rate = |flop: f64, ms: f64| if flop.is_finite() && ms > 0.0 { flop / (ms * 1e-3) / 1e9 } else { f64::NAN };
+
+    let stages: Vec<(String, f64, f64)> = lift_s
+        .map(|s| ("lift".to_string(), s * 1e3, lift_flop))
+        .into_iter()
+        .chain(FrameTimes::STAGES.iter().zip(med).zip(flops).map(|((n, ms), f)| (n.to_string(), ms, f)))
+        .collect();
+    let frame_ms: f64 = med.iter().sum();
+    if args.json {
+        let rows: Vec<_> = stages
+            .iter()
+            .map(|(n, ms, f)| {
+                let g = rate(*f, *ms);
+                json!({"stage": n, "median_ms": ms, "gflop": f.is_finite().then_some(f / 1e9), "gflops": g.is_finite().then_some(g), "peak_fraction": g.is_finite().then_some(g / peak)})
+            })
+            .collect();
+        let out = json!({
+            "model": args.model.display().to_string(), "avatar": source, "frames": args.frames, "threads": threads,
+            "fma_peak_gflops": peak, "stages": rows, "frame_median_ms": frame_ms, "fps": 1e3 / frame_ms,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("gaga bench: {} ({}), avatar {source}, {} frames, {threads} threads", args.model.display(), describe(&cfg), args.frames);
+    println!("{:<8} {:>12} {:>10} {:>10} {:>8}", "stage", "median ms", "GFLOP", "GFLOP/s", "% peak");
+    for (n, ms, f) in &stages {
+        let g = rate(*f, *ms);
+        let cell = |v: f64, p: usize| if v.is_finite() { format!("{v:.p$}") } else { "-".into() };
+        println!("{n:<8} {ms:>12.2} {:>10} {:>10} {:>8}", cell(f / 1e9, 3), cell(g, 1), cell(100.0 * g / peak, 1));
+    }
+    println!("{:<8} {frame_ms:>12.2}   ({:.2} frames/s)", "frame", 1e3 / frame_ms);
+    println!("FMA peak measured: {peak:.1} GFLOP/s on {threads} threads");
+    Ok(())
+}
+
+fn describe(cfg: &gaga_runtime::ModelConfig) -> String {
+    format!("{}x{} output, {} Gaussians", cfg.image_size, cfg.image_size, cfg.gaussians())
 }

@@ -3,7 +3,17 @@
 //!
 //! Data flow per frame: `project` preprocesses every Gaussian in parallel (near cull, EWA conic, radius,
 //! tile rectangle) -> `bin` orders the visible ones by depth and lists them per 16x16 tile -> `raster`
-//! blends each tile front to back, tiles in parallel. `reference` is the plain per-pixel oracle.
+//! blends each tile front to back, tiles in parallel (`footprint` bounds where a Gaussian can matter, to
+//! skip work). `reference` is the plain per-pixel oracle; `synthetic` builds a head-like scene for benches.
+//!
+//! Rounding: every float operation follows the CUDA source's order in f32 (`ndc2Pix` in f64, as its double
+//! literals make it), and `project::exp` stays within CUDA `expf`'s 2 ulp. The GPU may contract some
+//! multiply-adds into FMAs and, under GAGAvatar's TF32 matmul setting, may round the 4x4 projection product
+//! differently, so agreement with a GPU run is to rounding, not bitwise. The fast path and the reference
+//! agree bitwise, for any thread count.
+//!
+//! Performance (synthetic head, 180,255 Gaussians, 512x512x32, 2 x86-64 cores, AVX2): about 0.37 CPU-s per
+//! frame, i.e. about 190 ms on two idle cores; preprocessing and binning take about 15 % of it.
 //!
 //! Deviation from the official kernel, by design: a Gaussian with a non-finite attribute (position, scale,
 //! rotation, opacity or any colour channel), or whose projection overflows, is culled, so NaN and Inf inputs

@@ -1,6 +1,8 @@
 //! Blending one 16x16 tile, the work of one CUDA block in `renderCUDA`.
 //!
-//! Pixels are processed eight at a time along a row (one SIMD register of f32 on AVX2, two on SSE/NEON):
+//! The tile's Gaussians (front to back) are first gathered into per-thread buffers and bucketed by the pixel
+//! rows they can reach (`footprint::reach`; skipping the others changes nothing, they would fail the
+//! `alpha >= 1/255` test). Pixels are then processed eight at a time along a row (one SIMD register of f32 on AVX2, two on SSE/NEON):
 //! the Gaussian's falloff and alpha are computed for all eight lanes at once, then each live lane applies the
 //! official per-pixel rules in order: skip `power > 0` and `alpha < 1/255`, stop (without blending) when
 //! `T (1 - alpha) < 1e-4`, otherwise `C += f alpha T` per channel. Colours are accumulated 32 channels at a
@@ -200,24 +202,36 @@ fn blend_group<const FIXED: usize>(
         if !any {
             continue;
         }
-        let color = &frame.colors[splats.ids[k] as usize * c + ch0..][..cw];
+        // The official per-pixel rules for all lanes at once: a lane blends when it is live and alpha
+        // reaches 1/255, unless T would fall below 1e-4, which stops it without blending.
+        let mut blend = [false; LANES];
+        let mut next_t = t;
+        let mut any_blend = false;
+        let mut any_live = false;
         for l in 0..LANES {
             let a = alpha[l];
-            if !live[l] || a < MIN_ALPHA {
-                continue;
-            }
             let test_t = t[l] * (1.0 - a);
-            if test_t < MIN_T {
-                live[l] = false;
-                continue;
-            }
-            let tl = t[l];
-            for (acc, &f) in acc[l][..cw].iter_mut().zip(color) {
-                *acc += f * a * tl;
-            }
-            t[l] = test_t;
+            let hit = live[l] & (a >= MIN_ALPHA);
+            let stop = hit & (test_t < MIN_T);
+            live[l] &= !stop;
+            blend[l] = hit & !stop;
+            next_t[l] = if blend[l] { test_t } else { t[l] };
+            any_blend |= blend[l];
+            any_live |= live[l];
         }
-        if !live.iter().any(|&l| l) {
+        if any_blend {
+            let color = &frame.colors[splats.ids[k] as usize * c + ch0..][..cw];
+            for l in 0..LANES {
+                if blend[l] {
+                    let (a, tl) = (alpha[l], t[l]);
+                    for (acc, &f) in acc[l][..cw].iter_mut().zip(color) {
+                        *acc += f * a * tl;
+                    }
+                }
+            }
+        }
+        t = next_t;
+        if !any_live {
             break;
         }
     }

@@ -19,11 +19,11 @@ fn camera_matrices_match_the_official_python_for_an_oblique_transform() {
         [-5.159999847412109, -2.0399999619530273, 0.8800880312919617, 0.8799999952316284],
         [-0.6000000238418579, 1.2000000476837158, 9.00529956817627, 9.014399528503418],
     ];
-    for i in 0..4 {
-        for j in 0..4 {
+    for (i, (got_row, want_row)) in cam.proj.iter().zip(&proj).enumerate() {
+        for (j, (&got, &want)) in got_row.iter().zip(want_row).enumerate() {
             // One f32 rounding of a two-term sum: torch may sum in another order.
-            let want = proj[i][j] as f32;
-            assert!((cam.proj[i][j] - want).abs() <= want.abs() * 2e-7, "proj[{i}][{j}] {} vs {want}", cam.proj[i][j]);
+            let want = want as f32;
+            assert!((got - want).abs() <= want.abs() * 2e-7, "proj[{i}][{j}] {got} vs {want}");
         }
     }
     assert_eq!(cam.tan_fov, [1.0 / 12.0; 2]);

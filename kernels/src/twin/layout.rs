@@ -11,10 +11,11 @@ const STORAGE_PUSH_CONSTANT: u32 = 9;
 /// Byte offsets of the push-constant block's members, in member order; `None` when the module has no
 /// push-constant block or is not SPIR-V.
 pub fn push_constant_offsets(spirv: &[u8]) -> Option<Vec<u32>> {
-    if spirv.len() % 4 != 0 || spirv.len() < 20 {
+    let chunks = spirv.chunks_exact(4);
+    if !chunks.remainder().is_empty() || spirv.len() < 20 {
         return None;
     }
-    let words: Vec<u32> = spirv.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let words: Vec<u32> = chunks.map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     if words[0] != MAGIC {
         return None;
     }

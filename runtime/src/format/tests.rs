@@ -321,3 +321,51 @@ fn align_up_rounds_to_the_next_multiple() {
     assert_eq!(align_up(1, SECTION_ALIGN), Some(SECTION_ALIGN));
     assert_eq!(align_up(u64::MAX, SECTION_ALIGN), None);
 }
+
+/// The smallest configuration `check_config` accepts with every layer kind present (2 channels, a 2x2
+/// patch grid, one refiner level): its file is mostly section padding, a good fuzzing seed.
+pub(crate) fn micro_config() -> ModelConfig {
+    let mut c = tiny_config();
+    c.image_size = 8;
+    c.dino = crate::config::DinoConfig { input_size: 28, patch_size: 14, dim: 4, depth: 4, heads: 1, mlp_dim: 4, out_layers: vec![0, 1, 2, 3], ln_eps: 1e-6 };
+    c.dpt = crate::config::DptConfig { project_channels: [2, 2, 2, 2], features: 2 };
+    (c.plane_size, c.feature_dim, c.gaussian_channels, c.head_base_dim) = (16, 2, 2, 2);
+    (c.vertex_trunk_dim, c.vertex_head_hidden, c.lift_hidden, c.harmonic_frequencies) = (2, 2, 2, 1);
+    c.flame = crate::config::FlameConfig { vertices: 3, faces: 1, shape_params: 1, expr_params: 1, joints: 2, scale: 5.0 };
+    c.refiner = crate::config::RefinerConfig {
+        size: 8,
+        in_channels: 2,
+        out_channels: 3,
+        style_dim: 2,
+        mlp_layers: 1,
+        unet_channels: vec![2, 2],
+        decoder_channels: vec![2, 2],
+    };
+    c
+}
+
+/// Writes the fuzz seed corpus: `cargo test -p gaga-runtime write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let c = micro_config();
+    let mut tensors = tiny_tensors(&c);
+    // One int8 tensor with its scale, so the scale checks have a valid example to mutate.
+    let i = tensors.iter().position(|(e, _)| e.name == "upsampler.final_conv.weight").expect("present");
+    let (mut e, d) = tensors.remove(i);
+    e.dtype = DType::I8;
+    e.quant_axis = Some(0);
+    let q: Vec<u8> = d.chunks_exact(4).map(|b| (f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * 100.0) as i8 as u8).collect();
+    let channels = e.shape[0] as usize;
+    let mut s = entry("upsampler.final_conv.weight@scale", DType::F32, &[channels]);
+    s.reason = Reason::QuantScale;
+    tensors.push((e, q));
+    tensors.push((s, vec![0, 0, 128, 60].repeat(channels)));
+    let bytes = build(&serde_json::to_vec(&tiny_meta(&c)).expect("meta"), tensors);
+    Header::parse(&bytes).expect("seed is valid");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/model_file");
+    std::fs::create_dir_all(&dir).expect("seed dir");
+    // The fuzz target's first byte is its mode: 1 reseals the header checksum, 0 parses as is.
+    std::fs::write(dir.join("sealed-micro-int8.gaga"), [&[1u8][..], &bytes].concat()).expect("write seed");
+    std::fs::write(dir.join("raw-truncated.gaga"), [&[0u8][..], &bytes[..200]].concat()).expect("write seed");
+}

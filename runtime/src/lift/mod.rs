@@ -23,8 +23,9 @@ use crate::weights::Weights;
 
 use generators::Gaussians;
 
-/// ImageNet statistics used by the official `DINOBase` normalisation.
+/// ImageNet channel means used by the official `DINOBase` normalisation.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations, same source.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Wall time of each lift stage, in seconds.
@@ -52,7 +53,8 @@ impl LiftTimes {
     }
 }
 
-/// Every intermediate the golden parity test compares (names as in the golden file, `lift.*`).
+/// Every intermediate the golden parity test compares (names as in the golden file, `lift.*`). Only
+/// `lift_traced` fills `dino_input`, `dino_layers` and `feature_map`; the other entry points release them early.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiftTrace {
     /// `[3, Din, Din]`, resized and normalised.
@@ -167,7 +169,13 @@ fn run(w: &dyn Weights, cfg: &ModelConfig, image: &Image, source: &SourceParams,
     let mut gen_input = vec![0.0; (cfg.feature_dim + cfg.direnc_dim()) * pp];
     dpt::run(w, cfg, &dino_input, &layers, &mut gen_input[..cfg.feature_dim * pp])?;
     lap(&mut times.dpt, "dpt");
-    let (dino_input, layers) = if traced { (dino_input, layers) } else { (Vec::new(), Vec::new()) };
+    // Shadowing alone would keep them alive to the end: drop them explicitly when not traced.
+    let (dino_input, layers) = if traced {
+        (dino_input, layers)
+    } else {
+        drop((dino_input, layers));
+        (Vec::new(), Vec::new())
+    };
 
     let vertex = generators::vertex_gaussians(w, cfg, &global, &direnc)?;
     lap(&mut times.vertex_generator, "vertex generator");

@@ -253,37 +253,3 @@ fn official_size_lift_runs_and_reports_its_stage_times() {
         println!("{stage:>24}: {:8.2} s", secs);
     }
 }
-
-#[test]
-#[ignore]
-fn tmp_dump_for_torch() {
-    let dir = std::path::PathBuf::from("/tmp/liftdump");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = ModelConfig::small();
-    let w = seeded_weights(&cfg);
-    let (image, src) = source(&cfg);
-    let (a, t) = lift_traced(&w, &cfg, &image, &src).unwrap();
-    let mut manifest = serde_json::Map::new();
-    let mut put = |name: &str, shape: Vec<usize>, v: &[f32]| {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        std::fs::write(dir.join(format!("{name}.bin")), bytes).unwrap();
-        manifest.insert(name.to_string(), serde_json::json!(shape));
-    };
-    for (k, (s, v)) in &w.tensors { put(k, s.clone(), v); }
-    put("input.image", vec![3, 64, 64], &image.data);
-    let tr: Vec<f32> = src.transform.iter().flatten().cloned().collect();
-    put("input.transform", vec![3, 4], &tr);
-    put("lift.dino_input", vec![3, 70, 70], &t.dino_input);
-    put("lift.dino_layers", vec![4, 25, 48], &t.dino_layers.concat());
-    put("lift.global_feature", vec![48], &t.global_feature);
-    put("lift.feature_map", vec![16, 40, 40], &t.feature_map);
-    put("lift.plane_points", vec![1600, 3], &t.plane_points);
-    put("lift.plane_dirs", vec![3], &t.plane_dirs);
-    put("lift.direnc", vec![27], &t.direnc);
-    put("g.positions", vec![a.count, 3], &a.positions);
-    put("g.colors", vec![a.count, 32], &a.colors);
-    put("g.opacities", vec![a.count], &a.opacities);
-    put("g.scales", vec![a.count, 3], &a.scales);
-    put("g.rotations", vec![a.count, 4], &a.rotations);
-    std::fs::write(dir.join("manifest.json"), serde_json::to_string(&manifest).unwrap()).unwrap();
-}

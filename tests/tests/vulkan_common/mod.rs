@@ -23,8 +23,7 @@ fn check_device(test: &str) -> bool {
     match vulkan::list_devices() {
         Ok(list) if list.iter().any(|(_, why)| why.is_none()) => true,
         Ok(list) => {
-            let reasons: Vec<String> =
-                list.iter().map(|(p, why)| format!("{}: {}", p.summary(), why.as_deref().unwrap_or("?"))).collect();
+            let reasons: Vec<String> = list.iter().map(|(p, why)| format!("{}: {}", p.summary(), why.as_deref().unwrap_or("?"))).collect();
             println!("{test}: skipped: no Vulkan device ({})", if reasons.is_empty() { "none listed".into() } else { reasons.join("; ") });
             false
         }

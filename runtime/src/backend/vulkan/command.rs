@@ -73,8 +73,7 @@ impl<'a> Recorded<'a> {
                 .map_err(|e| vk_err("creating a descriptor pool", e))?;
             r.fence = dev.create_fence(&vk::FenceCreateInfo::default(), None).map_err(|e| vk_err("creating a fence", e))?;
             if let Some(period) = ctx.probe().timestamp_period_ns {
-                let bits = ctx.instance.raw.get_physical_device_queue_family_properties(ctx.physical)
-                    [ctx.queue_family as usize]
+                let bits = ctx.instance.raw.get_physical_device_queue_family_properties(ctx.physical)[ctx.queue_family as usize]
                     .timestamp_valid_bits;
                 if bits > 0 {
                     let info = vk::QueryPoolCreateInfo::default().query_type(vk::QueryType::TIMESTAMP).query_count(2 * n);
@@ -102,7 +101,9 @@ impl<'a> Recorded<'a> {
             for (i, d) in dispatches.iter().enumerate() {
                 let layouts = [d.pipeline.set_layout];
                 let set = dev
-                    .allocate_descriptor_sets(&vk::DescriptorSetAllocateInfo::default().descriptor_pool(self.descriptors).set_layouts(&layouts))
+                    .allocate_descriptor_sets(
+                        &vk::DescriptorSetAllocateInfo::default().descriptor_pool(self.descriptors).set_layouts(&layouts),
+                    )
                     .map_err(|e| vk_err(&format!("allocating descriptors for `{}`", d.label), e))?[0];
                 let infos: Vec<[vk::DescriptorBufferInfo; 1]> =
                     d.buffers.iter().map(|b| [vk::DescriptorBufferInfo { buffer: b.raw, offset: 0, range: vk::WHOLE_SIZE }]).collect();
@@ -151,7 +152,9 @@ impl<'a> Recorded<'a> {
             dev.reset_fences(&[self.fence]).map_err(|e| vk_err("resetting a fence", e))?;
             dev.queue_submit(self.ctx.queue, &submit, self.fence).map_err(|e| vk_err("submitting work", e))?;
             dev.wait_for_fences(&[self.fence], true, FENCE_TIMEOUT_NS).map_err(|e| match e {
-                vk::Result::TIMEOUT => Error::Vulkan(format!("dispatches {:?} did not finish in {} s", self.labels, FENCE_TIMEOUT_NS / 1_000_000_000)),
+                vk::Result::TIMEOUT => {
+                    Error::Vulkan(format!("dispatches {:?} did not finish in {} s", self.labels, FENCE_TIMEOUT_NS / 1_000_000_000))
+                }
                 other => vk_err("waiting for dispatches", other),
             })
         }
@@ -183,7 +186,9 @@ impl<'a> Recorded<'a> {
 unsafe fn barrier(dev: &ash::Device, cmd: vk::CommandBuffer, dst_stage: vk::PipelineStageFlags, dst_access: vk::AccessFlags) {
     let mb = [vk::MemoryBarrier::default().src_access_mask(vk::AccessFlags::SHADER_WRITE).dst_access_mask(dst_access)];
     // SAFETY: guaranteed by the caller.
-    unsafe { dev.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::COMPUTE_SHADER, dst_stage, vk::DependencyFlags::empty(), &mb, &[], &[]) };
+    unsafe {
+        dev.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::COMPUTE_SHADER, dst_stage, vk::DependencyFlags::empty(), &mb, &[], &[])
+    };
 }
 
 impl Drop for Recorded<'_> {

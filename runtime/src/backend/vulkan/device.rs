@@ -155,16 +155,11 @@ pub fn check_requirements(p: &DeviceProbe, required: &[Requirement]) -> Result<(
 
 /// Index of the best usable device: lowest `DeviceKind`, then the first listed.
 pub fn choose(listed: &[(DeviceProbe, Option<String>)]) -> Result<usize> {
-    listed
-        .iter()
-        .filter(|(_, why)| why.is_none())
-        .min_by_key(|(p, _)| (p.kind, p.index))
-        .map(|(p, _)| p.index)
-        .ok_or_else(|| {
-            let reasons: Vec<String> =
-                listed.iter().map(|(p, why)| format!("{}: {}", p.summary(), why.as_deref().unwrap_or("usable"))).collect();
-            Error::Vulkan(format!("no usable device among {}: {}", listed.len(), reasons.join("; ")))
-        })
+    listed.iter().filter(|(_, why)| why.is_none()).min_by_key(|(p, _)| (p.kind, p.index)).map(|(p, _)| p.index).ok_or_else(|| {
+        let reasons: Vec<String> =
+            listed.iter().map(|(p, why)| format!("{}: {}", p.summary(), why.as_deref().unwrap_or("usable"))).collect();
+        Error::Vulkan(format!("no usable device among {}: {}", listed.len(), reasons.join("; ")))
+    })
 }
 
 fn create_device(instance: &ash::Instance, pdev: vk::PhysicalDevice, family: u32, p: &DeviceProbe) -> Result<ash::Device> {
@@ -216,7 +211,11 @@ mod tests {
 
     #[test]
     fn discrete_beats_integrated_beats_cpu() {
-        let l = listed(&[(DeviceKind::Cpu, vk::API_VERSION_1_3), (DeviceKind::Integrated, vk::API_VERSION_1_2), (DeviceKind::Discrete, vk::API_VERSION_1_3)]);
+        let l = listed(&[
+            (DeviceKind::Cpu, vk::API_VERSION_1_3),
+            (DeviceKind::Integrated, vk::API_VERSION_1_2),
+            (DeviceKind::Discrete, vk::API_VERSION_1_3),
+        ]);
         assert_eq!(choose(&l).ok(), Some(2));
         assert_eq!(choose(&l[..2]).ok(), Some(1));
     }

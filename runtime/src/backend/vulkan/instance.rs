@@ -102,8 +102,8 @@ impl Instance {
             )));
         }
         // SAFETY: as above.
-        let extensions = unsafe { entry.enumerate_instance_extension_properties(None) }
-            .map_err(|e| vk_err("listing instance extensions", e))?;
+        let extensions =
+            unsafe { entry.enumerate_instance_extension_properties(None) }.map_err(|e| vk_err("listing instance extensions", e))?;
         let has_ext = |name: &CStr| extensions.iter().any(|p| p.extension_name_as_c_str() == Ok(name));
         let mut ext_names = Vec::new();
         let mut layer_names = Vec::new();
@@ -114,11 +114,11 @@ impl Instance {
         }
         if validation {
             // SAFETY: as above.
-            let layers = unsafe { entry.enumerate_instance_layer_properties() }
-                .map_err(|e| vk_err("listing instance layers", e))?;
+            let layers = unsafe { entry.enumerate_instance_layer_properties() }.map_err(|e| vk_err("listing instance layers", e))?;
             if !layers.iter().any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER)) {
                 return Err(Error::Vulkan(
-                    "validation requested but VK_LAYER_KHRONOS_validation is not installed (apt-get install vulkan-validationlayers)".into(),
+                    "validation requested but VK_LAYER_KHRONOS_validation is not installed (apt-get install vulkan-validationlayers)"
+                        .into(),
                 ));
             }
             if !has_ext(ash::ext::debug_utils::NAME) {
@@ -141,11 +141,7 @@ impl Instance {
             )
             .pfn_user_callback(Some(on_message))
             .user_data(Arc::as_ptr(&log) as *mut c_void);
-        let app = vk::ApplicationInfo::default()
-            .application_name(c"gaga")
-            .engine_name(c"gaga")
-            .engine_version(1)
-            .api_version(api);
+        let app = vk::ApplicationInfo::default().application_name(c"gaga").engine_name(c"gaga").engine_version(1).api_version(api);
         let mut info = vk::InstanceCreateInfo::default()
             .application_info(&app)
             .enabled_layer_names(&layer_names)

@@ -16,6 +16,9 @@ use super::vk_err;
 use crate::backend::Budget;
 use crate::error::{Error, Result};
 
+/// gpu-allocator's block size: the most a memory type can hold reserved beyond its live allocations.
+pub const BLOCK_BYTES: u64 = 16 << 20;
+
 struct State {
     allocator: Allocator,
     budget: Budget,
@@ -37,7 +40,10 @@ pub struct Memory {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryReport {
     pub budget: u64,
+    /// Bytes charged to the budget (the sum of `holders`).
     pub used: u64,
+    /// Device memory gpu-allocator holds in blocks, live or not.
+    pub reserved: u64,
     pub holders: Vec<(String, u64)>,
 }
 
@@ -54,7 +60,7 @@ fn human(bytes: u64) -> String {
 impl fmt::Display for MemoryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let budget = if self.budget == u64::MAX { "unlimited".into() } else { human(self.budget) };
-        writeln!(f, "device memory: {} used of {budget}", human(self.used))?;
+        writeln!(f, "device memory: {} used of {budget} ({} reserved in blocks)", human(self.used), human(self.reserved))?;
         for (name, bytes) in &self.holders {
             writeln!(f, "  {:>10}  {name}", human(*bytes))?;
         }
@@ -97,7 +103,9 @@ impl Memory {
             physical_device: ctx.physical,
             debug_settings: Default::default(),
             buffer_device_address: false,
-            allocation_sizes: Default::default(),
+            // Small blocks keep reserved-but-unused memory near the budget (the default 256 MiB device
+            // blocks would overshoot a Jetson-sized budget); larger requests get dedicated memory.
+            allocation_sizes: gpu_allocator::AllocationSizes::new(BLOCK_BYTES, BLOCK_BYTES),
         })
         .map_err(|e| Error::Vulkan(format!("creating the memory allocator: {e}")))?;
         let state = State { allocator, budget, used: 0, holders: Vec::new(), next_id: 0 };
@@ -114,7 +122,7 @@ impl Memory {
         let s = self.lock();
         let mut holders = s.named();
         holders.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        MemoryReport { budget: s.budget.bytes, used: s.used, holders }
+        MemoryReport { budget: s.budget.bytes, used: s.used, reserved: s.allocator.capacity(), holders }
     }
 
     /// A storage buffer of `bytes` (rounded up to 4) named `name`, in `location`
@@ -255,7 +263,8 @@ mod tests {
 
     #[test]
     fn over_budget_names_the_request_and_the_largest_holders() {
-        let holders = vec![("small".to_string(), 1 << 10), ("refiner activations".to_string(), 96 << 20), ("weights".to_string(), 60 << 20)];
+        let holders =
+            vec![("small".to_string(), 1 << 10), ("refiner activations".to_string(), 96 << 20), ("weights".to_string(), 60 << 20)];
         let err = check_budget("splat image", 40 << 20, 157 << 20, Budget { bytes: 160 << 20 }, &holders).expect_err("over");
         let text = err.to_string();
         assert!(text.contains("splat image") && text.contains(&(40u64 << 20).to_string()), "{text}");

@@ -37,8 +37,7 @@ fn run_once<T: bytemuck::Pod>(gpu: &Gpu, s: Shader<'_>, inputs: &[(&str, &[T])],
     }
     let out_bytes = (out_len * std::mem::size_of::<T>()) as u64;
     let out = gpu.memory.buffer(&format!("{}.out", s.name), out_bytes, MemoryLocation::GpuToCpu)?;
-    let pipeline =
-        ComputePipeline::new(&gpu.ctx, &gpu.cache, s.name, s.spirv, &s.spec, inputs.len() as u32 + 1, s.push.len() as u32)?;
+    let pipeline = ComputePipeline::new(&gpu.ctx, &gpu.cache, s.name, s.spirv, &s.spec, inputs.len() as u32 + 1, s.push.len() as u32)?;
     let gpu_ms = {
         let mut buffers: Vec<&_> = bufs.iter().collect();
         buffers.push(&out);
@@ -70,8 +69,13 @@ pub fn conv2d(
     assert_eq!(weight.len(), spec.c_out * spec.c_in * spec.kernel * spec.kernel, "conv2d weight length");
     // The shader declares a bias binding in every variant; without bias it is never read.
     let bias = bias.unwrap_or(&[0.0]);
-    let shader =
-        Shader { name: "conv2d", spirv: gaga_kernels::twin::CONV2D_SPV, spec: v.spec_constants(), push: bytemuck::bytes_of(&p).to_vec(), groups: v.dispatch(&p) };
+    let shader = Shader {
+        name: "conv2d",
+        spirv: gaga_kernels::twin::CONV2D_SPV,
+        spec: v.spec_constants(),
+        push: bytemuck::bytes_of(&p).to_vec(),
+        groups: v.dispatch(&p),
+    };
     run_once(gpu, shader, &[("input", input), ("weight", weight), ("bias", bias)], (p.c_out * p.oh * p.ow) as usize)
 }
 

@@ -15,10 +15,11 @@ const SPIRV_MAGIC: u32 = 0x0723_0203;
 
 /// SPIR-V bytes as words, after checking length, magic number and byte order. `name` is for errors.
 pub fn spirv_words(name: &str, bytes: &[u8]) -> Result<Vec<u32>> {
-    if bytes.len() % 4 != 0 || bytes.len() < 20 {
+    let chunks = bytes.chunks_exact(4);
+    if !chunks.remainder().is_empty() || bytes.len() < 20 {
         return Err(Error::Vulkan(format!("shader `{name}`: {} bytes, expected a multiple of 4 and at least 20", bytes.len())));
     }
-    let mut words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut words: Vec<u32> = chunks.map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     match words[0] {
         SPIRV_MAGIC => {}
         m if m.swap_bytes() == SPIRV_MAGIC => words.iter_mut().for_each(|w| *w = w.swap_bytes()),
@@ -90,13 +91,11 @@ impl ComputePipeline {
                 layout_info = layout_info.push_constant_ranges(&ranges);
             }
             p.layout = d.create_pipeline_layout(&layout_info, None).map_err(|e| fail("pipeline layout", e))?;
-            let module = d
-                .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
-                .map_err(|e| fail("shader module", e))?;
+            let module =
+                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None).map_err(|e| fail("shader module", e))?;
             let data: Vec<u8> = spec.iter().flat_map(|v| v.to_bytes()).collect();
-            let entries: Vec<vk::SpecializationMapEntry> = (0..spec.len() as u32)
-                .map(|i| vk::SpecializationMapEntry::default().constant_id(i).offset(4 * i).size(4))
-                .collect();
+            let entries: Vec<vk::SpecializationMapEntry> =
+                (0..spec.len() as u32).map(|i| vk::SpecializationMapEntry::default().constant_id(i).offset(4 * i).size(4)).collect();
             let spec_info = vk::SpecializationInfo::default().map_entries(&entries).data(&data);
             let stage = vk::PipelineShaderStageCreateInfo::default()
                 .stage(vk::ShaderStageFlags::COMPUTE)

@@ -111,11 +111,7 @@ pub fn probe(instance: &ash::Instance, pdev: vk::PhysicalDevice, index: usize) -
         max_workgroup_count: limits.max_compute_work_group_count,
         max_push_constants: limits.max_push_constants_size,
         memory_budget_ext: has_ext(ash::ext::memory_budget::NAME),
-        heaps: memory
-            .memory_heaps_as_slice()
-            .iter()
-            .map(|h| (h.size, h.flags.contains(vk::MemoryHeapFlags::DEVICE_LOCAL)))
-            .collect(),
+        heaps: memory.memory_heaps_as_slice().iter().map(|h| (h.size, h.flags.contains(vk::MemoryHeapFlags::DEVICE_LOCAL))).collect(),
         ..DeviceProbe::placeholder(index, DeviceKind::from_vk(props.device_type), props.api_version)
     };
     let compute_ts = families.iter().any(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE) && f.timestamp_valid_bits > 0);
@@ -258,7 +254,11 @@ impl DeviceProbe {
 impl fmt::Display for DeviceProbe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "device {}", self.summary())?;
-        writeln!(f, "  vendor / device id      {:#06x} / {:#06x}, driver version {:#x}", self.vendor_id, self.device_id, self.driver_version)?;
+        writeln!(
+            f,
+            "  vendor / device id      {:#06x} / {:#06x}, driver version {:#x}",
+            self.vendor_id, self.device_id, self.driver_version
+        )?;
         writeln!(f, "  fp16 arithmetic         {}", yes(self.shader_float16))?;
         writeln!(f, "  int8 arithmetic         {}", yes(self.shader_int8))?;
         writeln!(f, "  int64                   {}", yes(self.shader_int64))?;
@@ -277,7 +277,11 @@ impl fmt::Display for DeviceProbe {
         writeln!(f, "  shared memory           {} KiB", self.max_shared_memory / 1024)?;
         writeln!(f, "  max storage buffer      {}", mib(self.max_storage_buffer_range as u64))?;
         let (s, c) = (self.max_workgroup_size, self.max_workgroup_count);
-        writeln!(f, "  workgroup               {} invocations, size {}x{}x{}, count {}x{}x{}", self.max_workgroup_invocations, s[0], s[1], s[2], c[0], c[1], c[2])?;
+        writeln!(
+            f,
+            "  workgroup               {} invocations, size {}x{}x{}, count {}x{}x{}",
+            self.max_workgroup_invocations, s[0], s[1], s[2], c[0], c[1], c[2]
+        )?;
         writeln!(f, "  push constants          {} bytes", self.max_push_constants)?;
         match self.timestamp_period_ns {
             Some(ns) => writeln!(f, "  timestamps              {ns} ns per tick")?,

@@ -1,4 +1,4 @@
-//! FLOP counts (1 FLOP = one multiply or one add, so 2 per MAC) of the refiner and of the lift, derived
+//! FLOP counts (1 FLOP = one multiply or one add, so 2 per MAC) of the refiner, FLAME and the lift, derived
 //! from a `ModelConfig`. Only convolutions, linear layers and attention matmuls are counted, as in
 //! spec §7.2 (which measured them with `torch.utils.flop_counter` plus the attention added by hand).
 
@@ -30,6 +30,15 @@ pub fn refiner_flops(cfg: &ModelConfig) -> Vec<Stage> {
     }
     let style = 2.0 * (u[0] * 16 * sd + r.mlp_layers * sd * sd) as f64;
     vec![("encoder", enc), ("up blocks", up), ("SFT conditions", sft), ("decoder", dec), ("style code", style)]
+}
+
+/// Per-frame FLAME FLOPs: expression blendshapes, joint regression, pose correctives and skinning
+/// (spec §4.1 estimates about 14 MFLOP).
+pub fn flame_flops(cfg: &ModelConfig) -> f64 {
+    let f = &cfg.flame;
+    let (v, j) = (f.vertices as f64, f.joints as f64);
+    let pose = ((f.joints - 1) * 9) as f64;
+    2.0 * v * 3.0 * (f.expr_params as f64 + j + pose) + 2.0 * v * (12.0 * j + 12.0)
 }
 
 /// Once-per-source lift FLOPs by part: DINOv2 (every block, attention included), the DPT head, the
