@@ -35,7 +35,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 #[test]
-fn second_frame_allocates_no_frame_buffers() {
+fn second_splat_frame_allocates_no_frame_buffers() {
     // A quarter-size head (2 x 74^2 + 1,000 Gaussians) at 128x128 keeps the test fast.
     let head = SyntheticHead::new(1000, 74, CHANNELS, 3);
     let set = head.set();

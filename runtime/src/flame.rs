@@ -6,6 +6,9 @@
 //! rigid chain and the linear blend skinning, and scales by `cfg.flame.scale`. Every buffer is allocated
 //! in `new`; `pose` allocates nothing.
 
+// Fixed-size 3x3 matrix code reads better with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use std::borrow::Cow;
 
 use crate::config::ModelConfig;
@@ -34,6 +37,20 @@ impl Rigid {
         }
         Rigid { r, t }
     }
+}
+
+/// Dot product with eight independent partial sums, so the compiler can vectorise it (a plain
+/// sequential f32 sum cannot be reordered).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `batch_rodrigues` of `lbs.py`: angle = |r + 1e-8| (1e-8 added to each component), so a zero vector
@@ -151,7 +168,7 @@ impl<'w> Flame<'w> {
         let d = self.shape_n + self.expr_n;
         for (i, out) in self.v_identity.iter_mut().enumerate() {
             let dirs = &self.shapedirs[i * d..i * d + self.shape_n];
-            *out = self.v_template[i] + dirs.iter().zip(shapecode).map(|(a, b)| a * b).sum::<f32>();
+            *out = self.v_template[i] + dot(dirs, shapecode);
         }
         match &mut self.identity {
             Some(v) => v.copy_from_slice(shapecode),
@@ -175,7 +192,7 @@ impl<'w> Flame<'w> {
         // 1. Expression blendshapes on top of the baked identity.
         for (i, vs) in self.v_shaped.iter_mut().enumerate() {
             let dirs = &self.shapedirs[i * d + self.shape_n..(i + 1) * d];
-            *vs = self.v_identity[i] + dirs.iter().zip(expcode).map(|(a, b)| a * b).sum::<f32>();
+            *vs = self.v_identity[i] + dot(dirs, expcode);
         }
         // 2. Joints from the full shaped mesh.
         for (jj, joint) in self.joints_xyz.iter_mut().enumerate() {
@@ -230,7 +247,7 @@ impl<'w> Flame<'w> {
             let mut p = [0f32; 3];
             for (k, pk) in p.iter_mut().enumerate() {
                 let dirs = &self.posedirs[(vi * 3 + k) * pd..(vi * 3 + k + 1) * pd];
-                *pk = self.v_shaped[vi * 3 + k] + dirs.iter().zip(&self.pose_feature).map(|(a, b)| a * b).sum::<f32>();
+                *pk = self.v_shaped[vi * 3 + k] + dot(dirs, &self.pose_feature);
             }
             let wts = &self.lbs_weights[vi * j..(vi + 1) * j];
             let mut t = Rigid { r: [[0.0; 3]; 3], t: [0.0; 3] };

@@ -28,6 +28,9 @@ use modconv::{ModBufs, StyleConv, ToRgb};
 pub use noise::NoiseMode;
 use noise::Noise;
 
+/// A linear layer's weight and bias.
+type Linear<'w> = (std::borrow::Cow<'w, [f32]>, std::borrow::Cow<'w, [f32]>);
+
 /// Working buffers, sized once for the largest map each role ever holds.
 struct Buffers {
     feat_a: Vec<f32>,
@@ -57,10 +60,10 @@ pub struct Refiner<'w> {
     first: Conv<'w>,
     down: Vec<ResBlock<'w>>,
     final_conv: Conv<'w>,
-    final_linear: (std::borrow::Cow<'w, [f32]>, std::borrow::Cow<'w, [f32]>),
+    final_linear: Linear<'w>,
     up: Vec<ResBlock<'w>>,
     cond: Vec<(Condition<'w>, Condition<'w>)>,
-    mlp: Vec<(std::borrow::Cow<'w, [f32]>, std::borrow::Cow<'w, [f32]>)>,
+    mlp: Vec<Linear<'w>>,
     constant: std::borrow::Cow<'w, [f32]>,
     conv1: StyleConv<'w>,
     to_rgb1: ToRgb<'w>,

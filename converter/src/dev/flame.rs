@@ -70,12 +70,12 @@ fn anchor(v: &[f32], i: usize) -> [f32; 3] {
 }
 
 /// `[VERTICES, 3, 400]`: 300 identity then 100 expression bases. Each basis moves vertices along the
-/// outward direction (plus 30 % along a seeded direction) by `amplitude * wave(p)`. Identity waves are
-/// long (10-60 rad/m, a quarter head or more per half period) with 3 mm per unit coefficient falling
-/// as 1/sqrt(1 + k/4) (all 300 at +-2 reshape the head by 2-4 cm); expression waves are shorter (20-80 rad/m), confined to the face front, at 5 mm
-/// per unit falling as 1/sqrt(1 + k/2): one coefficient of 2 moves the face by up to 1 cm, all hundred
-/// at +-2 together by up to 2-3 cm. Eyeballs
-/// follow the identity field at their centre rigidly and ignore expressions.
+/// outward direction (plus 30 % along a seeded direction) by `amplitude * wave(p)`.
+/// - identity: long waves (10-60 rad/m), 3 mm per unit coefficient falling as 1/sqrt(1 + k/4), so all
+///   300 at +-2 reshape the head by 2-4 cm; eyeballs follow the field at their centre rigidly;
+/// - expression: shorter waves (20-80 rad/m) confined to the face front, 5 mm per unit falling as
+///   1/sqrt(1 + k/2): one coefficient of 2 moves the face by up to 1 cm, all hundred at +-2 by up to
+///   ~3.5 cm; eyeballs ignore expressions.
 fn shapedirs(v: &[f32], seed: u64) -> Vec<f32> {
     let total = SHAPE_PARAMS + EXPR_PARAMS;
     let mut dirs = vec![0f32; VERTICES * 3 * total];

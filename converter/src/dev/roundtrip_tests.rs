@@ -52,3 +52,31 @@ fn seeded_flame_reads_back_with_int64_indices() {
     }
     std::fs::remove_file(&path).ok();
 }
+
+/// `torch.load(weights_only=True)` on the seeded files, when the reference venv is installed (it is not
+/// in CI; the test then says it skipped).
+#[test]
+fn torch_loads_seeded_files_when_the_reference_venv_exists() {
+    let python = std::path::Path::new("/opt/gaga-ref-venv/bin/python");
+    if !python.exists() {
+        eprintln!("skipped: {} not found", python.display());
+        return;
+    }
+    let (ckpt, flame_path) = (temp("torch-small.pt"), temp("torch-flame.pt"));
+    write_checkpoint_file(&ckpt, &ModelConfig::small(), "small", 3).expect("write checkpoint");
+    flame::build(3).write_file(&flame_path).expect("write FLAME");
+    let script = "import sys, torch\n\
+        c = torch.load(sys.argv[1], weights_only=True, mmap=True)\n\
+        f = torch.load(sys.argv[2], weights_only=True)\n\
+        assert c['meta_cfg']['MODEL']['NAME'] == 'GAGAvatar'\n\
+        assert '' in c['model']._metadata\n\
+        assert f['flame_model.f'].dtype == torch.int64 and tuple(f['flame_model.shapedirs'].shape) == (5023, 3, 400)\n\
+        print(len(c['model']), float(c['model']['head_base'][0, 0]))\n";
+    let out = std::process::Command::new(python).args(["-c", script]).arg(&ckpt).arg(&flame_path).output().expect("run python");
+    std::fs::remove_file(&ckpt).ok();
+    std::fs::remove_file(&flame_path).ok();
+    assert!(out.status.success(), "torch.load failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = checkpoint_specs(&ModelConfig::small())[0].values(3)[0];
+    assert_eq!(stdout.trim(), format!("{} {}", checkpoint_specs(&ModelConfig::small()).len(), first as f64));
+}

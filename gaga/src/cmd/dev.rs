@@ -19,6 +19,8 @@ pub enum ConfigName {
     Small,
 }
 
+// The variants are the subcommands `make-checkpoint`, `make-flame`, ...: the shared prefix is the point.
+#[allow(clippy::enum_variant_names)]
 #[derive(clap::Subcommand)]
 pub enum DevCommand {
     /// Write a seeded checkpoint in GAGAvatar.pt's layout (torch.load(weights_only=True) opens it).

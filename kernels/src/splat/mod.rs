@@ -24,7 +24,7 @@ mod bin;
 mod footprint;
 pub mod camera;
 pub mod project;
-pub mod raster;
+mod raster;
 pub mod reference;
 pub mod synthetic;
 
@@ -203,7 +203,12 @@ pub fn splat(
     let render = raster::select();
     let bins = &scratch.bins;
     let ptr = SyncPtr(out.as_mut_ptr());
-    (0..grid_x * grid_y).into_par_iter().for_each(|t| raster::render_tile(render, &frame, t, bins.tile(t), &ptr));
+    (0..grid_x * grid_y).into_par_iter().for_each(|t| {
+        // SAFETY: `ptr` is `out`, which holds `[c, height, width]` floats (asserted above) and is borrowed
+        // mutably for this whole loop; each tile index is rendered once and writes only its own pixels;
+        // `render` came from `select`.
+        unsafe { raster::render_tile(render, &frame, t, bins.tile(t), &ptr) }
+    });
     stats
 }
 

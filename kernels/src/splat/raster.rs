@@ -63,7 +63,7 @@ thread_local! {
 
 /// A tile renderer: the portable build or the AVX2 build of the same code. `Rows` is a reusable
 /// workspace for the per-row lists.
-pub type TileFn = fn(&Frame, usize, &TileSplats, &mut Rows, &SyncPtr);
+pub type TileFn = unsafe fn(&Frame, usize, &TileSplats, &mut Rows, &SyncPtr);
 
 /// The best tile renderer this CPU supports.
 pub fn select() -> TileFn {
@@ -77,9 +77,11 @@ pub fn select() -> TileFn {
 /// Renders tile `tile` (its Gaussians `list`, front to back) into `out`, a `[channels, height, width]`
 /// buffer, with `kernel`, gathering the tile's splats into this thread's reusable buffers first.
 ///
-/// `out` must point at `channels * height * width` floats that nobody else reads or writes during the call
-/// except at other tiles' pixels: each call writes only its own tile's pixels.
-pub fn render_tile(kernel: TileFn, frame: &Frame, tile: usize, list: &[u32], out: &SyncPtr) {
+/// # Safety
+/// `out` must point at `channels * height * width` writable floats (`frame`'s sizes) that nobody else reads
+/// or writes during the call except at other tiles' pixels (each call writes only its own tile's pixels),
+/// and `kernel` must be one `select` returned on this CPU.
+pub unsafe fn render_tile(kernel: TileFn, frame: &Frame, tile: usize, list: &[u32], out: &SyncPtr) {
     TILE_BUF.with(|cell| {
         // Tiles never nest (nothing below calls back into rayon); a fresh buffer covers it regardless.
         let mut fresh = TileBuf::default();
@@ -97,25 +99,31 @@ pub fn render_tile(kernel: TileFn, frame: &Frame, tile: usize, list: &[u32], out
             buf.boxes.push([s.x - rx, s.x + rx, s.y - ry, s.y + ry]);
         }
         let splats = TileSplats { ids: list, splats: &buf.splats, boxes: &buf.boxes };
-        kernel(frame, tile, &splats, &mut buf.rows, out)
+        // SAFETY: forwarded from this function's contract.
+        unsafe { kernel(frame, tile, &splats, &mut buf.rows, out) }
     })
 }
 
 /// The portable build (SSE2 on x86-64, NEON on aarch64).
-pub fn render_tile_portable(frame: &Frame, tile: usize, splats: &TileSplats, rows: &mut Rows, out: &SyncPtr) {
+///
+/// # Safety
+/// As for [`render_tile`]'s `out`.
+pub unsafe fn render_tile_portable(frame: &Frame, tile: usize, splats: &TileSplats, rows: &mut Rows, out: &SyncPtr) {
     tile_body(frame, tile, splats, rows, out)
 }
 
+/// # Safety
+/// As for [`render_tile`]'s `out`; AVX2 is checked by `select`, the only place handing this out.
 #[cfg(target_arch = "x86_64")]
-fn render_tile_avx2_checked(frame: &Frame, tile: usize, splats: &TileSplats, rows: &mut Rows, out: &SyncPtr) {
-    // SAFETY: `select` hands this out only after detecting AVX2.
+unsafe fn render_tile_avx2_checked(frame: &Frame, tile: usize, splats: &TileSplats, rows: &mut Rows, out: &SyncPtr) {
+    // SAFETY: `select` hands this out only after detecting AVX2; `out` as for our caller.
     unsafe { render_tile_avx2(frame, tile, splats, rows, out) }
 }
 
 /// The same code compiled for AVX2 (8-lane vectors, no FMA, so the rounding is unchanged).
 ///
 /// # Safety
-/// The CPU must support AVX2.
+/// The CPU must support AVX2; `out` as for [`render_tile`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 pub unsafe fn render_tile_avx2(frame: &Frame, tile: usize, splats: &TileSplats, rows: &mut Rows, out: &SyncPtr) {
@@ -241,8 +249,8 @@ fn blend_group<const FIXED: usize>(
     for l in 0..lanes {
         let pix = y * frame.width + gx + l;
         for (ch, (&a, &b)) in acc[l][..cw].iter().zip(bg).enumerate() {
-            // SAFETY: pixel (gx + l, y) lies in this tile, channel ch0 + ch < channels, so the index is in
-            // bounds of the `[channels, height, width]` buffer and no other tile writes it.
+            // SAFETY: pixel (gx + l, y) lies in this tile and ch0 + ch < channels, so the index is inside the
+            // `[channels, height, width]` buffer `render_tile`'s caller vouched for, and no other tile writes it.
             unsafe { *out.0.add((ch0 + ch) * plane + pix) = a + t[l] * b };
         }
     }

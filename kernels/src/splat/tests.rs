@@ -334,7 +334,8 @@ fn simd_and_portable_tile_renderers_agree_bit_for_bit() {
     };
     let ptr = SyncPtr(portable.as_mut_ptr());
     for t in 0..9 {
-        raster::render_tile(raster::render_tile_portable, &frame, t, scratch.bins.tile(t), &ptr);
+        // SAFETY: `portable` is a [32, 48, 48] buffer owned here; tiles are rendered one at a time.
+        unsafe { raster::render_tile(raster::render_tile_portable, &frame, t, scratch.bins.tile(t), &ptr) };
     }
     assert_same("portable vs selected renderer", &portable, &fast);
 }

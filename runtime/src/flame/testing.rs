@@ -13,7 +13,7 @@ pub const JAW: usize = 2;
 
 /// Whether seeded vertex `v` has a non-zero jaw skinning weight (one vertex in three).
 pub fn has_jaw_weight(v: usize) -> bool {
-    v % 3 == 0
+    v.is_multiple_of(3)
 }
 
 /// Inserts `flame.*` tensors for `cfg.flame` into `w`.

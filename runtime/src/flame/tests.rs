@@ -89,7 +89,7 @@ fn zero_pose_and_expression_give_template_plus_shape_blendshapes_times_scale() {
     let (shape, _) = codes(&cfg);
     flame.set_identity(&shape).expect("identity");
     let mut out = vec![0f32; cfg.flame.vertices * 3];
-    flame.pose(&vec![0.0; cfg.flame.expr_params], &[0.0; 6], &[0.0; 6], "0", &mut out).expect("pose");
+    flame.pose(&[0.0; 100][..cfg.flame.expr_params], &[0.0; 6], &[0.0; 6], "0", &mut out).expect("pose");
     let (tmpl, dirs) = (&w.tensors["flame.v_template"].1, &w.tensors["flame.shapedirs"].1);
     let d = cfg.flame.shape_params + cfg.flame.expr_params;
     let want: Vec<f32> = (0..out.len())

@@ -114,3 +114,47 @@ impl Drop for PipelineCache {
         unsafe { self.ctx.device.destroy_pipeline_cache(self.raw, None) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::vulkan::probe::DeviceKind;
+
+    fn device() -> DeviceProbe {
+        let mut p = DeviceProbe::placeholder(0, DeviceKind::Cpu, vk::API_VERSION_1_3);
+        (p.vendor_id, p.device_id, p.driver_version, p.pipeline_cache_uuid) = (0x10005, 7, 1, [0xab; 16]);
+        p
+    }
+
+    fn header(len: u32, version: u32, vendor: u32, dev: u32, uuid: [u8; 16]) -> Vec<u8> {
+        let mut h: Vec<u8> = [len, version, vendor, dev].iter().flat_map(|w| w.to_le_bytes()).collect();
+        h.extend_from_slice(&uuid);
+        h.extend_from_slice(b"driver payload");
+        h
+    }
+
+    #[test]
+    fn a_matching_header_is_accepted() {
+        assert_eq!(header_mismatch(&header(32, 1, 0x10005, 7, [0xab; 16]), &device()), None);
+    }
+
+    #[test]
+    fn each_header_field_is_checked_with_expected_and_found() {
+        let d = device();
+        let short = header_mismatch(&[0; 10], &d).unwrap_or_default();
+        assert!(short.contains("10 bytes"), "{short}");
+        let version = header_mismatch(&header(32, 2, 0x10005, 7, [0xab; 16]), &d).unwrap_or_default();
+        assert!(version.contains("version 2"), "{version}");
+        let length = header_mismatch(&header(16, 1, 0x10005, 7, [0xab; 16]), &d).unwrap_or_default();
+        assert!(length.contains("length 16"), "{length}");
+        let vendor = header_mismatch(&header(32, 1, 0x10de, 7, [0xab; 16]), &d).unwrap_or_default();
+        assert!(vendor.contains("0x10de") && vendor.contains("0x10005"), "{vendor}");
+        let uuid = header_mismatch(&header(32, 1, 0x10005, 7, [0xcd; 16]), &d).unwrap_or_default();
+        assert!(uuid.contains("cdcd") && uuid.contains("abab"), "{uuid}");
+    }
+
+    #[test]
+    fn the_file_name_carries_vendor_device_driver_and_uuid() {
+        assert_eq!(cache_file_name(&device()), format!("pipeline-10005-0007-1-{}.bin", "ab".repeat(16)));
+    }
+}
