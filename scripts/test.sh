@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The test command (README's second command; CI runs exactly this after scripts/setup.sh).
+# The test command (README's second command; CI runs exactly this).
 # Everything here is fast on 2 cores; heavy checks (official-size parity, long fuzzing, benches) are documented
 # `--ignored` tests and scripts, never part of this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # Shipped SPIR-V must be what its GLSL compiles to, and valid.
-if [ -x kernels/shaders/check.sh ]; then kernels/shaders/check.sh; fi
+kernels/shaders/check.sh
+# setup.sh installed lavapipe, so a missing Vulkan device is a failure here, not a skip.
+export GAGA_REQUIRE_VULKAN=1
 cargo test --workspace --release
+# Again with lavapipe's subgroup size 4 instead of 8: no shader may assume a subgroup size.
+LP_NATIVE_VECTOR_WIDTH=128 cargo test --release -p gaga-tests --test vulkan_ops

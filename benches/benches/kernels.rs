@@ -5,7 +5,7 @@
 //! with small sample counts. Criterion's throughput is in FLOP ("elem/s" = FLOP/s).
 //! The references are timed on a band of rows (or fewer tokens/heads) so each run stays under a second;
 //! their GFLOP/s is per-FLOP comparable with the fast kernels'. `GAGA_BENCH_SUMMARY=0` skips the table,
-//! `GAGA_BENCH_SUMMARY=refiner` prints only the refiner estimate;
+//! `GAGA_BENCH_SUMMARY=refiner` (or `lift`) prints only the refiner (or lifting) estimate;
 //! a criterion filter argument (e.g. `-- conv/`) narrows the criterion part.
 
 use std::hint::black_box;
@@ -160,8 +160,10 @@ fn summary() {
     let peak = peak::measure_fma_peak(threads);
     let peak1 = peak::measure_fma_peak(1);
     println!("\nFMA peak: {peak:.1} GFLOP/s with {threads} threads ({peak1:.1} with 1)\n");
-    if std::env::var("GAGA_BENCH_SUMMARY").is_ok_and(|v| v == "refiner") {
-        return refiner_estimate(peak);
+    match std::env::var("GAGA_BENCH_SUMMARY").as_deref() {
+        Ok("refiner") => return refiner_estimate(peak),
+        Ok("lift") => return lift_estimate(peak),
+        _ => {}
     }
     println!("| shape | fast median | fast GFLOP/s | % of peak | reference GFLOP/s | speed-up |");
     println!("|---|---|---|---|---|---|");
@@ -211,6 +213,59 @@ fn refiner_estimate(peak: f64) {
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     println!("Refiner convolutions: {:.1} GFLOP in {:.0} ms = {:.1} GFLOP/s ({:.0}% of peak; floor {:.0} ms)", total_f / 1e9, total_t * 1e3, total_f / total_t / 1e9, 100.0 * total_f / total_t / 1e9 / peak, total_f / peak / 1e6);
     println!("Slowest layers: {}", rows.iter().take(6).map(|(t, n, g)| format!("{n} {:.1} ms ({g:.0} GFLOP/s)", t * 1e3)).collect::<Vec<_>>().join("; "));
+}
+
+/// The lifting's convolutions, linears and attentions (§2.2, §3.1), each run once at its real shape; same
+/// kernels repeated (12 ViT blocks, refinenet's units) are timed once and multiplied. Leaves out
+/// `gs_generator_g` (6.1 GFLOP), LayerNorm, GELU and resizes.
+fn lift_estimate(peak: f64) {
+    let (mut t_sum, mut f_sum) = (0.0, 0.0);
+    let mut add = |what: &str, mut c: Case, count: usize| {
+        let t = median_time(1, &mut c.fast).as_secs_f64() * count as f64;
+        t_sum += t;
+        f_sum += c.flop * count as f64;
+        println!("  {what} x{count}: {:.0} ms, {:.1} GFLOP/s", t * 1e3, c.flop * count as f64 / t / 1e9);
+    };
+    let vit = other_cases();
+    let mut cases = vit.into_iter();
+    let _convt = cases.next();
+    if let (Some(qkv), Some(att)) = (cases.next(), cases.next()) {
+        add("vit qkv", qkv, 12);
+        add("vit attention", att, 12);
+    }
+    for (name, din, dout) in [("vit proj", 768, 768), ("vit fc1", 768, 3072), ("vit fc2", 3072, 768)] {
+        let n = 1370;
+        let (x, wt, b) = (seeded(1, n * din), seeded(2, din * dout), seeded(3, dout));
+        let mut out = vec![0f32; n * dout];
+        let fast: Box<dyn FnMut()> = Box::new(move || linear::linear(&x, n, din, &wt, Some(&b), dout, &mut out));
+        add(name, Case { name: name.into(), flop: 2.0 * (n * din * dout) as f64, fast, ref_flop: 0.0, reference: Box::new(|| {}) }, 12);
+    }
+    let convs: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+        ("patch_embed", 3, 768, 14, 14, 518, 1),
+        ("projects 1x1 768->256..1024", 768, 704, 1, 1, 37, 4), // 256+512+1024+1024 = 4 x 704 outputs
+        ("resize_layers.3 s2", 1024, 1024, 3, 2, 37, 1),
+        ("layer_rn.0", 259, 256, 3, 1, 148, 1),
+        ("layer_rn.1", 515, 256, 3, 1, 74, 1),
+        ("layer_rn.2", 1027, 256, 3, 1, 37, 1),
+        ("layer_rn.3", 1027, 256, 3, 1, 19, 1),
+        ("refinenet rcu @19", 256, 256, 3, 1, 19, 2),
+        ("refinenet rcu @37", 256, 256, 3, 1, 37, 4),
+        ("refinenet rcu @74", 256, 256, 3, 1, 74, 4),
+        ("refinenet rcu @148", 256, 256, 3, 1, 148, 4),
+        ("refinenet out_conv 1x1 @37..296", 256, 256, 1, 1, 296, 1), // dominates the four out_convs
+        ("output_conv", 256, 256, 3, 1, 296, 1),
+        ("gs_generator conv0", 283, 128, 3, 1, 296, 2),
+        ("gs_generator conv1/2", 128, 128, 3, 1, 296, 4),
+        ("gs_generator 1x1", 128, 41, 1, 1, 296, 2),
+    ];
+    for &(name, ci, co, k, s, hw, count) in convs {
+        add(name, conv_case(&conv("", ci, co, k, s, hw, 1)), count);
+    }
+    let mut convt = other_cases().into_iter().next();
+    if let Some(c) = convt.take() {
+        add("resize_layers.0 convT k4 (k2 one similar)", c, 2);
+    }
+    println!("Lift (timed part): {:.1} GFLOP in {:.2} s = {:.1} GFLOP/s ({:.0}% of peak)", f_sum / 1e9, t_sum, f_sum / t_sum / 1e9, 100.0 * f_sum / t_sum / 1e9 / peak);
 }
 
 fn criterion_benches(c: &mut Criterion) {

@@ -29,11 +29,12 @@ pub fn self_attention_with(scratch: &mut Scratch, qkv: &[f32], n: usize, heads: 
         return;
     }
     let scale = (head_dim as f32).powf(-0.5);
-    let blocks = n.div_ceil(ROWS);
+    let rows_env: usize = std::env::var("GAGA_ATT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS);
+    let blocks = n.div_ceil(rows_env);
     let dst = SyncPtr(out.as_mut_ptr());
     let task = |t: usize, tile: &mut [f32], gemm_threads: usize| {
         let (hd, b) = (t / blocks, t % blocks);
-        let (i0, i1) = (b * ROWS, ((b + 1) * ROWS).min(n));
+        let (i0, i1) = (b * rows_env, ((b + 1) * rows_env).min(n));
         let rows = i1 - i0;
         let scores = &mut tile[..rows * n];
         let q = View::new(&qkv[i0 * 3 * dim + hd * head_dim..], 3 * dim, 1);
@@ -53,7 +54,7 @@ pub fn self_attention_with(scratch: &mut Scratch, qkv: &[f32], n: usize, heads: 
             sgemm_raw(rows, head_dim, n, o, dim, 1, false, p, v, 1.0, gemm_threads);
         }
     };
-    run_tiled(scratch, heads * blocks, ROWS.min(n) * n, task);
+    run_tiled(scratch, heads * blocks, rows_env.min(n) * n, task);
 }
 
 #[cfg(test)]

@@ -52,13 +52,15 @@ impl Conv2d {
 }
 
 /// Target size of one im2col / transposed-conv tile in floats (512 KiB): small enough to stay in L2 while
-/// the GEMM reads it back. Measured on the 2-core AVX2 host: 3x3 32->32 at 512x512 ran 108 ms with 4 MiB
-/// tiles and 51-55 ms with 128-512 KiB; 283->128 at 296x296 went from 878 ms to 445-520 ms.
+/// the GEMM reads it back. Measured with the AVX2 GEMM kernels on the 2-core host: 3x3 32->32 at 512x512
+/// ran 108 ms with 4 MiB tiles and 51-55 ms with 128-512 KiB; 283->128 at 296x296 went from 878 ms to
+/// 445-520 ms. [`MIN_PIXELS`] and the weight-packing floor can make wide layers' tiles larger (up to
+/// ~40 MB per worker for DPT's 1027-channel `layer_rn`).
 pub const TILE_FLOATS: usize = 1 << 17;
 
 /// Fewest pixels per im2col band: 4 full 64-pixel tiles of the AVX-512 GEMM kernel. With 1-row bands,
 /// 32x32 and 16x16 maps ran in the 2/4-wide edge kernels (perf: 10% of the refiner's time).
-const MIN_PIXELS: usize = 256;
+pub const MIN_PIXELS: usize = 256;
 
 /// Pixel band of the 1x1 path: 16 KiB of each input channel per GEMM.
 const PIXELS_1X1: usize = 4096;

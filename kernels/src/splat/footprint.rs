@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn reach_is_conservative() {
-        // Random ellipses, from round to 1:300 elongated, any opacity; every pixel-centre offset outside the
+        // Random ellipses, from round to 1:130 in variance, any opacity; every pixel-centre offset outside the
         // reach (and just inside its border) must give alpha below 1/255.
         let u = seeded(17, 4 * 600);
         for g in u.chunks(4) {
