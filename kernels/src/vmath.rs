@@ -46,6 +46,18 @@ pub fn gelu_scalar(x: f32) -> f32 {
     }
 }
 
+/// Largest element (`-inf` for an empty slice); 8 running maxima so it vectorises. NaNs are skipped.
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    chunks.remainder().iter().chain(&acc).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
 /// `x[i] = exp(x[i] - shift)`; returns the sum of the new values (softmax's denominator).
 pub fn exp_shifted_sum(x: &mut [f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -214,6 +226,17 @@ mod tests {
             let bound = 2e-7 * (x.abs() as f64) + 1e-7 + want.abs() * f32::EPSILON as f64;
             assert!((g[i] as f64 - want).abs() <= bound, "gelu({x}) = {} want {want}", g[i]);
         }
+    }
+
+    #[test]
+    fn max_finds_the_largest_element_anywhere() {
+        let mut x: Vec<f32> = (0..37).map(|i| -(i as f32)).collect();
+        assert_eq!(max(&x), 0.0);
+        x[36] = 5.0; // in the remainder
+        assert_eq!(max(&x), 5.0);
+        x[9] = 7.0; // in a chunk
+        assert_eq!(max(&x), 7.0);
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
     }
 
     #[test]
