@@ -49,12 +49,17 @@ def covariance3d(scales, rotations):
     return m @ m.transpose(1, 2)
 
 
+def _transform_point(p, m):
+    """`transformPoint4x4` literally: m[0][j] x + m[1][j] y + m[2][j] z + m[3][j], summed left to right with
+    every f32 operation rounded (no fused multiply-add), so near-equal depths order as the C expression says."""
+    x, y, z = p[:, 0:1], p[:, 1:2], p[:, 2:3]
+    return x * m[0] + y * m[1] + z * m[2] + m[3]
+
+
 def preprocess(g, view, proj, tanfovx, tanfovy, width, height):
     """Per-Gaussian screen quantities. Returns a dict; `visible` marks Gaussians that reach any tile."""
-    n = g["positions"].shape[0]
-    p = torch.cat([g["positions"], torch.ones(n, 1)], dim=1)
-    p_view = p @ view
-    p_hom = p @ proj
+    p_view = _transform_point(g["positions"], view)
+    p_hom = _transform_point(g["positions"], proj)
     p_w = 1.0 / (p_hom[:, 3] + 0.0000001)
     proj_xy = p_hom[:, :2] * p_w[:, None]
     tz = p_view[:, 2]

@@ -34,7 +34,7 @@ impl Init {
         Init::Uniform { mean: 0.0, std: 1.0 / (3.0 * fan_in as f32).sqrt() }
     }
 
-    /// A constant (up to a negligible 1e-6 spread, so the stream is still consumed uniformly).
+    /// A constant (a zero-width uniform: the stream is still consumed, which keeps the rule uniform).
     pub fn constant(value: f32) -> Init {
         Init::Uniform { mean: value, std: 0.0 }
     }

@@ -61,3 +61,35 @@ impl Session for CpuSession<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::testing::{driving_frame, seeded_frame_weights};
+
+    #[test]
+    fn cpu_session_lifts_and_renders_like_the_library_calls() {
+        let cfg = ModelConfig::small();
+        let mut w = crate::lift::testing::seeded_weights(&cfg);
+        let frame_weights = seeded_frame_weights(&cfg, 4);
+        w.tensors.extend(frame_weights.tensors);
+        let backend = CpuBackend::default();
+        assert!(backend.probe().is_ok());
+        let mut session = backend.prepare(&w, &cfg, Budget::UNLIMITED).expect("session");
+        let s = cfg.image_size;
+        let image = Image { width: s, height: s, data: gaga_kernels::testing::seeded(3, 3 * s * s).iter().map(|v| v.abs()).collect() };
+        let source = SourceParams { shapecode: vec![0.1; cfg.flame.shape_params], transform: crate::render::testing::FRONTAL };
+        let avatar = session.lift(&image, &source).expect("lift");
+        assert_eq!(avatar, crate::lift::lift(&w, &cfg, &image, &source).expect("library lift"));
+        assert!(session.stage_times().iter().any(|(name, _)| name.starts_with("lift.")));
+
+        let frame = driving_frame(&cfg, 2);
+        let (mut a, mut b) = (Image::new(s, s), Image::new(s, s));
+        session.render(&avatar, &frame, &mut a).expect("session render");
+        let mut renderer = FrameRenderer::new(&w, &cfg, RenderOptions::default()).expect("renderer");
+        renderer.render(&avatar, &frame, &mut b).expect("library render");
+        assert_eq!(a, b);
+        let names: Vec<&str> = session.stage_times().iter().map(|t| t.0).collect();
+        assert_eq!(names, ["flame", "splat", "refine"]);
+    }
+}

@@ -360,7 +360,7 @@ fn write_fuzz_seeds() {
     let mut s = entry("upsampler.final_conv.weight@scale", DType::F32, &[channels]);
     s.reason = Reason::QuantScale;
     tensors.push((e, q));
-    tensors.push((s, vec![0, 0, 128, 60].repeat(channels)));
+    tensors.push((s, [0u8, 0, 128, 60].repeat(channels)));
     let bytes = build(&serde_json::to_vec(&tiny_meta(&c)).expect("meta"), tensors);
     Header::parse(&bytes).expect("seed is valid");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/model_file");

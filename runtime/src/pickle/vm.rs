@@ -367,7 +367,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&self, items: Vec<Ix>) -> Result<Vec<(Ix, Ix)>, PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.invalid("odd number of items for key-value pairs".into()));
         }
         Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
