@@ -6,11 +6,11 @@
 //!
 //! Pixels travel as [`image::RgbImage`] (8-bit interleaved RGB): what cameras, encoders and displays use.
 
-//pub mod display;
+pub mod display;
 pub mod error;
 pub mod frame;
 //pub mod kiosk;
-//pub mod overlay;
+pub mod overlay;
 //pub mod profile;
 pub mod source;
 //pub mod tracker;

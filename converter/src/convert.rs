@@ -78,7 +78,10 @@ pub fn convert(opts: &ConvertOptions, progress: &mut dyn FnMut(&Progress)) -> Re
     }
     let shapes: HashMap<String, Vec<usize>> = named.iter().map(|(n, _, t)| (n.clone(), t.shape.clone())).collect();
     let meta_cfg = read_meta_cfg(ckpt.root.as_ref());
-    let config = infer_config(&shapes, &meta_cfg).map_err(|what| Error::Format { path: opts.checkpoint.clone(), what })?;
+    let config = infer_config(&shapes, &meta_cfg).map_err(|what| {
+        let path = if what.contains("`flame.") { opts.flame.clone() } else { opts.checkpoint.clone() };
+        Error::Format { path, what }
+    })?;
     schema::check_config(&config).map_err(|e| Error::Config(format!("inferred configuration: {e}")))?;
 
     let required = schema::required_tensors(&config);
@@ -99,7 +102,10 @@ pub fn convert(opts: &ConvertOptions, progress: &mut dyn FnMut(&Progress)) -> Re
     rest.sort_by(|a, b| a.0.cmp(b.0));
     for (name, (f, t)) in rest {
         if !name.starts_with("flame.lmk.") {
-            return Err(Error::Format { path: f.path.clone(), what: format!("unexpected tensor `{name}` (not part of the GAGAvatar architecture)") });
+            return Err(Error::Format {
+                path: f.path.clone(),
+                what: format!("unexpected tensor `{name}` (not part of the GAGAvatar architecture)"),
+            });
         }
         jobs.push(Job { src: f, tensor: t, name: name.to_string(), precision: None });
     }
@@ -219,6 +225,9 @@ fn flame_tensors<'a>(f: &'a SourceFile, omitted: &mut Vec<Omitted>) -> Result<Ve
             continue;
         };
         out.push((name, t));
+    }
+    if out.is_empty() {
+        return Err(Error::Format { path: f.path.clone(), what: "holds no `flame_model.*` arrays (expected FLAME_with_eye.pt)".into() });
     }
     Ok(out)
 }

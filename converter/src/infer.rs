@@ -79,13 +79,17 @@ pub fn infer_config(shapes: &HashMap<String, Vec<usize>>, meta: &MetaCfg) -> Res
     let direnc = s.dim("gs_generator_g.color_layers.0.weight", 1)?.checked_sub(trunk);
     let frequencies = match direnc {
         Some(e) if e % 3 == 0 && (e / 3) % 2 == 1 => (e / 3 - 1) / 2,
-        _ => return Err(format!("tensor `gs_generator_g.color_layers.0.weight`: input width minus the trunk ({trunk}) is not 3 x (2F + 1)")),
+        _ => {
+            return Err(format!("tensor `gs_generator_g.color_layers.0.weight`: input width minus the trunk ({trunk}) is not 3 x (2F + 1)"))
+        }
     };
     let basis = s.dim("flame.shapedirs", 2)?;
     let flame = FlameConfig {
         vertices: s.dim("flame.v_template", 0)?,
         faces: s.dim("flame.faces", 0)?,
-        shape_params: basis.checked_sub(EXPR_PARAMS).ok_or_else(|| format!("tensor `flame.shapedirs`: basis of {basis} columns, expected more than {EXPR_PARAMS}"))?,
+        shape_params: basis
+            .checked_sub(EXPR_PARAMS)
+            .ok_or_else(|| format!("tensor `flame.shapedirs`: basis of {basis} columns, expected more than {EXPR_PARAMS}"))?,
         expr_params: EXPR_PARAMS,
         joints: s.dim("flame.J_regressor", 0)?,
         scale: meta.flame_scale.unwrap_or(5.0),

@@ -316,3 +316,13 @@ fn official_schema_is_the_published_key_list_minus_the_omitted_tensors() {
     assert_eq!(published.len(), 597 - 55);
     assert_eq!(schema, published);
 }
+
+#[test]
+fn a_checkpoint_given_as_the_flame_asset_is_named() {
+    let out = out_path("not-flame");
+    let mut o = options(&inputs().checkpoint, Precision::Fp16, &out);
+    o.flame = inputs().checkpoint.clone();
+    let e = convert(&o, &mut |_| {}).expect_err("no FLAME arrays");
+    assert!(e.to_string().contains("small.pt: holds no `flame_model.*` arrays"), "{e}");
+    assert_no_output(&out);
+}

@@ -39,7 +39,13 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 /// Writes the model and returns its size in bytes.
-pub(crate) fn write_model(output: &Path, meta: &Meta, jobs: &[Job], planned: Vec<Planned>, progress: &mut dyn FnMut(&Progress)) -> Result<u64> {
+pub(crate) fn write_model(
+    output: &Path,
+    meta: &Meta,
+    jobs: &[Job],
+    planned: Vec<Planned>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<u64> {
     let meta_json = serde_json::to_vec_pretty(meta).map_err(|e| Error::Other(format!("meta JSON: {e}")))?;
     let mut entries: Vec<TensorEntry> = Vec::new();
     let mut first_entry = Vec::with_capacity(planned.len());
@@ -88,7 +94,8 @@ pub(crate) fn write_model(output: &Path, meta: &Meta, jobs: &[Job], planned: Vec
     let file = File::open(&tmp).map_err(io(&tmp))?;
     // SAFETY: the temporary file is ours and nothing else writes it while it is mapped here.
     let written = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&tmp))?;
-    format::Header::parse(&written).map_err(|e| Error::Format { path: tmp.clone(), what: format!("written file does not validate: {e}") })?;
+    format::Header::parse(&written)
+        .map_err(|e| Error::Format { path: tmp.clone(), what: format!("written file does not validate: {e}") })?;
     drop(written);
     std::fs::rename(&tmp, output).map_err(io(output))?;
     guard.done = true;
@@ -109,7 +116,8 @@ fn encode(entry: &TensorEntry, data: &TensorData, job: &Job) -> Result<Vec<Vec<u
         }
         (DType::I64, TensorData::I64(v)) => vec![v.iter().flat_map(|x| x.to_le_bytes()).collect()],
         (DType::I32, TensorData::I64(v)) => {
-            let narrow: Option<Vec<u8>> = v.iter().map(|&x| i32::try_from(x).ok().map(|x| x.to_le_bytes())).collect::<Option<Vec<_>>>().map(|v| v.concat());
+            let narrow: Option<Vec<u8>> =
+                v.iter().map(|&x| i32::try_from(x).ok().map(|x| x.to_le_bytes())).collect::<Option<Vec<_>>>().map(|v| v.concat());
             vec![narrow.ok_or_else(mismatch)?]
         }
         _ => return Err(mismatch()),

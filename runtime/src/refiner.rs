@@ -5,7 +5,8 @@
 //! decoder starts at 4x4 (`constant_input`, `style_conv1`, `to_rgb1`). Then per level the UNet up block,
 //! its SFT condition maps (`condition_scale/shift`) and the decoder level run back to back; this is the
 //! official order of operations regrouped so only one level's condition maps are alive at a time.
-//! All buffers are sized in [`Refiner::new`]; `run` allocates nothing.
+//! All buffers are sized in [`Refiner::new`]; `run` allocates nothing of its own (the GEMM library under
+//! the convolutions still does, see `tests/tests/no_alloc_frame.rs`).
 
 use gaga_kernels::act::{leaky_relu, sigmoid};
 use gaga_kernels::conv::Scratch;
@@ -172,7 +173,8 @@ impl<'w> Refiner<'w> {
     }
 
     /// Refines `splat` `[in_channels, size, size]` into `out` `[out_channels, size, size]` (after the
-    /// final sigmoid, so in (0, 1)). Allocates nothing once the kernels' scratch has grown on the first call.
+    /// final sigmoid, so in (0, 1)). Allocates nothing itself once the kernels' scratch has grown on the
+    /// first call; the `gemm` crate under the convolutions still allocates packing buffers per call.
     pub fn run(&mut self, splat: &[f32], out: &mut [f32]) -> Result<()> {
         let s = self.size;
         for (what, found, want) in [("splat input", splat.len(), self.in_ch * s * s), ("RGB output", out.len(), self.out_ch * s * s)] {

@@ -84,7 +84,11 @@ fn walk(v: &Value, prefix: &str, storage: &dyn Fn(&str) -> Option<Range<usize>>,
 fn usizes(v: &Value, what: &str, name: &str) -> Result<Vec<usize>, String> {
     let seq = v.as_seq().ok_or_else(|| format!("tensor `{name}`: {what} is a {}, expected a tuple", v.kind()))?;
     seq.iter()
-        .map(|x| x.as_int().and_then(|i| usize::try_from(i).ok()).ok_or_else(|| format!("tensor `{name}`: {what} holds {x:?}, expected non-negative integers")))
+        .map(|x| {
+            x.as_int()
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| format!("tensor `{name}`: {what} holds {x:?}, expected non-negative integers"))
+        })
         .collect()
 }
 
@@ -112,9 +116,14 @@ fn tensor(name: &str, args: &Value, storage: &dyn Fn(&str) -> Option<Range<usize
     let numel = numel.as_int().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| format!("tensor `{name}`: storage size {numel:?}"))?;
     let entry = storage(&key).ok_or_else(|| format!("tensor `{name}`: storage `data/{key}` is not in the archive"))?;
     let bytes = numel.checked_mul(dtype.size()).filter(|&b| b <= entry.len()).ok_or_else(|| {
-        format!("tensor `{name}`: storage `data/{key}` declares {numel} elements of {} bytes but the entry has {} bytes", dtype.size(), entry.len())
+        format!(
+            "tensor `{name}`: storage `data/{key}` declares {numel} elements of {} bytes but the entry has {} bytes",
+            dtype.size(),
+            entry.len()
+        )
     })?;
-    let offset = a[1].as_int().and_then(|i| usize::try_from(i).ok()).ok_or_else(|| format!("tensor `{name}`: storage offset {:?}", a[1]))?;
+    let offset =
+        a[1].as_int().and_then(|i| usize::try_from(i).ok()).ok_or_else(|| format!("tensor `{name}`: storage offset {:?}", a[1]))?;
     let shape = usizes(&a[2], "size", name)?;
     let strides = usizes(&a[3], "stride", name)?;
     if shape.len() != strides.len() {

@@ -35,7 +35,10 @@ pub(crate) fn open(path: &Path, map: memmap2::Mmap) -> Result<SourceFile> {
     if let Some(r) = entries.get(&format!("{prefix}byteorder")) {
         let order = map.get(r.clone()).unwrap_or(b"");
         if order != b"little" {
-            return Err(err(format!("`{prefix}byteorder` is `{}`, only little-endian checkpoints are read", String::from_utf8_lossy(order))));
+            return Err(err(format!(
+                "`{prefix}byteorder` is `{}`, only little-endian checkpoints are read",
+                String::from_utf8_lossy(order)
+            )));
         }
     }
     let pkl_range = entries[&pkl_name].clone();

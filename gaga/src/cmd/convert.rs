@@ -43,9 +43,7 @@ pub fn run(args: Args) -> CmdResult {
         created_by: format!("gaga convert {}", env!("CARGO_PKG_VERSION")),
     };
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let summary = convert(&opts, &mut |p| {
         bar.set_length(p.bytes_total);
         bar.set_position(p.bytes_written);

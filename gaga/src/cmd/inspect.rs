@@ -86,7 +86,15 @@ pub fn run(args: Args) -> CmdResult {
     if args.json {
         let stages: serde_json::Map<String, serde_json::Value> = table
             .iter()
-            .map(|(s, d)| (s.name().to_string(), json!(d.iter().map(|(k, (n, b))| (k.to_string(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>())))
+            .map(|(s, d)| {
+                (
+                    s.name().to_string(),
+                    json!(d
+                        .iter()
+                        .map(|(k, (n, b))| (k.to_string(), json!({"tensors": n, "bytes": b})))
+                        .collect::<serde_json::Map<_, _>>()),
+                )
+            })
             .collect();
         let tensors: Vec<_> = m
             .tensors()
@@ -112,27 +120,57 @@ pub fn run(args: Args) -> CmdResult {
     let c = m.config();
     let mut o = String::new();
     use std::fmt::Write as _;
-    writeln!(o, "{}: format {}.{}, {} bytes ({}), {} tensors", args.model.display(), p.major, p.minor, p.file_length, human(p.file_length), m.tensors().len())?;
+    writeln!(
+        o,
+        "{}: format {}.{}, {} bytes ({}), {} tensors",
+        args.model.display(),
+        p.major,
+        p.minor,
+        p.file_length,
+        human(p.file_length),
+        m.tensors().len()
+    )?;
     let pv = &meta.provenance;
-    writeln!(o, "provenance: checkpoint sha256 {}, FLAME sha256 {}, converter {}, by {}", pv.checkpoint_sha256, pv.flame_sha256, pv.converter_version, pv.created_by)?;
+    writeln!(
+        o,
+        "provenance: checkpoint sha256 {}, FLAME sha256 {}, converter {}, by {}",
+        pv.checkpoint_sha256, pv.flame_sha256, pv.converter_version, pv.created_by
+    )?;
     let keep = if meta.precision.keep_overrides.is_empty() { "none".to_string() } else { meta.precision.keep_overrides.join(" ") };
     writeln!(o, "precision: requested {}, overrides {keep}, {} policy rules", meta.precision.requested, meta.precision.rules.len())?;
     writeln!(
         o,
         "config: image {}, DINO dim {} depth {} heads {} patch {} input {}, DPT {:?} -> {}, planes {}x{}, {} Gaussians x {} channels",
-        c.image_size, c.dino.dim, c.dino.depth, c.dino.heads, c.dino.patch_size, c.dino.input_size, c.dpt.project_channels, c.feature_dim,
-        c.plane_size, c.plane_size, c.gaussians(), c.gaussian_channels
+        c.image_size,
+        c.dino.dim,
+        c.dino.depth,
+        c.dino.heads,
+        c.dino.patch_size,
+        c.dino.input_size,
+        c.dpt.project_channels,
+        c.feature_dim,
+        c.plane_size,
+        c.plane_size,
+        c.gaussians(),
+        c.gaussian_channels
     )?;
     writeln!(
         o,
         "        refiner {} style {} unet {:?} decoder {:?}; FLAME {} vertices {} faces {}+{} params",
-        c.refiner.size, c.refiner.style_dim, c.refiner.unet_channels, c.refiner.decoder_channels, c.flame.vertices, c.flame.faces,
-        c.flame.shape_params, c.flame.expr_params
+        c.refiner.size,
+        c.refiner.style_dim,
+        c.refiner.unet_channels,
+        c.refiner.decoder_channels,
+        c.flame.vertices,
+        c.flame.faces,
+        c.flame.shape_params,
+        c.flame.expr_params
     )?;
     writeln!(o, "\n{:<8} {:>7} {}", "stage", "tensors", DTYPES.map(|d| format!("{:>12}", d.name())).join(""))?;
     for (stage, dtypes) in &table {
         let n: usize = dtypes.values().map(|v| v.0).sum();
-        let cells: String = DTYPES.iter().map(|d| format!("{:>12}", dtypes.get(d.name()).map(|v| human(v.1)).unwrap_or_else(|| "-".into()))).collect();
+        let cells: String =
+            DTYPES.iter().map(|d| format!("{:>12}", dtypes.get(d.name()).map(|v| human(v.1)).unwrap_or_else(|| "-".into()))).collect();
         writeln!(o, "{:<8} {n:>7} {cells}", stage.name())?;
     }
     writeln!(o, "\nper-frame session: {} of weights (frame + flame), about {} of fp32 activations", human(per_frame), human(activations))?;

@@ -103,7 +103,10 @@ impl Preamble {
             )));
         }
         if p.flags & REQUIRED_FLAGS_MASK != 0 {
-            return Err(FormatError::new(format!("unknown required flags 0x{:04x} (this reader knows none)", p.flags & REQUIRED_FLAGS_MASK)));
+            return Err(FormatError::new(format!(
+                "unknown required flags 0x{:04x} (this reader knows none)",
+                p.flags & REQUIRED_FLAGS_MASK
+            )));
         }
         let reserved = b[76..80].iter().chain(&b[88..PREAMBLE_LEN]).any(|&x| x != 0);
         if reserved {

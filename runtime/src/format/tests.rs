@@ -327,7 +327,16 @@ fn align_up_rounds_to_the_next_multiple() {
 pub(crate) fn micro_config() -> ModelConfig {
     let mut c = tiny_config();
     c.image_size = 8;
-    c.dino = crate::config::DinoConfig { input_size: 28, patch_size: 14, dim: 4, depth: 4, heads: 1, mlp_dim: 4, out_layers: vec![0, 1, 2, 3], ln_eps: 1e-6 };
+    c.dino = crate::config::DinoConfig {
+        input_size: 28,
+        patch_size: 14,
+        dim: 4,
+        depth: 4,
+        heads: 1,
+        mlp_dim: 4,
+        out_layers: vec![0, 1, 2, 3],
+        ln_eps: 1e-6,
+    };
     c.dpt = crate::config::DptConfig { project_channels: [2, 2, 2, 2], features: 2 };
     (c.plane_size, c.feature_dim, c.gaussian_channels, c.head_base_dim) = (16, 2, 2, 2);
     (c.vertex_trunk_dim, c.vertex_head_hidden, c.lift_hidden, c.harmonic_frequencies) = (2, 2, 2, 1);

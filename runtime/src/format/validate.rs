@@ -63,7 +63,10 @@ fn check_sections(p: &Preamble) -> Result<(), FormatError> {
         for (b, sb) in &named[i + 1..] {
             // Ends were checked above, so they cannot overflow.
             if sa.offset < sb.offset + sb.length && sb.offset < sa.offset + sa.length {
-                return Err(err(format!("{a} section [{:#x}, +{}) overlaps {b} section [{:#x}, +{})", sa.offset, sa.length, sb.offset, sb.length)));
+                return Err(err(format!(
+                    "{a} section [{:#x}, +{}) overlaps {b} section [{:#x}, +{})",
+                    sa.offset, sa.length, sb.offset, sb.length
+                )));
             }
         }
     }
@@ -101,12 +104,7 @@ fn check_entries(p: &Preamble, entries: &[TensorEntry]) -> Result<HashMap<String
             return Err(err(format!("tensor `{n}`: shape {:?} overflows", e.shape)));
         };
         if want != e.length {
-            return Err(err(format!(
-                "tensor `{n}`: {} x {:?} needs {want} bytes, directory says {}",
-                e.dtype.name(),
-                e.shape,
-                e.length
-            )));
+            return Err(err(format!("tensor `{n}`: {} x {:?} needs {want} bytes, directory says {}", e.dtype.name(), e.shape, e.length)));
         }
         if e.offset % TENSOR_ALIGN != 0 {
             return Err(err(format!("tensor `{n}`: data offset {:#x} is not a multiple of {TENSOR_ALIGN}", e.offset)));

@@ -3,7 +3,9 @@
 //! fuzz seeds).
 
 use super::directory::TensorEntry;
-use super::header::{align_up, header_checksum, Preamble, Section, PREAMBLE_LEN, SECTION_ALIGN, TENSOR_ALIGN, VERSION_MAJOR, VERSION_MINOR};
+use super::header::{
+    align_up, header_checksum, Preamble, Section, PREAMBLE_LEN, SECTION_ALIGN, TENSOR_ALIGN, VERSION_MAJOR, VERSION_MINOR,
+};
 
 /// Encodes all records in order.
 pub fn encode_directory(entries: &[TensorEntry]) -> Vec<u8> {

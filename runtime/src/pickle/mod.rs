@@ -9,6 +9,7 @@
 //! tree built from shared memo entries is limited in depth, node count and byte count (a pickle can
 //! reference one large object many times; the tree copies it, so copies are budgeted).
 
+mod tree;
 mod value;
 mod vm;
 

@@ -10,7 +10,8 @@ const CODECS: (&str, &str) = ("_codecs", "encode");
 const ORDERED_DICT_P2: &[u8] = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aq\x02K\x01X\x01\x00\x00\x00bq\x03]q\x04(G?\xf8\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00xq\x05c_codecs\nencode\nq\x06X\x02\x00\x00\x00\x00\x01q\x07X\x06\x00\x00\x00latin1q\x08\x86q\tRq\neX\x01\x00\x00\x00cq\x0b(N\x88\x89J\xfd\xff\xff\xff\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80tq\x0cu}q\rX\t\x00\x00\x00_metadataq\x0e}q\x0fX\x00\x00\x00\x00q\x10}q\x11X\x07\x00\x00\x00versionq\x12K\x01sssb.";
 
 /// `{'k': {1, 2}, 'f': frozenset([3])}`, protocol 4 (FRAME, MEMOIZE, SHORT_BINUNICODE, sets).
-const SETS_P4: &[u8] = b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01k\x94\x8f\x94(K\x01K\x02\x90\x8c\x01f\x94(K\x03\x91\x94u.";
+const SETS_P4: &[u8] =
+    b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01k\x94\x8f\x94(K\x01K\x02\x90\x8c\x01f\x94(K\x03\x91\x94u.";
 
 /// `x = [1]; {'s': x, 't': x}`, protocol 2: the second value is a memo reference.
 const SHARED_P2: &[u8] = b"\x80\x02}q\x00(X\x01\x00\x00\x00sq\x01]q\x02K\x01aX\x01\x00\x00\x00tq\x03h\x02u.";
@@ -32,10 +33,7 @@ fn ordered_dict_with_metadata_reads_as_build_of_reduce() {
     assert_eq!(b[1], s("x"));
     assert_eq!(b[2].bytes_like().as_deref(), Some(&[0u8, 1][..]));
     let c = obj.get("c").and_then(Value::as_tuple).expect("tuple c");
-    assert_eq!(
-        c,
-        &[Value::None, Value::Bool(true), Value::Bool(false), Value::Int(-3), Value::Int(1 << 40), Value::Int(i64::MIN)]
-    );
+    assert_eq!(c, &[Value::None, Value::Bool(true), Value::Bool(false), Value::Int(-3), Value::Int(1 << 40), Value::Int(i64::MIN)]);
     let version = state.get("_metadata").and_then(|m| m.get("")).and_then(|m| m.get("version"));
     assert_eq!(version, Some(&Value::Int(1)));
 }

@@ -16,12 +16,23 @@ pub enum Value {
     Set(Vec<Value>),
     FrozenSet(Vec<Value>),
     /// A global that was not called (for example a class passed as an argument).
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `func(*args)` not evaluated (REDUCE, NEWOBJ). `items` and `appended` hold what SETITEM(S) and
     /// APPEND(S) later added to the result, as a dict subclass such as `OrderedDict` receives them.
-    Reduce { func: (String, String), args: Box<Value>, items: Vec<(Value, Value)>, appended: Vec<Value> },
+    Reduce {
+        func: (String, String),
+        args: Box<Value>,
+        items: Vec<(Value, Value)>,
+        appended: Vec<Value>,
+    },
     /// `obj.__setstate__(state)` not evaluated (BUILD).
-    Build { obj: Box<Value>, state: Box<Value> },
+    Build {
+        obj: Box<Value>,
+        state: Box<Value>,
+    },
     /// A persistent id (PERSID / BINPERSID), such as torch's `('storage', type, key, location, numel)`.
     PersistentId(Box<Value>),
 }

@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 
+use super::tree::{to_value, Budget};
 use super::{PickleError, Value};
 
-type Ix = usize;
+pub(super) type Ix = usize;
 
-enum Node {
+pub(super) enum Node {
     Leaf(Value),
     Tuple(Vec<Ix>),
     List(Vec<Ix>),
@@ -21,9 +22,6 @@ enum Node {
     Build { obj: Ix, state: Ix },
     PersistentId(Ix),
 }
-
-/// Deepest nesting accepted in the output tree; real checkpoints nest fewer than 10 levels.
-const MAX_DEPTH: usize = 128;
 
 pub(super) struct Machine<'a> {
     input: &'a [u8],
@@ -54,7 +52,7 @@ impl<'a> Machine<'a> {
                 // what the pickle itself spends on them.
                 let (nodes, bytes) = (64 * self.input.len() + 65_536, 4 * self.input.len() + (1 << 20));
                 let mut budget = Budget { nodes, bytes, node_limit: nodes, byte_limit: bytes };
-                return self.to_value(root, 0, &mut budget);
+                return to_value(&self.arena, root, 0, &mut budget);
             }
             self.step()?;
         }
@@ -424,64 +422,6 @@ impl<'a> Machine<'a> {
         };
         let func = (m.clone(), n.clone());
         self.push(Node::Reduce { func, args, items: Vec::new(), appended: Vec::new() });
-        Ok(())
-    }
-
-    fn to_value(&self, ix: Ix, depth: usize, budget: &mut Budget) -> Result<Value, PickleError> {
-        if depth > MAX_DEPTH {
-            return Err(PickleError::TooLarge { what: "nesting depth", limit: MAX_DEPTH });
-        }
-        budget.spend_node()?;
-        let seq = |v: &[Ix], budget: &mut Budget| -> Result<Vec<Value>, PickleError> {
-            v.iter().map(|&i| self.to_value(i, depth + 1, budget)).collect()
-        };
-        let pairs = |v: &[(Ix, Ix)], budget: &mut Budget| -> Result<Vec<(Value, Value)>, PickleError> {
-            v.iter().map(|&(k, x)| Ok((self.to_value(k, depth + 1, budget)?, self.to_value(x, depth + 1, budget)?))).collect()
-        };
-        Ok(match &self.arena[ix] {
-            Node::Leaf(v) => {
-                if let Value::Str(s) = v {
-                    budget.spend_bytes(s.len())?;
-                } else if let Value::Bytes(b) = v {
-                    budget.spend_bytes(b.len())?;
-                }
-                v.clone()
-            }
-            Node::Tuple(v) => Value::Tuple(seq(v, budget)?),
-            Node::List(v) => Value::List(seq(v, budget)?),
-            Node::Set(v) => Value::Set(seq(v, budget)?),
-            Node::FrozenSet(v) => Value::FrozenSet(seq(v, budget)?),
-            Node::Dict(d) => Value::Dict(pairs(d, budget)?),
-            Node::Global(m, n) => Value::Global { module: m.clone(), name: n.clone() },
-            Node::Reduce { func, args, items, appended } => Value::Reduce {
-                func: func.clone(),
-                args: Box::new(self.to_value(*args, depth + 1, budget)?),
-                items: pairs(items, budget)?,
-                appended: seq(appended, budget)?,
-            },
-            Node::Build { obj, state } => Value::Build {
-                obj: Box::new(self.to_value(*obj, depth + 1, budget)?),
-                state: Box::new(self.to_value(*state, depth + 1, budget)?),
-            },
-            Node::PersistentId(id) => Value::PersistentId(Box::new(self.to_value(*id, depth + 1, budget)?)),
-        })
-    }
-}
-
-struct Budget {
-    nodes: usize,
-    bytes: usize,
-    node_limit: usize,
-    byte_limit: usize,
-}
-
-impl Budget {
-    fn spend_node(&mut self) -> Result<(), PickleError> {
-        self.nodes = self.nodes.checked_sub(1).ok_or(PickleError::TooLarge { what: "object count", limit: self.node_limit })?;
-        Ok(())
-    }
-    fn spend_bytes(&mut self, n: usize) -> Result<(), PickleError> {
-        self.bytes = self.bytes.checked_sub(n).ok_or(PickleError::TooLarge { what: "copied string bytes", limit: self.byte_limit })?;
         Ok(())
     }
 }
