@@ -9,11 +9,12 @@
 pub mod display;
 pub mod error;
 pub mod frame;
-//pub mod kiosk;
+pub mod kiosk;
 pub mod overlay;
-//pub mod profile;
+pub mod profile;
+pub mod render;
 pub mod source;
-//pub mod tracker;
+pub mod tracker;
 
 pub use error::{Error, Result};
 pub use frame::Frame;

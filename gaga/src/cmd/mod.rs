@@ -3,9 +3,11 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod boards;
 pub mod convert;
 pub mod dev;
 pub mod inspect;
+pub mod kiosk;
 pub mod lift;
 pub mod reenact;
 
@@ -31,6 +33,10 @@ pub enum Command {
     /// Developer tools: seeded official-layout checkpoints, FLAME assets and driving sequences.
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// List the board profiles built into this binary.
+    Boards(boards::Args),
+    /// Camera (or video, or images) -> tracker -> render -> overlay -> display, with latency and FPS.
+    Kiosk(kiosk::Args),
 }
 
 /// Errors reach `main` as one displayable line.
@@ -44,5 +50,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Reenact(args) => reenact::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Dev(cmd) => dev::run(cmd),
+        Command::Boards(args) => boards::run(args),
+        Command::Kiosk(args) => kiosk::run(args),
     }
 }

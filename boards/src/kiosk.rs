@@ -1,0 +1,190 @@
+//! The kiosk loop: source -> tracker -> render -> overlay -> display, one frame at a time, measuring
+//! capture-to-display latency and FPS. Rendering is a [`Renderer`] (any closure works), so the loop runs
+//! and is tested without a model. A frame error (corrupt frame, camera unplugged) is logged and skipped;
+//! the display keeps its last picture. Any other error ends the run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gaga_runtime::DrivingFrame;
+use image::RgbImage;
+
+use crate::display::Display;
+use crate::error::Result;
+use crate::frame::Frame;
+use crate::overlay::{draw_overlay, OverlayStats};
+use crate::source::FrameSource;
+use crate::tracker::{Tracker, Tracking};
+
+/// Makes the output picture for a camera frame and the current pose (`None`: the neutral pose).
+pub trait Renderer {
+    fn render(&mut self, camera: &Frame, pose: Option<&DrivingFrame>) -> Result<RgbImage>;
+}
+
+impl<F: FnMut(&Frame, Option<&DrivingFrame>) -> Result<RgbImage>> Renderer for F {
+    fn render(&mut self, camera: &Frame, pose: Option<&DrivingFrame>) -> Result<RgbImage> {
+        self(camera, pose)
+    }
+}
+
+/// Shows the camera frame itself: the kiosk without a model.
+pub fn camera_passthrough(camera: &Frame, _pose: Option<&DrivingFrame>) -> Result<RgbImage> {
+    Ok(camera.image.clone())
+}
+
+/// How long the loop runs and what it draws.
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    /// Stop after this many displayed frames (`None`: until the source ends or `stop` is set).
+    pub frames: Option<u64>,
+    /// Draw the status line.
+    pub overlay: bool,
+    /// Give up after this many frame errors in a row (a source that only fails).
+    pub max_consecutive_errors: u32,
+    /// Set from another thread (Ctrl-C) to stop after the current frame.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        LoopOptions { frames: None, overlay: true, max_consecutive_errors: 100, stop: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KioskReport {
+    pub frames_shown: u64,
+    pub frame_errors: u64,
+    /// Frames in which the tracker found a face.
+    pub faces: u64,
+    /// Capture-to-display latency of each shown frame, seconds.
+    pub latencies: Vec<f64>,
+    /// Wall time from the first capture to the last display, seconds.
+    pub elapsed: f64,
+}
+
+impl KioskReport {
+    /// Displayed frames per second over the run.
+    pub fn fps(&self) -> f64 {
+        if self.elapsed > 0.0 { self.frames_shown as f64 / self.elapsed } else { 0.0 }
+    }
+    /// Latency percentile `p` in [0, 1] (nearest rank), milliseconds.
+    pub fn latency_ms(&self, p: f64) -> f64 {
+        percentile(&self.latencies, p) * 1e3
+    }
+    /// One line: frames, FPS, median and p95 latency.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} frames, {:.1} fps, capture-to-display latency median {:.1} ms, p95 {:.1} ms, {} frame errors, face in {} frames",
+            self.frames_shown,
+            self.fps(),
+            self.latency_ms(0.5),
+            self.latency_ms(0.95),
+            self.frame_errors,
+            self.faces
+        )
+    }
+}
+
+/// Nearest-rank percentile of unsorted values (0 for none).
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = (p.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// FPS over the last second of displayed frames, for the overlay.
+struct RecentFps {
+    times: std::collections::VecDeque<Instant>,
+}
+
+impl RecentFps {
+    fn tick(&mut self, now: Instant) -> f64 {
+        self.times.push_back(now);
+        while self.times.front().is_some_and(|&t| now.duration_since(t) > Duration::from_secs(1)) {
+            self.times.pop_front();
+        }
+        match (self.times.front(), self.times.len()) {
+            (Some(&first), n) if n > 1 => (n - 1) as f64 / now.duration_since(first).as_secs_f64().max(1e-9),
+            _ => 0.0,
+        }
+    }
+}
+
+/// Runs the loop until the source ends, `frames` are shown, `stop` is set, or a fatal error.
+pub fn run(
+    source: &mut dyn FrameSource,
+    tracker: &mut dyn Tracker,
+    renderer: &mut dyn Renderer,
+    display: &mut dyn Display,
+    opts: &LoopOptions,
+) -> Result<KioskReport> {
+    let mut report = KioskReport::default();
+    let mut pose: Option<DrivingFrame> = None;
+    let mut stats = OverlayStats::default();
+    let mut fps = RecentFps { times: Default::default() };
+    let mut first: Option<Instant> = None;
+    let mut errors_in_row = 0;
+    while !opts.stop.load(Ordering::Relaxed) && opts.frames.is_none_or(|n| report.frames_shown < n) {
+        let frame = match source.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.is_frame_error() && errors_in_row < opts.max_consecutive_errors => {
+                log::warn!("{e}; skipped");
+                report.frame_errors += 1;
+                errors_in_row += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        errors_in_row = 0;
+        first.get_or_insert(frame.captured);
+        match tracker.track(&frame)? {
+            Tracking::Face(p) => {
+                report.faces += 1;
+                pose = Some(*p);
+                stats.tracking = "face".into();
+            }
+            Tracking::NoFace => stats.tracking = "no face".into(),
+        }
+        let mut out = renderer.render(&frame, pose.as_ref())?;
+        if opts.overlay {
+            draw_overlay(&mut out, &stats);
+        }
+        display.show(&out)?;
+        let shown = Instant::now();
+        let latency = shown.duration_since(frame.captured).as_secs_f64();
+        report.latencies.push(latency);
+        report.frames_shown += 1;
+        stats.latency_ms = latency * 1e3;
+        stats.fps = fps.tick(shown);
+        report.elapsed = first.map_or(0.0, |t| shown.duration_since(t).as_secs_f64());
+    }
+    display.finish()?;
+    Ok(report)
+}
+
+/// Sets `stop` on Ctrl-C (SIGINT/SIGTERM). Only one handler per process; a second call is an error.
+pub fn stop_on_ctrl_c(stop: Arc<AtomicBool>) -> Result<()> {
+    ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).map_err(|e| crate::Error::Other(format!("Ctrl-C handler: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&v, 1.0), 20.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
