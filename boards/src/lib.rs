@@ -18,4 +18,4 @@ pub mod tracker;
 
 pub use error::{Error, Result};
 pub use frame::Frame;
-pub use image::RgbImage;
+pub use image::{self, RgbImage};

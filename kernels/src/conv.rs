@@ -16,6 +16,16 @@ use crate::matmul::{sgemm, sgemm_raw, threads, SyncPtr, View};
 pub use crate::scratch::Scratch;
 use crate::scratch::{run_tiled as run_bands, with_local};
 
+/// Which matrix-product engine a convolution uses. [`conv2d_with`] picks [`GemmPath::Packed`]; the other is
+/// kept for side-by-side benchmarks (`benches/benches/kernels.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmPath {
+    /// Our allocation-free packed SGEMM (`crate::sgemm`), reading im2col bands (or 1x1 inputs) in place.
+    Packed,
+    /// The `gemm` crate (allocates packing buffers per call).
+    GemmCrate,
+}
+
 /// Shape of a 2-D convolution: square kernel, symmetric zero padding, no dilation, no groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2d {
@@ -71,8 +81,8 @@ pub fn conv2d(spec: &Conv2d, input: &[f32], h: usize, w: usize, weight: &[f32], 
     with_local(|scratch| conv2d_with(scratch, spec, input, h, w, weight, bias, out));
 }
 
-/// [`conv2d`] with an explicit workspace: after the first call at a shape it does not allocate
-/// (beyond the GEMM library's own packing buffers).
+/// [`conv2d`] with an explicit workspace: after the first call at a shape (or a larger one) it does not
+/// allocate, provided it runs on a rayon worker or with one thread (see `tests/no_alloc_conv.rs`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_with(
     scratch: &mut Scratch,
@@ -84,7 +94,27 @@ pub fn conv2d_with(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    conv2d_with_path(GemmPath::Packed, scratch, spec, input, h, w, weight, bias, out);
+}
+
+/// [`conv2d_with`] on a chosen engine (for benchmarks and tests).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with_path(
+    path: GemmPath,
+    scratch: &mut Scratch,
+    spec: &Conv2d,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     spec.check(input, h, w, weight, bias, out);
+    if path == GemmPath::Packed {
+        packed::conv2d(scratch, spec, input, h, w, weight, bias, out);
+        return;
+    }
     let (oh, ow) = spec.out_size(h, w);
     if out.is_empty() {
         return;
@@ -286,6 +316,9 @@ pub fn conv_transpose2d_patch_with(
     };
     run_bands(scratch, h.div_ceil(rows), cols * rows * w, band);
 }
+
+#[path = "conv_packed.rs"]
+mod packed;
 
 #[cfg(test)]
 #[path = "conv_tests.rs"]

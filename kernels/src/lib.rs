@@ -20,6 +20,7 @@ pub mod peak;
 pub mod reference;
 pub mod resize;
 pub mod scratch;
+pub mod sgemm;
 pub mod splat;
 pub mod testing;
 pub mod twin;

@@ -61,10 +61,26 @@ pub fn with_local<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 /// single-threaded GEMMs inside. With few tasks (small maps): tasks in turn, each GEMM using the whole pool.
 /// Which task computes what never depends on the thread count.
 pub(crate) fn run_tiled(scratch: &mut Scratch, tasks: usize, tile_len: usize, task: impl Fn(usize, &mut [f32], usize) + Sync) {
+    run_tiled_in(scratch.take(tiled_len(tasks, tile_len)), tasks, tile_len, task);
+}
+
+/// Floats [`run_tiled_in`] needs for `tasks` tasks of `tile_len` floats: one tile per worker that runs.
+pub(crate) fn tiled_len(tasks: usize, tile_len: usize) -> usize {
     let t = threads();
     if t > 1 && tasks >= 2 * t {
+        t * tile_len
+    } else {
+        tile_len
+    }
+}
+
+/// [`run_tiled`] on a caller-provided buffer of at least [`tiled_len`] floats.
+pub(crate) fn run_tiled_in(buf: &mut [f32], tasks: usize, tile_len: usize, task: impl Fn(usize, &mut [f32], usize) + Sync) {
+    let t = threads();
+    let buf = &mut buf[..tiled_len(tasks, tile_len)];
+    if t > 1 && tasks >= 2 * t {
         let next = AtomicUsize::new(0);
-        scratch.take(t * tile_len).par_chunks_mut(tile_len.max(1)).for_each(|tile| loop {
+        buf.par_chunks_mut(tile_len.max(1)).for_each(|tile| loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= tasks {
                 break;
@@ -72,9 +88,8 @@ pub(crate) fn run_tiled(scratch: &mut Scratch, tasks: usize, tile_len: usize, ta
             task(i, tile, 1);
         });
     } else {
-        let tile = scratch.take(tile_len);
         for i in 0..tasks {
-            task(i, tile, t);
+            task(i, buf, t);
         }
     }
 }

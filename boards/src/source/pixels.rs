@@ -6,7 +6,7 @@ use image::RgbImage;
 /// Converts one YUYV (Y0 U Y1 V) frame of `width` x `height` into RGB. `width` must be even; extra
 /// bytes after the frame (drivers round buffers up) are ignored.
 pub fn yuyv_to_rgb(data: &[u8], width: u32, height: u32) -> Result<RgbImage, String> {
-    if width % 2 != 0 {
+    if width & 1 == 1 {
         return Err(format!("YUYV needs an even width, found {width}"));
     }
     let need = 2 * width as usize * height as usize;

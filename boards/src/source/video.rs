@@ -1,6 +1,5 @@
 //! A video file decoded by an `ffmpeg` subprocess into raw RGB24 frames read from a pipe.
-//! The frame size comes from `ffprobe`-free probing: ffmpeg is asked to scale to a known size when one is
-//! given, otherwise the size is read from ffmpeg's stream banner on stderr.
+//! The frame size is read from ffmpeg's own stream banner (`ffmpeg -i FILE`), so ffprobe is not needed.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -34,9 +33,8 @@ pub fn ffmpeg_available() -> bool {
 }
 
 /// Reads the first video stream's size from `ffmpeg -i FILE` (which prints the stream line and exits).
-fn probe_size(path: &Path) -> Result<(u32, u32)> {
-    let program = ffmpeg_program();
-    let out = Command::new(&program).arg("-hide_banner").arg("-i").arg(path).stdin(Stdio::null()).output().map_err(|e| missing(&program, e))?;
+fn probe_size(path: &Path, program: &str) -> Result<(u32, u32)> {
+    let out = Command::new(program).arg("-hide_banner").arg("-i").arg(path).stdin(Stdio::null()).output().map_err(|e| missing(program, e))?;
     let text = String::from_utf8_lossy(&out.stderr);
     parse_stream_size(&text).ok_or_else(|| Error::Config {
         source_name: path.display().to_string(),
@@ -60,12 +58,16 @@ pub fn parse_stream_size(banner: &str) -> Option<(u32, u32)> {
 impl VideoFileSource {
     /// Starts ffmpeg on `path`. Errors name the file, or say that ffmpeg is missing.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &ffmpeg_program())
+    }
+
+    /// [`VideoFileSource::open`] with a given ffmpeg program (name or path).
+    pub fn open_with(path: &Path, program: &str) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such video file")));
         }
-        let (width, height) = probe_size(path)?;
-        let program = ffmpeg_program();
-        let mut child = Command::new(&program)
+        let (width, height) = probe_size(path, program)?;
+        let mut child = Command::new(program)
             .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
             .arg(path)
             .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
@@ -73,7 +75,7 @@ impl VideoFileSource {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| missing(&program, e))?;
+            .map_err(|e| missing(program, e))?;
         let out = child.stdout.take().ok_or_else(|| Error::Other("ffmpeg: no stdout pipe".into()))?;
         Ok(VideoFileSource { path: path.to_path_buf(), child, out, width, height, next: 0 })
     }

@@ -23,8 +23,12 @@ const SFT_SHIFT_STD: f32 = 0.5;
 const UNET_FEATURE_VAR: f32 = 0.1;
 /// Variance gain of the ToRGB modulated weights (no demodulation follows) for a decoder of 5 ToRGB
 /// levels; deeper decoders sum more levels and their last features are larger, so the gain falls with
-/// the square of the level count. Measured pre-sigmoid RGB std: ~0.8 (small) and ~1.2 (official).
-const TO_RGB_GAIN_5_LEVELS: f32 = 0.15;
+/// the square of the level count.
+const TO_RGB_GAIN_5_LEVELS: f32 = 0.22;
+/// Variance gain of the ToRGB style modulation (official init: 1). Without demodulation the RGB scales
+/// with the style `s = 1 + W w`, and the style MLP's random product lets `|w|` drift by 2-3x with the
+/// seed; a gain of 0.1 keeps `s` at 1 +- 0.3 so the drift barely reaches the image.
+const TO_RGB_MODULATION_GAIN: f32 = 0.1;
 
 /// `upsampler.*`: UNet encoder and decoder, style code, StyleGAN2 decoder, SFT condition convs.
 pub fn refiner(s: &mut Specs, cfg: &ModelConfig) {
@@ -63,14 +67,14 @@ fn res_block(s: &mut Specs, p: &str, inp: usize, out: usize, branch_gain: f32) {
     s.conv(&format!("{p}.skip"), out, inp, 1, LINEAR * branch_gain, false);
 }
 
-/// A modulated conv and its style modulation, as the official init: weights N(0, 1/fan_in), the
-/// modulation Linear 1/fan_in with bias 1 (styles start near 1).
-fn modulated(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize, k: usize, gain: f32) {
+/// A modulated conv and its style modulation: weights N(0, gain/fan_in), the modulation Linear
+/// mod_gain/fan_in with bias 1 (the official init has both gains 1: styles start near 1).
+fn modulated(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize, k: usize, gain: f32, mod_gain: f32) {
     s.push(format!("{p}.modulated_conv.weight"), &[1, out, inp, k, k], Init::Normal {
         mean: 0.0,
         std: (gain / (inp * k * k) as f32).sqrt(),
     });
-    s.push(format!("{p}.modulated_conv.modulation.weight"), &[inp, style], Init::fan_in(style, LINEAR));
+    s.push(format!("{p}.modulated_conv.modulation.weight"), &[inp, style], Init::fan_in(style, mod_gain));
     s.push(format!("{p}.modulated_conv.modulation.bias"), &[inp], Init::constant(1.0));
 }
 
@@ -78,18 +82,18 @@ fn style_conv(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize) {
     // Noise strength: small, so the random noise of the official path is a texture, not the content.
     s.push(format!("{p}.weight"), &[1], Init::Range { lo: 0.01, hi: 0.05 });
     s.push(format!("{p}.bias"), &[1, out, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
-    modulated(s, p, style, inp, out, 3, LINEAR);
+    modulated(s, p, style, inp, out, 3, LINEAR, LINEAR);
 }
 
 fn to_rgb(s: &mut Specs, p: &str, style: usize, inp: usize, gain: f32) {
     s.push(format!("{p}.bias"), &[1, 3, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
-    modulated(s, p, style, inp, 3, 1, gain);
+    modulated(s, p, style, inp, 3, 1, gain, TO_RGB_MODULATION_GAIN);
 }
 
 fn decoder(s: &mut Specs, r: &RefinerConfig) {
     let p = "upsampler.stylegan_decoder";
     let (d, sd) = (&r.decoder_channels, r.style_dim);
-    let rgb_gain = TO_RGB_GAIN_5_LEVELS * (5.0 / (r.levels() + 1) as f32).powi(2);
+    let rgb_gain = TO_RGB_GAIN_5_LEVELS * (5.0 / (r.levels() + 1) as f32).powi(3);
     for i in 0..r.mlp_layers {
         let q = format!("{p}.style_mlp.{}", 2 * i + 1);
         s.push(format!("{q}.weight"), &[sd, sd], Init::fan_in(sd, LRELU));

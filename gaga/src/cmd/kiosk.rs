@@ -98,7 +98,7 @@ pub fn run(args: Args) -> CmdResult {
             let source_params = driving::read_source_params(&args.source_params)?;
             let budget = cfg.memory_budget_mib.map_or(Budget::UNLIMITED, |m| Budget { bytes: m << 20 });
             let session = CpuBackend::default().prepare(model, &mc, budget)?;
-            let mut r = SessionRenderer::new(session, avatar, neutral_pose(mc.expr_params, source_params.transform), mc.image_size);
+            let mut r = SessionRenderer::new(session, avatar, neutral_pose(mc.flame.expr_params, source_params.transform), mc.image_size);
             kiosk::run(source.as_mut(), &mut PassThrough, &mut r, display.as_mut(), &opts)?
         }
         _ => {

@@ -1,0 +1,226 @@
+//! Our own packed SGEMM for the convolution path: `C (m x n) = A (m x k) * B (k x n) [+ bias]` with row-major
+//! `B` and `C` (a `[c_out, pixels]` output plane set), `A` packed once into micro-panels of [`MR`] rows.
+//!
+//! Why not the `gemm` crate here: it allocates its packing buffers on every call (so a warmed-up frame
+//! was not allocation-free) and packs `B` again after im2col already copied it. Here `B` is read in place
+//! (the im2col band, or the input map itself for 1x1), only a partial last column strip is copied into a
+//! caller-owned tail panel, and `A` is packed into caller-owned memory, so a call never allocates.
+//!
+//! Micro-kernels, picked at run time: AVX-512F 8x32 and AVX2+FMA 8x8 on x86_64, and a portable 8x8
+//! fallback elsewhere. The inner dimension is cut into blocks of at most [`KC`] so a `B` strip stays in L1;
+//! the split depends on `k` only, and the threaded path splits over rows of `C` only, so results do not
+//! depend on the thread count.
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+mod portable;
+
+use rayon::prelude::*;
+
+use crate::matmul::SyncPtr;
+
+/// Rows of `A` (output channels) per micro-panel, for every ISA.
+pub const MR: usize = 8;
+
+/// Largest inner-dimension block: a 32-column `B` strip of 256 rows is 32 KiB (L1).
+pub const KC: usize = 256;
+
+/// Which micro-kernel this machine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    /// The widest kernel the running CPU supports (detected once, cached by std).
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Columns of `C` per micro-tile.
+    pub fn nr(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 | Isa::Portable => 8,
+        }
+    }
+}
+
+/// Floats [`pack_a`] needs for an `m x k` matrix: per panel, `MR` bias values then `k * MR` weights.
+pub fn packed_a_len(m: usize, k: usize) -> usize {
+    m.div_ceil(MR) * MR * (k + 1)
+}
+
+/// Floats of the tail panel [`gemm`] needs for `k` rows on `isa` (a copy of the last partial column strip).
+pub fn tail_len(isa: Isa, k: usize) -> usize {
+    k * isa.nr()
+}
+
+/// Packs `a[r * k + q]` (row-major `m x k`, e.g. PyTorch conv weights `[c_out, c_in*kh*kw]`) and the
+/// optional bias into `dst[..packed_a_len(m, k)]`; rows past `m` are zero.
+pub fn pack_a(m: usize, k: usize, a: &[f32], bias: Option<&[f32]>, dst: &mut [f32]) {
+    assert!(a.len() >= m * k, "pack_a: weight has {} floats, {m}x{k} needs {}", a.len(), m * k);
+    let panel = MR * (k + 1);
+    for (p, out) in dst[..packed_a_len(m, k)].chunks_exact_mut(panel).enumerate() {
+        let (bias_part, body) = out.split_at_mut(MR);
+        for r in 0..MR {
+            let row = p * MR + r;
+            bias_part[r] = if row < m { bias.map_or(0.0, |b| b[row]) } else { 0.0 };
+            for q in 0..k {
+                body[q * MR + r] = if row < m { a[row * k + q] } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// `c[r * ldc + j] = bias[r] + sum_q A[r, q] * b[q * ldb + j]` for `r < m`, `j < n`, with `A` from [`pack_a`].
+///
+/// `tail` must hold [`tail_len`] floats. `threads > 1` splits the rows of `C` over rayon's current pool
+/// (no allocation once the pool is warm).
+///
+/// # Safety
+/// Rows `r < m`, columns `j < n` of `c` (stride `ldc`) must be valid for writes and untouched by anyone else
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    tail: &mut [f32],
+    c: *mut f32,
+    ldc: usize,
+    threads: usize,
+) {
+    let nr = isa.nr();
+    assert!(a.len() >= packed_a_len(m, k), "sgemm: packed A too short");
+    assert!(k == 0 || n == 0 || (k - 1) * ldb + n <= b.len(), "sgemm: B view out of bounds");
+    assert!(tail.len() >= tail_len(isa, k), "sgemm: tail panel too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Copy the partial last strip once, zero padded, so every micro-kernel reads `nr` columns.
+    let full = n / nr * nr;
+    if full < n {
+        for q in 0..k {
+            let dst = &mut tail[q * nr..(q + 1) * nr];
+            dst[..n - full].copy_from_slice(&b[q * ldb + full..q * ldb + n]);
+            dst[n - full..].fill(0.0);
+        }
+    }
+    let panels = m.div_ceil(MR);
+    let (cp, tail) = (SyncPtr(c), &*tail);
+    let rows = |p0: usize, p1: usize| {
+        // SAFETY: panels p0..p1 own rows p0*MR..p1*MR of C; the caller vouched for C.
+        unsafe { panels_range(isa, p0, p1, m, n, k, a, b, ldb, tail, cp.get(), ldc) }
+    };
+    if threads > 1 && panels >= 2 {
+        // Chunks fixed by the shape (not the thread count): results stay bitwise identical anyway,
+        // since each output element is computed by the same sequence of FMAs wherever it runs.
+        (0..panels).into_par_iter().for_each(|p| rows(p, p + 1));
+    } else {
+        rows(0, panels);
+    }
+}
+
+/// Micro-panels `p0..p1` of `A` times all of `B`, in `KC` blocks.
+///
+/// # Safety
+/// As [`gemm`], for rows `p0*MR..min(p1*MR, m)`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn panels_range(
+    isa: Isa,
+    p0: usize,
+    p1: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    tail: &[f32],
+    c: *mut f32,
+    ldc: usize,
+) {
+    let nr = isa.nr();
+    let blocks = k.div_ceil(KC).max(1);
+    let kc_step = k.div_ceil(blocks).max(1);
+    let panel_len = MR * (k + 1);
+    let mut q0 = 0;
+    loop {
+        let kc = kc_step.min(k - q0);
+        let first = q0 == 0;
+        for j0 in (0..n).step_by(nr) {
+            let cols = nr.min(n - j0);
+            // Full strips read B in place; the last partial one reads the zero-padded tail copy.
+            let (bp, bld) = if cols == nr { (b.as_ptr().wrapping_add(q0 * ldb + j0), ldb) } else { (tail.as_ptr().wrapping_add(q0 * nr), nr) };
+            for p in p0..p1 {
+                let panel = &a[p * panel_len..(p + 1) * panel_len];
+                let ap = panel[MR + q0 * MR..].as_ptr();
+                let bias = panel.as_ptr();
+                let rows_here = MR.min(m - p * MR);
+                let cptr = c.wrapping_add(p * MR * ldc + j0);
+                // SAFETY: A/B pointers stay inside their slices for kc rows (checked by `gemm`); C as vouched.
+                unsafe {
+                    if rows_here == MR && cols == nr {
+                        micro(isa, kc, ap, bp, bld, cptr, ldc, first, bias);
+                    } else {
+                        // Edge tile: run the full kernel on a stack tile, copy the valid part.
+                        let mut tile = [0f32; MR * 32];
+                        if !first {
+                            for r in 0..rows_here {
+                                std::ptr::copy_nonoverlapping(cptr.add(r * ldc), tile.as_mut_ptr().add(r * nr), cols);
+                            }
+                        }
+                        micro(isa, kc, ap, bp, bld, tile.as_mut_ptr(), nr, first, bias);
+                        for r in 0..rows_here {
+                            std::ptr::copy_nonoverlapping(tile.as_ptr().add(r * nr), cptr.add(r * ldc), cols);
+                        }
+                    }
+                }
+            }
+        }
+        q0 += kc;
+        if q0 >= k {
+            break;
+        }
+    }
+}
+
+/// One `MR x nr` tile: `c = (first ? bias : c) + a * b` over `kc` inner steps.
+///
+/// # Safety
+/// `a` holds `kc * MR` floats, `bias` `MR`, `b` `kc` rows of `nr` floats at stride `ldb`, `c` `MR` rows of
+/// `nr` writable floats at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn micro(isa: Isa, kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, first: bool, bias: *const f32) {
+    // SAFETY: forwarded; the ISA was detected on this CPU.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::kernel_8x32_avx512(kc, a, b, ldb, c, ldc, first, bias),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::kernel_8x8_avx2(kc, a, b, ldb, c, ldc, first, bias),
+            _ => portable::kernel_8x8(kc, a, b, ldb, c, ldc, first, bias),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

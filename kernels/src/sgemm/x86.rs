@@ -1,0 +1,73 @@
+//! x86_64 micro-kernels: `MR = 8` rows of broadcast `A` values times one strip of `B` vectors, with all
+//! accumulators in registers (AVX-512: 16 of 32 zmm; AVX2: 8 of 16 ymm, leaving room for loads).
+
+use std::arch::x86_64::*;
+
+use super::MR;
+
+/// 8x32 tile with AVX-512F. See `super::micro` for the contract.
+///
+/// # Safety
+/// The CPU supports AVX-512F; pointers as in `super::micro` with `nr = 32`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn kernel_8x32_avx512(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, first: bool, bias: *const f32) {
+    // SAFETY: every pointer offset below stays within the ranges the caller vouched for.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for r in 0..MR {
+            if first {
+                let v = _mm512_set1_ps(*bias.add(r));
+                acc[r] = [v, v];
+            } else {
+                let row = c.add(r * ldc);
+                acc[r] = [_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16))];
+            }
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(bp);
+            let b1 = _mm512_loadu_ps(bp.add(16));
+            for r in 0..MR {
+                let av = _mm512_set1_ps(*ap.add(r));
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(ldb);
+        }
+        for r in 0..MR {
+            let row = c.add(r * ldc);
+            _mm512_storeu_ps(row, acc[r][0]);
+            _mm512_storeu_ps(row.add(16), acc[r][1]);
+        }
+    }
+}
+
+/// 8x8 tile with AVX2+FMA. See `super::micro` for the contract.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; pointers as in `super::micro` with `nr = 8`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn kernel_8x8_avx2(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, first: bool, bias: *const f32) {
+    // SAFETY: every pointer offset below stays within the ranges the caller vouched for.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); MR];
+        for (r, v) in acc.iter_mut().enumerate() {
+            *v = if first { _mm256_set1_ps(*bias.add(r)) } else { _mm256_loadu_ps(c.add(r * ldc)) };
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kc {
+            let bv = _mm256_loadu_ps(bp);
+            for (r, v) in acc.iter_mut().enumerate() {
+                *v = _mm256_fmadd_ps(_mm256_set1_ps(*ap.add(r)), bv, *v);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(ldb);
+        }
+        for (r, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(c.add(r * ldc), *v);
+        }
+    }
+}
