@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gaga_runtime::DrivingFrame;
 use image::RgbImage;
 
-use crate::display::Display;
+use crate::display::{letterbox, Display};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::overlay::{draw_overlay, OverlayStats};
@@ -40,7 +40,8 @@ pub struct LoopOptions {
     pub frames: Option<u64>,
     /// Draw the status line.
     pub overlay: bool,
-    /// Give up after this many frame errors in a row (a source that only fails).
+    /// Give up after this many undecodable frames in a row (a source that only fails). A lost camera is
+    /// waited for without limit.
     pub max_consecutive_errors: u32,
     /// Set from another thread (Ctrl-C) to stop after the current frame.
     pub stop: Arc<AtomicBool>,
@@ -68,7 +69,11 @@ pub struct KioskReport {
 impl KioskReport {
     /// Displayed frames per second over the run.
     pub fn fps(&self) -> f64 {
-        if self.elapsed > 0.0 { self.frames_shown as f64 / self.elapsed } else { 0.0 }
+        if self.elapsed > 0.0 {
+            self.frames_shown as f64 / self.elapsed
+        } else {
+            0.0
+        }
     }
     /// Latency percentile `p` in [0, 1] (nearest rank), milliseconds.
     pub fn latency_ms(&self, p: f64) -> f64 {
@@ -135,6 +140,13 @@ pub fn run(
         let frame = match source.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            // A lost camera is waited for indefinitely (its source paces the retries); only undecodable
+            // frames count towards giving up.
+            Err(e @ crate::Error::CameraLost { .. }) => {
+                log::warn!("{e}");
+                report.frame_errors += 1;
+                continue;
+            }
             Err(e) if e.is_frame_error() && errors_in_row < opts.max_consecutive_errors => {
                 log::warn!("{e}; skipped");
                 report.frame_errors += 1;
@@ -154,6 +166,9 @@ pub fn run(
             Tracking::NoFace => stats.tracking = "no face".into(),
         }
         let mut out = renderer.render(&frame, pose.as_ref())?;
+        if let Some((w, h)) = display.native_size().filter(|&s| s != out.dimensions()) {
+            out = letterbox(&out, w, h);
+        }
         if opts.overlay {
             draw_overlay(&mut out, &stats);
         }
@@ -170,7 +185,7 @@ pub fn run(
     Ok(report)
 }
 
-/// Sets `stop` on Ctrl-C (SIGINT/SIGTERM). Only one handler per process; a second call is an error.
+/// Sets `stop` on Ctrl-C (SIGINT). Only one handler per process; a second call is an error.
 pub fn stop_on_ctrl_c(stop: Arc<AtomicBool>) -> Result<()> {
     ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).map_err(|e| crate::Error::Other(format!("Ctrl-C handler: {e}")))
 }
@@ -186,5 +201,57 @@ mod tests {
         assert_eq!(percentile(&v, 0.95), 19.0);
         assert_eq!(percentile(&v, 1.0), 20.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    /// Fails `lost` times with `CameraLost`, then `bad` times with `BadFrame`, then gives one frame and ends.
+    struct Flaky {
+        lost: u32,
+        bad: u32,
+        done: bool,
+    }
+
+    impl FrameSource for Flaky {
+        fn next_frame(&mut self) -> Result<Option<Frame>> {
+            let err = |what: &str| crate::Error::BadFrame { source_name: "flaky".into(), index: 0, what: what.into() };
+            if self.lost > 0 {
+                self.lost -= 1;
+                return Err(crate::Error::CameraLost { device: "flaky".into(), what: "gone".into(), attempt: 1, retry_ms: 0 });
+            }
+            if self.bad > 0 {
+                self.bad -= 1;
+                return Err(err("corrupt"));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            self.done = true;
+            Ok(Some(Frame { image: RgbImage::new(4, 4), captured: Instant::now(), index: 0 }))
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    struct Count(u32);
+    impl Display for Count {
+        fn show(&mut self, _frame: &RgbImage) -> Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "count".into()
+        }
+    }
+
+    #[test]
+    fn a_lost_camera_is_waited_for_but_endless_corrupt_frames_end_the_run() {
+        let opts = LoopOptions { max_consecutive_errors: 3, overlay: false, ..Default::default() };
+        let mut shown = Count(0);
+        let mut src = Flaky { lost: 50, bad: 2, done: false };
+        let report = run(&mut src, &mut crate::tracker::PassThrough, &mut camera_passthrough, &mut shown, &opts).expect("recovers");
+        assert_eq!((report.frames_shown, report.frame_errors, shown.0), (1, 52, 1));
+        let mut src = Flaky { lost: 0, bad: 10, done: false };
+        let err = run(&mut src, &mut crate::tracker::PassThrough, &mut camera_passthrough, &mut Count(0), &opts).expect_err("gives up");
+        assert!(err.to_string().contains("corrupt"), "{err}");
     }
 }

@@ -174,7 +174,8 @@ pub const SHIPPED: &[(&str, &str)] = &[
 impl Profile {
     /// Parses one profile; `source_name` names it in errors (which carry toml's line, column and key).
     pub fn parse(source_name: &str, text: &str) -> Result<Profile> {
-        toml::from_str(text).map_err(|e| Error::Config { source_name: source_name.into(), what: e.to_string().trim_end().replace('\n', " ") })
+        toml::from_str(text)
+            .map_err(|e| Error::Config { source_name: source_name.into(), what: e.to_string().trim_end().replace('\n', " ") })
     }
 }
 

@@ -135,7 +135,7 @@ pub fn conv2d_with_path(
         let (y0, y1) = (b * rows, ((b + 1) * rows).min(oh));
         let pixels = (y1 - y0) * ow;
         let col = &mut tile[..kk * pixels];
-        im2col(spec, input, h, w, y0, y1, ow, col);
+        im2col(spec, input, h, w, y0, y1, ow, pixels, col);
         // SAFETY: band b owns output rows y0..y1 of every channel plane; no other task touches them.
         unsafe { gemm_band(dst, plane, y0 * ow, pixels, spec.c_out, kk, col, weight, bias, gemm_threads) };
     };
@@ -213,13 +213,16 @@ unsafe fn gemm_band_views(
     }
 }
 
-/// Columns for output rows `y0..y1`: `col[q * pixels + p]` with `q = (ci * k + ky) * k + kx` and `p` the
-/// pixel index within the band; taps that fall into the zero padding are 0.
+/// Columns for output rows `y0..y1`: `col[q * ld + p]` with `q = (ci * k + ky) * k + kx` and `p < pixels`
+/// the pixel index within the band (`ld >= pixels`; floats past `pixels` in each row are left as they
+/// were); taps that fall into the zero padding are 0.
 #[allow(clippy::too_many_arguments)]
-fn im2col(spec: &Conv2d, input: &[f32], h: usize, w: usize, y0: usize, y1: usize, ow: usize, col: &mut [f32]) {
+fn im2col(spec: &Conv2d, input: &[f32], h: usize, w: usize, y0: usize, y1: usize, ow: usize, ld: usize, col: &mut [f32]) {
     let (k, s, pad) = (spec.kernel, spec.stride, spec.pad as isize);
     let pixels = (y1 - y0) * ow;
-    for (q, dst_q) in col.chunks_exact_mut(pixels).enumerate() {
+    let kk = spec.c_in * k * k;
+    for (q, dst_q) in col.chunks_mut(ld).take(kk).enumerate() {
+        let dst_q = &mut dst_q[..pixels];
         let (ci, ky, kx) = (q / (k * k), (q / k) % k, q % k);
         for (r, dst) in dst_q.chunks_exact_mut(ow).enumerate() {
             let iy = ((y0 + r) * s + ky) as isize - pad;

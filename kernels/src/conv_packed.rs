@@ -1,18 +1,18 @@
-//! Convolutions on our packed SGEMM (`crate::sgemm`): the weights are packed once per call into the
-//! caller's scratch, then shared read-only by every band; `B` is the im2col band (the only copy of the
-//! input) or, for 1x1 stride-1 layers, the input map itself. Nothing here allocates once the scratch has
-//! grown.
+//! Convolutions on our packed SGEMM (`crate::sgemm`) as an implicit GEMM: the weights are packed once per
+//! call into the caller's scratch; the input is gathered straight into small packed `B` blocks (no
+//! im2col matrix), so each input value is copied once, into a block that stays in L2 while every
+//! weight panel passes over it. Nothing here allocates once the scratch has grown.
 //!
-//! Bands are fixed by the shape, each output element is computed by one micro-kernel sequence with the
-//! same `KC` split, so results are bitwise identical for any thread count.
+//! Work is split over pixel blocks; the inner dimension is cut by `sgemm::kc_step`, which depends on the
+//! shape only, so every output element sums the same products in the same order for any thread count.
 
-use super::{im2col, Conv2d, Scratch, MIN_PIXELS, TILE_FLOATS};
-use crate::matmul::SyncPtr;
+use super::{Conv2d, Scratch};
+use crate::matmul::{threads, SyncPtr};
 use crate::scratch::{run_tiled_in, tiled_len};
-use crate::sgemm::{self, Isa};
+use crate::sgemm::{self, Isa, MR};
 
-/// Pixel band of the 1x1 path (16 KiB of each input channel per task).
-const PIXELS_1X1: usize = 4096;
+/// Most output pixels per block: a 256-row `B` block of 256 pixels is 256 KiB (L2).
+const NC: usize = 256;
 
 /// `out = conv(input, weight) + bias` (shapes already checked by the caller).
 #[allow(clippy::too_many_arguments)]
@@ -22,41 +22,105 @@ pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usi
         return;
     }
     let isa = Isa::detect();
+    let nr = isa.nr();
     let kk = spec.c_in * spec.kernel * spec.kernel;
-    let packed_len = sgemm::packed_a_len(spec.c_out, kk);
+    let kc = sgemm::kc_step(kk);
     let plane = oh * ow;
-    let dst = SyncPtr(out.as_mut_ptr());
-    if spec.kernel == 1 && spec.stride == 1 && spec.pad == 0 {
-        let bands = plane.div_ceil(PIXELS_1X1);
-        let tile = sgemm::tail_len(isa, kk);
-        let (packed, tiles) = scratch.take(packed_len + tiled_len(bands, tile)).split_at_mut(packed_len);
-        sgemm::pack_a(spec.c_out, kk, weight, bias, packed);
-        let packed = &*packed;
-        run_tiled_in(tiles, bands, tile, |b, tail, gemm_threads| {
-            let p0 = b * PIXELS_1X1;
-            let pixels = PIXELS_1X1.min(plane - p0);
-            // SAFETY: band b owns pixels p0..p0 + pixels of every output plane; B rows are input channels.
-            unsafe { sgemm::gemm(isa, spec.c_out, pixels, kk, packed, &input[p0..], plane, tail, dst.get().add(p0), plane, gemm_threads) };
-        });
-        return;
-    }
-    // The weights are packed once for all bands, so (unlike the gemm-crate path) bands need no minimum
-    // size to amortise weight packing: only enough pixels for full-width micro-tiles.
-    let rows = (TILE_FLOATS / (kk * ow).max(1)).max(MIN_PIXELS.div_ceil(ow)).clamp(1, oh);
-    let bands = oh.div_ceil(rows);
-    let col_len = kk * rows * ow;
-    let tile = col_len + sgemm::tail_len(isa, kk);
-    let (packed, tiles) = scratch.take(packed_len + tiled_len(bands, tile)).split_at_mut(packed_len);
+    // Enough blocks to keep every thread busy on small maps (the split never changes the arithmetic).
+    let t = threads();
+    let nc = plane.div_ceil(2 * t).next_multiple_of(nr).clamp(nr, NC);
+    let blocks = plane.div_ceil(nc);
+    let packed_len = sgemm::packed_a_len(spec.c_out, kk);
+    // Deep layers (several KC blocks) revisit C once per block: accumulate in a per-task buffer with a
+    // padded row stride instead of the output planes, whose 4 KiB-multiple strides alias in L1.
+    let multi = kk > kc;
+    let ldt = nc + 16;
+    let tile = kc * nc + if multi { spec.c_out.next_multiple_of(MR) * ldt } else { 0 };
+    let (packed, tiles) = scratch.take(packed_len + tiled_len(blocks, tile)).split_at_mut(packed_len);
     sgemm::pack_a(spec.c_out, kk, weight, bias, packed);
     let packed = &*packed;
-    run_tiled_in(tiles, bands, tile, |b, tile, gemm_threads| {
-        let (y0, y1) = (b * rows, ((b + 1) * rows).min(oh));
-        let pixels = (y1 - y0) * ow;
-        let (col, tail) = tile.split_at_mut(col_len);
-        let col = &mut col[..kk * pixels];
-        im2col(spec, input, h, w, y0, y1, ow, col);
-        // SAFETY: band b owns output rows y0..y1 of every channel plane; no other task touches them.
-        unsafe { sgemm::gemm(isa, spec.c_out, pixels, kk, packed, col, pixels, tail, dst.get().add(y0 * ow), plane, gemm_threads) };
+    let dst = SyncPtr(out.as_mut_ptr());
+    let panel_len = MR * (kk + 1);
+    run_tiled_in(tiles, blocks, tile, |blk, buf, _| {
+        let (buf, ctmp) = buf.split_at_mut(kc * nc);
+        let (cbase, ldc) = if multi { (ctmp.as_mut_ptr(), ldt) } else { (dst.get(), plane) };
+        let p0 = blk * nc;
+        let np = nc.min(plane - p0);
+        let strips = np.div_ceil(nr);
+        let mut q0 = 0;
+        loop {
+            let kcb = kc.min(kk - q0);
+            pack_b(spec, input, h, w, ow, p0, np, q0, kcb, nr, &mut buf[..strips * kcb * nr]);
+            for (p, panel) in packed.chunks_exact(panel_len).enumerate() {
+                let rows = MR.min(spec.c_out - p * MR);
+                for s in 0..strips {
+                    let cols = nr.min(np - s * nr);
+                    let b = buf[s * kcb * nr..].as_ptr();
+                    let c = if multi { cbase.wrapping_add(p * MR * ldt + s * nr) } else { cbase.wrapping_add(p * MR * plane + p0 + s * nr) };
+                    // SAFETY: the strip holds kcb x nr floats; this block owns pixels p0..p0 + np of every
+                    // output plane (or its own ctmp rows), and rows p*MR..p*MR + rows exist.
+                    unsafe { sgemm::tile(isa, kcb, panel, q0, b, nr, c, ldc, rows, cols, q0 == 0) };
+                }
+            }
+            q0 += kcb;
+            if q0 >= kk {
+                break;
+            }
+        }
+        if multi {
+            for o in 0..spec.c_out {
+                // SAFETY: this block owns pixels p0..p0 + np of every output plane.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * plane + p0), np) };
+                row.copy_from_slice(&ctmp[o * ldt..o * ldt + np]);
+            }
+        }
     });
 }
 
+/// Gathers inner rows `q0..q0 + kc` (`q = (ci * k + ky) * k + kx`) for output pixels `p0..p0 + np` (flat
+/// `oy * ow + ox`) into strips of `nr` pixels: `dst[(s * kc + qi) * nr + j]`. Taps in the zero padding and
+/// pixels past `np` are 0.
+#[allow(clippy::too_many_arguments)]
+fn pack_b(spec: &Conv2d, input: &[f32], h: usize, w: usize, ow: usize, p0: usize, np: usize, q0: usize, kc: usize, nr: usize, dst: &mut [f32]) {
+    let (k, st, pad) = (spec.kernel, spec.stride, spec.pad);
+    for (s, strip) in dst.chunks_exact_mut(kc * nr).enumerate() {
+        let ps = p0 + s * nr;
+        let cols = nr.min(np - s * nr);
+        let (oy, ox) = (ps / ow, ps % ow);
+        let one_row = st == 1 && ox + cols <= ow;
+        for (qi, d) in strip.chunks_exact_mut(nr).enumerate() {
+            let q = q0 + qi;
+            let (ci, ky, kx) = (q / (k * k), (q / k) % k, q % k);
+            let plane = &input[ci * h * w..(ci + 1) * h * w];
+            if one_row {
+                // Contiguous run of one input row: ix = ox + j + kx - pad for j < cols.
+                d[cols..].fill(0.0);
+                let iy = (oy + ky) as isize - pad as isize;
+                if iy < 0 || iy >= h as isize {
+                    d[..cols].fill(0.0);
+                    continue;
+                }
+                let row = &plane[iy as usize * w..][..w];
+                let ix0 = (ox + kx) as isize - pad as isize;
+                let lo = (-ix0).clamp(0, cols as isize) as usize;
+                let hi = (w as isize - ix0).clamp(lo as isize, cols as isize) as usize;
+                d[..lo].fill(0.0);
+                d[hi..cols].fill(0.0);
+                let start = (ix0 + lo as isize) as usize;
+                d[lo..hi].copy_from_slice(&row[start..start + hi - lo]);
+            } else {
+                for (j, v) in d.iter_mut().enumerate() {
+                    *v = 0.0;
+                    if j < cols {
+                        let p = ps + j;
+                        let iy = ((p / ow) * st + ky) as isize - pad as isize;
+                        let ix = ((p % ow) * st + kx) as isize - pad as isize;
+                        if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                            *v = plane[iy as usize * w + ix as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -94,6 +94,25 @@ pub unsafe fn sgemm_raw(
         }
         return;
     }
+    if m == 1 || n == 1 {
+        // Matrix-vector products (the refiner's per-frame modulation linears): direct dot products, because
+        // the gemm crate allocates packing buffers on every call and these are too small to need them.
+        for r in 0..m {
+            for c in 0..n {
+                // SAFETY: every index stays inside the views the caller vouched for.
+                unsafe {
+                    let acc = if lhs.cs == 1 && rhs.rs == 1 {
+                        dot(&lhs.data[r * lhs.rs..][..k], &rhs.data[c * rhs.cs..][..k])
+                    } else {
+                        (0..k).map(|i| *lhs.data.get_unchecked(r * lhs.rs + i * lhs.cs) * *rhs.data.get_unchecked(i * rhs.rs + c * rhs.cs)).sum()
+                    };
+                    let d = dst.add(r * dst_rs + c * dst_cs);
+                    *d = if accumulate { *d + scale * acc } else { scale * acc };
+                }
+            }
+        }
+        return;
+    }
     let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: forwarded from the caller; gemm reads dst only when `read_dst` (= accumulate) is set.
     unsafe {
@@ -119,6 +138,19 @@ pub unsafe fn sgemm_raw(
             par,
         )
     }
+}
+
+/// Dot product in 16 independent lanes (vectorises; fixed order, so deterministic).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
 }
 
 /// A raw output pointer that may cross threads: used where parallel tasks write provably disjoint parts
@@ -165,6 +197,19 @@ mod tests {
                 sgemm(m, n, k, &mut got, n, 1, false, View::new(&a, 1, m), View::new(&b, n, 1), 1.0, threads);
                 assert_close(&format!("sgemm {m}x{n}x{k} t{threads}"), &got, &want, Tolerance::Fp32);
             }
+        }
+    }
+
+    #[test]
+    fn matrix_vector_products_match_a_naive_loop() {
+        // The m == 1 / n == 1 path: same tolerance reasoning as above (k <= 515).
+        for &(m, n, k) in &[(1, 37, 515), (29, 1, 130), (1, 1, 7)] {
+            let a = seeded(5, m * k);
+            let b = seeded(6, k * n);
+            let want = naive(m, n, k, View::new(&a, k, 1), View::new(&b, 1, k));
+            let mut got = vec![f32::NAN; m * n];
+            sgemm(m, n, k, &mut got, n, 1, false, View::new(&a, k, 1), View::new(&b, 1, k), 1.0, 2);
+            assert_close(&format!("gemv {m}x{n}x{k}"), &got, &want, Tolerance::Fp32);
         }
     }
 

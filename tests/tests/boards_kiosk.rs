@@ -76,9 +76,53 @@ fn kiosk_plays_carphone_through_ffmpeg() {
     }
     let mut source = VideoFileSource::open(&clip).expect("carphone");
     let desc = source.describe();
-    let mut display = FramebufferDisplay::create_file(&temp("carphone.raw"), FbLayout::parse("176x144", "16").expect("layout")).expect("fb");
+    let mut display =
+        FramebufferDisplay::create_file(&temp("carphone.raw"), FbLayout::parse("176x144", "16").expect("layout")).expect("fb");
     let opts = LoopOptions { frames: Some(10), ..Default::default() };
     let report = kiosk::run(&mut source, &mut PassThrough, &mut kiosk::camera_passthrough, &mut display, &opts).expect(&desc);
     assert_eq!(report.frames_shown, 10);
     eprintln!("carphone: {}", report.summary());
+}
+
+#[test]
+fn kiosk_renders_the_neutral_pose_through_a_cpu_session_when_no_face_is_tracked() {
+    use gaga_boards::render::{neutral_pose, SessionRenderer};
+    use gaga_converter::dev::{driver, flame, seeded_weights};
+    use gaga_runtime::backend::cpu::CpuBackend;
+    use gaga_runtime::backend::{Backend, Budget};
+    use gaga_runtime::{Image, ModelConfig};
+
+    let cfg = ModelConfig::small();
+    let mut w = seeded_weights(&cfg, 0);
+    w.tensors.extend(flame::build(0).to_weight_map().tensors);
+    let source = driver::frontal_source();
+    let mut session = CpuBackend::default().prepare(&w, &cfg, Budget::UNLIMITED).expect("session");
+    let mut photo = Image::new(cfg.image_size, cfg.image_size);
+    photo.data.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32 / 7.0);
+    let avatar = session.lift(&photo, &source).expect("lift");
+    let neutral = neutral_pose(cfg.flame.expr_params, source.transform);
+    // The reference: the same session type rendering the neutral pose directly.
+    let mut want = Image::new(cfg.image_size, cfg.image_size);
+    CpuBackend::default().prepare(&w, &cfg, Budget::UNLIMITED).expect("session").render(&avatar, &neutral, &mut want).expect("render");
+    let mut renderer = SessionRenderer::new(session, avatar, neutral, cfg.image_size);
+
+    let dir = temp("session");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    for i in 0..3u8 {
+        RgbImage::from_pixel(16, 16, Rgb([i * 50, 0, 0])).save(dir.join(format!("{i}.png"))).expect("png");
+    }
+    let mut src = ImageFolderSource::open(&dir).expect("folder");
+    let s = cfg.image_size as u32;
+    let fb = dir.join("fb.raw");
+    let mut display = FramebufferDisplay::create_file(&fb, FbLayout::parse(&format!("{s}x{s}"), "32").expect("layout")).expect("fb");
+    let opts = LoopOptions { overlay: false, ..Default::default() };
+    let report = kiosk::run(&mut src, &mut PassThrough, &mut renderer, &mut display, &opts).expect("loop");
+    assert_eq!(report.frames_shown, 3);
+    // The screen holds the neutral render, exactly as 8-bit rounding of the direct render gives it.
+    let bytes = std::fs::read(&fb).expect("fb");
+    let want8 = gaga_boards::frame::from_planar(&want);
+    for (x, y, px) in want8.enumerate_pixels() {
+        assert_eq!(fb_pixel(&bytes, s as usize, x as usize, y as usize), px.0, "pixel ({x},{y})");
+    }
 }

@@ -1,13 +1,12 @@
 //! A warmed-up frame allocates nothing on the heap. Own test binary: the counting global allocator
 //! below replaces the allocator for every test in this file only.
 //!
-//! Measured (2026-11-25, gemm 0.19): a whole warmed-up frame still allocates, entirely inside the `gemm`
-//! crate, which builds its packing buffers per call (`gemm_basic_generic`: 193 allocations over two
-//! small-config frames, none from gaga's code, rayon or the splatter). So the whole-frame test is ignored
-//! until the kernels' GEMM keeps its packing buffers; run it with
-//! `cargo test -p gaga-tests --test no_alloc_frame -- --ignored`. The stages that do not call GEMM
-//! (FLAME, splat) are checked on every run, after one warm-up pass over the sequence because the
-//! splatter's tile lists grow whenever a frame has more tile-Gaussian pairs than any frame before.
+//! History: with the `gemm` crate under the refiner's convolutions a warmed-up frame allocated (193 times
+//! over two small-config frames, all in `gemm_basic_generic`'s packing buffers). The refiner now runs on
+//! the kernels' own packed SGEMM (`gaga_kernels::sgemm`, buffers in the caller's `Scratch`) and its
+//! matrix-vector linears on direct dot products, so whole frames are checked on every run. The FLAME +
+//! splat test warms up over the whole sequence because the splatter's tile lists grow whenever a frame
+//! has more tile-Gaussian pairs than any frame before.
 //!
 //! Rayon note: a parallel call made from outside the pool pushes a job onto the pool's global injector,
 //! whose queue (crossbeam) allocates a new block every 63 pushes. Rendering inside `pool.install`
@@ -106,7 +105,6 @@ fn flame_and_splat_stages_allocate_nothing_once_warmed_up() {
 }
 
 #[test]
-#[ignore = "the gemm crate allocates packing buffers per call; see the module comment"]
 fn whole_frames_allocate_nothing_once_warmed_up() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = ModelConfig::small();

@@ -126,13 +126,20 @@ impl FramebufferDisplay {
 
 impl Display for FramebufferDisplay {
     fn show(&mut self, frame: &RgbImage) -> Result<()> {
-        let fitted = letterbox(frame, self.layout.width, self.layout.height);
-        pack_frame(&fitted, &self.layout, &mut self.buf);
+        if frame.dimensions() == (self.layout.width, self.layout.height) {
+            pack_frame(frame, &self.layout, &mut self.buf);
+        } else {
+            pack_frame(&letterbox(frame, self.layout.width, self.layout.height), &self.layout, &mut self.buf);
+        }
         let write = |f: &mut File, buf: &[u8]| -> std::io::Result<()> {
             f.seek(SeekFrom::Start(0))?;
             f.write_all(buf)
         };
         write(&mut self.file, &self.buf).map_err(|e| display_err(self.describe(), e.to_string()))
+    }
+
+    fn native_size(&self) -> Option<(u32, u32)> {
+        Some((self.layout.width, self.layout.height))
     }
 
     fn describe(&self) -> String {

@@ -56,7 +56,10 @@ impl Display for AviDisplay {
             self.writer = Some(AviWriter::create(&self.path, frame.width() as usize, frame.height() as usize, self.fps)?);
         }
         if frame.dimensions() != self.size {
-            return Err(display_err(self.describe(), format!("frame size changed: expected {:?}, found {:?}", self.size, frame.dimensions())));
+            return Err(display_err(
+                self.describe(),
+                format!("frame size changed: expected {:?}, found {:?}", self.size, frame.dimensions()),
+            ));
         }
         match self.writer.as_mut() {
             Some(w) => Ok(w.write_frame(&to_planar(frame))?),

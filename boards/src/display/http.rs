@@ -102,7 +102,8 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     while !shared.stop.load(Ordering::Relaxed) {
         let jpeg = {
             let guard = shared.latest.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-            let (guard, _) = shared.fresh.wait_timeout_while(guard, POLL, |l| l.0 == sent).map_err(|_| std::io::Error::other("poisoned"))?;
+            let (guard, _) =
+                shared.fresh.wait_timeout_while(guard, POLL, |l| l.0 == sent).map_err(|_| std::io::Error::other("poisoned"))?;
             if guard.0 == sent {
                 continue;
             }
@@ -119,7 +120,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
 impl Display for MjpegHttpDisplay {
     fn show(&mut self, frame: &RgbImage) -> Result<()> {
         let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, QUALITY).encode_image(frame).map_err(|e| display_err(self.describe(), format!("JPEG: {e}")))?;
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, QUALITY)
+            .encode_image(frame)
+            .map_err(|e| display_err(self.describe(), format!("JPEG: {e}")))?;
         let mut latest = self.shared.latest.lock().map_err(|_| display_err(self.describe(), "lock poisoned"))?;
         *latest = (latest.0 + 1, Arc::new(jpeg));
         self.shared.fresh.notify_all();

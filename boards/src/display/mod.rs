@@ -33,23 +33,39 @@ pub trait Display {
     }
     /// One line naming the display.
     fn describe(&self) -> String;
+    /// The pixel size frames end up at, when fixed (a framebuffer): the kiosk scales to it before drawing
+    /// the overlay, so the status line keeps its size whatever the render size.
+    fn native_size(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// A parsed `--display` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DisplaySpec {
     /// A framebuffer device (geometry from sysfs) or, with a layout, a file of that layout.
-    Framebuffer { path: PathBuf, layout: Option<FbLayout> },
-    Png { dir: PathBuf },
-    Video { path: PathBuf },
-    Http { addr: String },
+    Framebuffer {
+        path: PathBuf,
+        layout: Option<FbLayout>,
+    },
+    Png {
+        dir: PathBuf,
+    },
+    Video {
+        path: PathBuf,
+    },
+    Http {
+        addr: String,
+    },
 }
 
 impl FromStr for DisplaySpec {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("display `{s}`: expected fb:PATH[:WxH:BPP], png:DIR, video:FILE or http:[ADDR:]PORT"))?;
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("display `{s}`: expected fb:PATH[:WxH:BPP], png:DIR, video:FILE or http:[ADDR:]PORT"))?;
         match kind {
             "fb" => {
                 let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
@@ -78,7 +94,9 @@ impl std::fmt::Display for DisplaySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DisplaySpec::Framebuffer { path, layout: None } => write!(f, "fb:{}", path.display()),
-            DisplaySpec::Framebuffer { path, layout: Some(l) } => write!(f, "fb:{}:{}x{}:{}", path.display(), l.width, l.height, l.bits_per_pixel),
+            DisplaySpec::Framebuffer { path, layout: Some(l) } => {
+                write!(f, "fb:{}:{}x{}:{}", path.display(), l.width, l.height, l.bits_per_pixel)
+            }
             DisplaySpec::Png { dir } => write!(f, "png:{}", dir.display()),
             DisplaySpec::Video { path } => write!(f, "video:{}", path.display()),
             DisplaySpec::Http { addr } => write!(f, "http:{addr}"),

@@ -27,7 +27,10 @@ impl ImageFolderSource {
             }
         }
         if files.is_empty() {
-            return Err(Error::Config { source_name: dir.display().to_string(), what: "no .png, .jpg or .jpeg files in this folder".into() });
+            return Err(Error::Config {
+                source_name: dir.display().to_string(),
+                what: "no .png, .jpg or .jpeg files in this folder".into(),
+            });
         }
         files.sort();
         Ok(ImageFolderSource { dir: dir.to_path_buf(), files, next: 0 })

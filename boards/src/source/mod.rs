@@ -9,14 +9,15 @@ use crate::frame::Frame;
 
 pub mod camera;
 pub mod folder;
+pub mod jpeg_dht;
 pub mod pixels;
 #[cfg(target_os = "linux")]
 pub mod v4l_device;
 pub mod video;
 
-pub use camera::{CameraConfig, PixelFormat};
 #[cfg(target_os = "linux")]
 pub use camera::V4lCamera;
+pub use camera::{CameraConfig, PixelFormat};
 pub use folder::ImageFolderSource;
 pub use video::VideoFileSource;
 

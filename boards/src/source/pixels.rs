@@ -38,7 +38,11 @@ pub fn mjpeg_to_rgb(data: &[u8]) -> Result<RgbImage, String> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
         return Err(format!("not a JPEG ({} bytes, no start-of-image marker)", data.len()));
     }
-    image::load_from_memory_with_format(data, image::ImageFormat::Jpeg).map(|i| i.to_rgb8()).map_err(|e| format!("corrupt JPEG ({} bytes): {e}", data.len()))
+    // Many UVC webcams leave out the Huffman tables and rely on the standard ones (the AVI1 MJPEG convention).
+    let patched = super::jpeg_dht::with_default_dht(data);
+    image::load_from_memory_with_format(patched.as_deref().unwrap_or(data), image::ImageFormat::Jpeg)
+        .map(|i| i.to_rgb8())
+        .map_err(|e| format!("corrupt JPEG ({} bytes): {e}", data.len()))
 }
 
 #[cfg(test)]

@@ -70,8 +70,9 @@ impl Opener for V4lOpener {
     fn open(&mut self) -> io::Result<V4lDevice> {
         let dev = Device::with_path(&self.config.device)?;
         let offered = offers(&dev)?;
-        let choice = choose_format(&offered, &self.config)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, format!("offers neither YUYV nor MJPEG (found {} sizes)", offered.len())))?;
+        let choice = choose_format(&offered, &self.config).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::Unsupported, format!("offers neither YUYV nor MJPEG (found {} sizes)", offered.len()))
+        })?;
         let mut fmt = dev.format()?;
         fmt.width = choice.width;
         fmt.height = choice.height;

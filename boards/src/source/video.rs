@@ -34,7 +34,8 @@ pub fn ffmpeg_available() -> bool {
 
 /// Reads the first video stream's size from `ffmpeg -i FILE` (which prints the stream line and exits).
 fn probe_size(path: &Path, program: &str) -> Result<(u32, u32)> {
-    let out = Command::new(program).arg("-hide_banner").arg("-i").arg(path).stdin(Stdio::null()).output().map_err(|e| missing(program, e))?;
+    let out =
+        Command::new(program).arg("-hide_banner").arg("-i").arg(path).stdin(Stdio::null()).output().map_err(|e| missing(program, e))?;
     let text = String::from_utf8_lossy(&out.stderr);
     parse_stream_size(&text).ok_or_else(|| Error::Config {
         source_name: path.display().to_string(),
@@ -113,14 +114,21 @@ impl FrameSource for VideoFileSource {
             let status = self.child.wait().map_err(|e| Error::io(&self.path, e))?;
             if !status.success() {
                 let tail = self.stderr_tail();
-                return Err(Error::Config { source_name: self.path.display().to_string(), what: format!("ffmpeg failed ({status}): {tail}") });
+                return Err(Error::Config {
+                    source_name: self.path.display().to_string(),
+                    what: format!("ffmpeg failed ({status}): {tail}"),
+                });
             }
             return Ok(None);
         }
         let index = self.next;
         self.next += 1;
         if filled < len {
-            return Err(Error::BadFrame { source_name: self.path.display().to_string(), index, what: format!("truncated: expected {len} bytes, found {filled}") });
+            return Err(Error::BadFrame {
+                source_name: self.path.display().to_string(),
+                index,
+                what: format!("truncated: expected {len} bytes, found {filled}"),
+            });
         }
         let image = RgbImage::from_raw(self.width, self.height, buf).ok_or_else(|| Error::Other("RGB buffer size".into()))?;
         Ok(Some(Frame { image, captured: Instant::now(), index }))

@@ -20,11 +20,11 @@ const SFT_SCALE_STD: f32 = 0.2;
 const SFT_SHIFT_STD: f32 = 0.5;
 /// Mean square of the UNet features the SFT branches read, as measured with `check_spreads.py` (std
 /// ~0.3 at every level of both configurations); the SFT output layers divide it out.
-const UNET_FEATURE_VAR: f32 = 0.1;
+const UNET_FEATURE_VAR: f32 = 0.2;
 /// Variance gain of the ToRGB modulated weights (no demodulation follows) for a decoder of 5 ToRGB
 /// levels; deeper decoders sum more levels and their last features are larger, so the gain falls with
 /// the square of the level count.
-const TO_RGB_GAIN_5_LEVELS: f32 = 0.22;
+const TO_RGB_GAIN_5_LEVELS: f32 = 0.33;
 /// Variance gain of the ToRGB style modulation (official init: 1). Without demodulation the RGB scales
 /// with the style `s = 1 + W w`, and the style MLP's random product lets `|w|` drift by 2-3x with the
 /// seed; a gain of 0.1 keeps `s` at 1 +- 0.3 so the drift barely reaches the image.
@@ -93,7 +93,7 @@ fn to_rgb(s: &mut Specs, p: &str, style: usize, inp: usize, gain: f32) {
 fn decoder(s: &mut Specs, r: &RefinerConfig) {
     let p = "upsampler.stylegan_decoder";
     let (d, sd) = (&r.decoder_channels, r.style_dim);
-    let rgb_gain = TO_RGB_GAIN_5_LEVELS * (5.0 / (r.levels() + 1) as f32).powi(3);
+    let rgb_gain = TO_RGB_GAIN_5_LEVELS * (5.0 / (r.levels() + 1) as f32).powi(2);
     for i in 0..r.mlp_layers {
         let q = format!("{p}.style_mlp.{}", 2 * i + 1);
         s.push(format!("{q}.weight"), &[sd, sd], Init::fan_in(sd, LRELU));

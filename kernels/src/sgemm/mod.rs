@@ -114,9 +114,11 @@ pub unsafe fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    // Copy the partial last strip once, zero padded, so every micro-kernel reads `nr` columns.
+    // The partial last strip is read in place when `nr` columns fit inside `b` (padded im2col rows; the
+    // extra columns only reach discarded lanes), else copied once, zero padded, into `tail`.
     let full = n / nr * nr;
-    if full < n {
+    let tail_in_place = k == 0 || (k - 1) * ldb + full + nr <= b.len();
+    if full < n && !tail_in_place {
         for q in 0..k {
             let dst = &mut tail[q * nr..(q + 1) * nr];
             dst[..n - full].copy_from_slice(&b[q * ldb + full..q * ldb + n]);
@@ -127,7 +129,7 @@ pub unsafe fn gemm(
     let (cp, tail) = (SyncPtr(c), &*tail);
     let rows = |p0: usize, p1: usize| {
         // SAFETY: panels p0..p1 own rows p0*MR..p1*MR of C; the caller vouched for C.
-        unsafe { panels_range(isa, p0, p1, m, n, k, a, b, ldb, tail, cp.get(), ldc) }
+        unsafe { panels_range(isa, p0, p1, m, n, k, a, b, ldb, (!tail_in_place).then_some(tail), cp.get(), ldc) }
     };
     if threads > 1 && panels >= 2 {
         // Chunks fixed by the shape (not the thread count): results stay bitwise identical anyway,
@@ -138,7 +140,8 @@ pub unsafe fn gemm(
     }
 }
 
-/// Micro-panels `p0..p1` of `A` times all of `B`, in `KC` blocks.
+/// Micro-panels `p0..p1` of `A` times all of `B`, in `KC` blocks; `tail` holds the copied last strip
+/// when it cannot be read in place.
 ///
 /// # Safety
 /// As [`gemm`], for rows `p0*MR..min(p1*MR, m)`.
@@ -153,13 +156,12 @@ unsafe fn panels_range(
     a: &[f32],
     b: &[f32],
     ldb: usize,
-    tail: &[f32],
+    tail: Option<&[f32]>,
     c: *mut f32,
     ldc: usize,
 ) {
     let nr = isa.nr();
-    let blocks = k.div_ceil(KC).max(1);
-    let kc_step = k.div_ceil(blocks).max(1);
+    let kc_step = kc_step(k);
     let panel_len = MR * (k + 1);
     let mut q0 = 0;
     loop {
@@ -168,31 +170,15 @@ unsafe fn panels_range(
         for j0 in (0..n).step_by(nr) {
             let cols = nr.min(n - j0);
             // Full strips read B in place; the last partial one reads the zero-padded tail copy.
-            let (bp, bld) = if cols == nr { (b.as_ptr().wrapping_add(q0 * ldb + j0), ldb) } else { (tail.as_ptr().wrapping_add(q0 * nr), nr) };
+            let (bp, bld) = match tail {
+                Some(t) if cols < nr => (t.as_ptr().wrapping_add(q0 * nr), nr),
+                _ => (b.as_ptr().wrapping_add(q0 * ldb + j0), ldb),
+            };
             for p in p0..p1 {
                 let panel = &a[p * panel_len..(p + 1) * panel_len];
-                let ap = panel[MR + q0 * MR..].as_ptr();
-                let bias = panel.as_ptr();
                 let rows_here = MR.min(m - p * MR);
-                let cptr = c.wrapping_add(p * MR * ldc + j0);
                 // SAFETY: A/B pointers stay inside their slices for kc rows (checked by `gemm`); C as vouched.
-                unsafe {
-                    if rows_here == MR && cols == nr {
-                        micro(isa, kc, ap, bp, bld, cptr, ldc, first, bias);
-                    } else {
-                        // Edge tile: run the full kernel on a stack tile, copy the valid part.
-                        let mut tile = [0f32; MR * 32];
-                        if !first {
-                            for r in 0..rows_here {
-                                std::ptr::copy_nonoverlapping(cptr.add(r * ldc), tile.as_mut_ptr().add(r * nr), cols);
-                            }
-                        }
-                        micro(isa, kc, ap, bp, bld, tile.as_mut_ptr(), nr, first, bias);
-                        for r in 0..rows_here {
-                            std::ptr::copy_nonoverlapping(tile.as_ptr().add(r * nr), cptr.add(r * ldc), cols);
-                        }
-                    }
-                }
+                unsafe { tile(isa, kc, panel, q0, bp, bld, c.wrapping_add(p * MR * ldc + j0), ldc, rows_here, cols, first) };
             }
         }
         q0 += kc;
@@ -200,6 +186,43 @@ unsafe fn panels_range(
             break;
         }
     }
+}
+
+/// One micro-tile of which only `rows x cols` is stored: inner rows `q0..q0 + kc` of the packed panel
+/// `panel` (bias first) times `kc` rows of `B` at `b` (stride `ldb`, `nr` readable columns each).
+///
+/// # Safety
+/// `b` as in [`micro`]; `c` has `rows` rows of `cols` writable floats at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn tile(isa: Isa, kc: usize, panel: &[f32], q0: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, first: bool) {
+    let nr = isa.nr();
+    assert!(panel.len() >= MR * (q0 + kc + 1) && rows <= MR && cols <= nr);
+    let (ap, bias) = (panel[MR + q0 * MR..].as_ptr(), panel.as_ptr());
+    // SAFETY: A and bias checked above; B and C as vouched by the caller.
+    unsafe {
+        if rows == MR && cols == nr {
+            micro(isa, kc, ap, b, ldb, c, ldc, first, bias);
+        } else {
+            // Edge tile: run the full kernel on a stack tile, copy the valid part.
+            let mut t = [0f32; MR * 32];
+            if !first {
+                for r in 0..rows {
+                    std::ptr::copy_nonoverlapping(c.add(r * ldc), t.as_mut_ptr().add(r * nr), cols);
+                }
+            }
+            micro(isa, kc, ap, b, ldb, t.as_mut_ptr(), nr, first, bias);
+            for r in 0..rows {
+                std::ptr::copy_nonoverlapping(t.as_ptr().add(r * nr), c.add(r * ldc), cols);
+            }
+        }
+    }
+}
+
+/// The `KC` split of an inner dimension `k`: block length (blocks are equal but the last). Depends on `k`
+/// only, so every path sums in the same order.
+pub(crate) fn kc_step(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
 }
 
 /// One `MR x nr` tile: `c = (first ? bias : c) + a * b` over `kc` inner steps.
