@@ -11,6 +11,9 @@ use crate::matmul::{threads, SyncPtr};
 use crate::scratch::{run_tiled_in, tiled_len};
 use crate::sgemm::{self, Isa, MR};
 
+/// Deepest layer whose interior strips are read in place (the offset table lives on the stack).
+const DIRECT_MAX_K: usize = 1152;
+
 /// Most output pixels per block: a 256-row `B` block of 256 pixels is 256 KiB (L2).
 const NC: usize = 256;
 
@@ -41,6 +44,23 @@ pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usi
     let packed = &*packed;
     let dst = SyncPtr(out.as_mut_ptr());
     let panel_len = MR * (kk + 1);
+    // Direct reads: for stride-1 layers on AVX-512, a strip of 32 pixels whose taps all land inside the
+    // map reads B row q straight from the input at a fixed offset, skipping the packing copy that
+    // dominated the thin 512x512 layers (16-64 channels: ~1 copied float per 2 vector FMAs).
+    let (k, pad) = (spec.kernel, spec.pad);
+    let direct = isa == Isa::Avx512 && spec.stride == 1 && kk <= DIRECT_MAX_K && spec.c_out % MR == 0;
+    let mut offs = [0u32; DIRECT_MAX_K];
+    if direct {
+        for (q, o) in offs[..kk].iter_mut().enumerate() {
+            let (ci, ky, kx) = (q / (k * k), (q / k) % k, q % k);
+            *o = (ci * h * w + ky * w + kx) as u32;
+        }
+    }
+    let offs = &offs[..if direct { kk } else { 0 }];
+    let interior = |ps: usize| {
+        let (oy, ox) = (ps / ow, ps % ow);
+        direct && ox + nr <= ow && oy >= pad && oy + k <= h + pad && ox >= pad && ox + nr + k <= w + pad + 1
+    };
     run_tiled_in(tiles, blocks, tile, |blk, buf, _| {
         let (buf, ctmp) = buf.split_at_mut(kc * nc);
         let (cbase, ldc) = if multi { (ctmp.as_mut_ptr(), ldt) } else { (dst.get(), plane) };
@@ -50,16 +70,27 @@ pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usi
         let mut q0 = 0;
         loop {
             let kcb = kc.min(kk - q0);
-            pack_b(spec, input, h, w, ow, p0, np, q0, kcb, nr, &mut buf[..strips * kcb * nr]);
-            for (p, panel) in packed.chunks_exact(panel_len).enumerate() {
-                let rows = MR.min(spec.c_out - p * MR);
-                for s in 0..strips {
-                    let cols = nr.min(np - s * nr);
-                    let b = buf[s * kcb * nr..].as_ptr();
+            pack_b(spec, input, h, w, ow, p0, np, q0, kcb, nr, &interior, &mut buf[..strips * kcb * nr]);
+            // Strips outer, weight panels inner: the kc x 32 B strip stays in L1 while the weight block
+            // streams from L2 (the other order streamed B from L2 once per panel and starved wide layers).
+            for s in 0..strips {
+                let cols = nr.min(np - s * nr);
+                let ps = p0 + s * nr;
+                for (p, panel) in packed.chunks_exact(panel_len).enumerate() {
+                    let rows = MR.min(spec.c_out - p * MR);
                     let c = if multi { cbase.wrapping_add(p * MR * ldt + s * nr) } else { cbase.wrapping_add(p * MR * plane + p0 + s * nr) };
                     // SAFETY: the strip holds kcb x nr floats; this block owns pixels p0..p0 + np of every
                     // output plane (or its own ctmp rows), and rows p*MR..p*MR + rows exist.
-                    unsafe { sgemm::tile(isa, kcb, panel, q0, b, nr, c, ldc, rows, cols, q0 == 0) };
+                    unsafe {
+                        if cols == nr && interior(ps) {
+                            // In bounds: the interior test keeps every tap of the 32 pixels inside the map.
+                            let base = input.as_ptr().add((ps / ow - pad) * w + ps % ow - pad);
+                            sgemm::tile_offs(isa, kcb, panel, q0, base, &offs[q0..q0 + kcb], c, ldc, q0 == 0);
+                        } else {
+                            let b = buf[s * kcb * nr..].as_ptr();
+                            sgemm::tile(isa, kcb, panel, q0, b, nr, c, ldc, rows, cols, q0 == 0);
+                        }
+                    }
                 }
             }
             q0 += kcb;
@@ -79,13 +110,16 @@ pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usi
 
 /// Gathers inner rows `q0..q0 + kc` (`q = (ci * k + ky) * k + kx`) for output pixels `p0..p0 + np` (flat
 /// `oy * ow + ox`) into strips of `nr` pixels: `dst[(s * kc + qi) * nr + j]`. Taps in the zero padding and
-/// pixels past `np` are 0.
+/// pixels past `np` are 0. Strips for which `skip(first pixel)` holds are read in place and left alone.
 #[allow(clippy::too_many_arguments)]
-fn pack_b(spec: &Conv2d, input: &[f32], h: usize, w: usize, ow: usize, p0: usize, np: usize, q0: usize, kc: usize, nr: usize, dst: &mut [f32]) {
+fn pack_b(spec: &Conv2d, input: &[f32], h: usize, w: usize, ow: usize, p0: usize, np: usize, q0: usize, kc: usize, nr: usize, skip: &dyn Fn(usize) -> bool, dst: &mut [f32]) {
     let (k, st, pad) = (spec.kernel, spec.stride, spec.pad);
     for (s, strip) in dst.chunks_exact_mut(kc * nr).enumerate() {
         let ps = p0 + s * nr;
         let cols = nr.min(np - s * nr);
+        if cols == nr && skip(ps) {
+            continue;
+        }
         let (oy, ox) = (ps / ow, ps % ow);
         let one_row = st == 1 && ox + cols <= ow;
         for (qi, d) in strip.chunks_exact_mut(nr).enumerate() {

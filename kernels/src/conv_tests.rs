@@ -113,3 +113,31 @@ fn patch_transposed_convolutions_match_the_reference() {
     check_transpose(127, 5, 2, 37, 37, false);
     check_transpose(3, 2, 2, 1, 1, true);
 }
+
+#[test]
+fn interior_strips_read_in_place_match_the_reference() {
+    // c_out a multiple of 8 and rows wider than 32 pixels: AVX-512 hosts read interior strips straight
+    // from the input; border strips, a 5x5 kernel, a deep layer (two KC blocks) and an odd width.
+    check(spec(16, 24, 3, 1, 1), 40, 75, true);
+    check(spec(6, 8, 5, 1, 2), 37, 70, true);
+    check(spec(40, 16, 3, 1, 1), 12, 99, false);
+    check(spec(8, 16, 3, 1, 0), 9, 35, true);
+}
+
+#[test]
+fn both_gemm_engines_agree() {
+    // The benches compare the packed SGEMM with the gemm crate; both must compute the same convolution.
+    for (s, h, w) in [(spec(13, 9, 3, 1, 1), 21, 40), (spec(32, 16, 1, 1, 0), 17, 19), (spec(8, 8, 3, 2, 1), 15, 33)] {
+        let (oh, ow) = s.out_size(h, w);
+        let input = seeded(51, s.c_in * h * w);
+        let weight = seeded(52, s.c_out * s.c_in * s.kernel * s.kernel);
+        let bias = seeded(53, s.c_out);
+        let mut outs = [GemmPath::Packed, GemmPath::GemmCrate].map(|path| {
+            let mut out = vec![f32::NAN; s.c_out * oh * ow];
+            conv2d_with_path(path, &mut Scratch::new(), &s, &input, h, w, &weight, Some(&bias), &mut out);
+            out
+        });
+        let crate_out = std::mem::take(&mut outs[1]);
+        assert_close(&format!("{s:?} packed vs gemm crate"), &outs[0], &crate_out, Tolerance::Fp32);
+    }
+}

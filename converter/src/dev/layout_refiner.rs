@@ -18,12 +18,16 @@ const SFT_SCALE_STD: f32 = 0.2;
 /// Output std of the SFT shift branch: the UNet's view of the splat reaches the decoder at about half
 /// the decoder features' scale, so different splats give visibly different images.
 const SFT_SHIFT_STD: f32 = 0.5;
-/// Mean square of the UNet features the SFT branches read, as measured with `check_spreads.py` (std
-/// ~0.3 at every level of both configurations); the SFT output layers divide it out.
+/// Mean square of the SFT branches' hidden activations (after `.0` and its LeakyReLU), which the output
+/// layers `.2` divide out. Measured through the reference refiner on real splats it ranges 0.04-0.6 with
+/// the level and the seed; 0.2 sits in the middle in log terms. (It was 0.1, from a stand-in splat:
+/// with seed 7 the shift then reached std 1.2 at 16 and 32 px, the decoder features after the SFT grew
+/// to std 2.5 and 46 % of the golden RGB values saturated.)
 const UNET_FEATURE_VAR: f32 = 0.2;
 /// Variance gain of the ToRGB modulated weights (no demodulation follows) for a decoder of 5 ToRGB
 /// levels; deeper decoders sum more levels and their last features are larger, so the gain falls with
-/// the square of the level count.
+/// the square of the level count. Measured pre-sigmoid RGB std (seed 0, bundled frames): 0.8-0.9 small,
+/// 1.05-1.2 official (docs/seeded-models.md).
 const TO_RGB_GAIN_5_LEVELS: f32 = 0.33;
 /// Variance gain of the ToRGB style modulation (official init: 1). Without demodulation the RGB scales
 /// with the style `s = 1 + W w`, and the style MLP's random product lets `|w|` drift by 2-3x with the
@@ -69,7 +73,7 @@ fn res_block(s: &mut Specs, p: &str, inp: usize, out: usize, branch_gain: f32) {
 
 /// A modulated conv and its style modulation: weights N(0, gain/fan_in), the modulation Linear
 /// mod_gain/fan_in with bias 1 (the official init has both gains 1: styles start near 1).
-fn modulated(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize, k: usize, gain: f32, mod_gain: f32) {
+fn modulated(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize, k: usize, (gain, mod_gain): (f32, f32)) {
     s.push(format!("{p}.modulated_conv.weight"), &[1, out, inp, k, k], Init::Normal {
         mean: 0.0,
         std: (gain / (inp * k * k) as f32).sqrt(),
@@ -82,12 +86,12 @@ fn style_conv(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize) {
     // Noise strength: small, so the random noise of the official path is a texture, not the content.
     s.push(format!("{p}.weight"), &[1], Init::Range { lo: 0.01, hi: 0.05 });
     s.push(format!("{p}.bias"), &[1, out, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
-    modulated(s, p, style, inp, out, 3, LINEAR, LINEAR);
+    modulated(s, p, style, inp, out, 3, (LINEAR, LINEAR));
 }
 
 fn to_rgb(s: &mut Specs, p: &str, style: usize, inp: usize, gain: f32) {
     s.push(format!("{p}.bias"), &[1, 3, 1, 1], Init::Uniform { mean: 0.0, std: 0.02 });
-    modulated(s, p, style, inp, 3, 1, gain, TO_RGB_MODULATION_GAIN);
+    modulated(s, p, style, inp, 3, 1, (gain, TO_RGB_MODULATION_GAIN));
 }
 
 fn decoder(s: &mut Specs, r: &RefinerConfig) {

@@ -219,6 +219,26 @@ pub(crate) unsafe fn tile(isa: Isa, kc: usize, panel: &[f32], q0: usize, b: *con
     }
 }
 
+/// [`tile`] for full `MR x 32` tiles on AVX-512 with `B` row `q` at `b + offs[q - q0]` (the implicit-GEMM
+/// convolution's in-place reads). Returns false (doing nothing) when this CPU path is unavailable.
+///
+/// # Safety
+/// `offs` holds `kc` entries, every `b + offs[i]` has 32 readable floats; `c` has `MR` rows of 32 writable
+/// floats at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn tile_offs(isa: Isa, kc: usize, panel: &[f32], q0: usize, b: *const f32, offs: &[u32], c: *mut f32, ldc: usize, first: bool) -> bool {
+    assert!(panel.len() >= MR * (q0 + kc + 1) && offs.len() >= kc);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: A, bias and offs checked above; B and C as vouched by the caller; AVX-512F detected.
+        unsafe { x86::kernel_8x32_avx512_offs(kc, panel[MR + q0 * MR..].as_ptr(), b, offs.as_ptr(), c, ldc, first, panel.as_ptr()) };
+        return true;
+    }
+    let _ = (isa, b, c, ldc, first);
+    false
+}
+
 /// The `KC` split of an inner dimension `k`: block length (blocks are equal but the last). Depends on `k`
 /// only, so every path sums in the same order.
 pub(crate) fn kc_step(k: usize) -> usize {

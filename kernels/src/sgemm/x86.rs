@@ -71,3 +71,44 @@ pub unsafe fn kernel_8x8_avx2(kc: usize, a: *const f32, b: *const f32, ldb: usiz
         }
     }
 }
+
+/// [`kernel_8x32_avx512`] with `B` row `q` at `b + offs[q]` (rows read straight from a feature map by
+/// the implicit-GEMM convolution, no packing).
+///
+/// # Safety
+/// The CPU supports AVX-512F; `offs` holds `kc` entries and every `b + offs[q]` has 32 readable floats;
+/// `a`, `c`, `bias` as in [`kernel_8x32_avx512`].
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn kernel_8x32_avx512_offs(kc: usize, a: *const f32, b: *const f32, offs: *const u32, c: *mut f32, ldc: usize, first: bool, bias: *const f32) {
+    // SAFETY: every pointer offset below stays within the ranges the caller vouched for.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for r in 0..MR {
+            if first {
+                let v = _mm512_set1_ps(*bias.add(r));
+                acc[r] = [v, v];
+            } else {
+                let row = c.add(r * ldc);
+                acc[r] = [_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16))];
+            }
+        }
+        let mut ap = a;
+        for q in 0..kc {
+            let bp = b.add(*offs.add(q) as usize);
+            let b0 = _mm512_loadu_ps(bp);
+            let b1 = _mm512_loadu_ps(bp.add(16));
+            for r in 0..MR {
+                let av = _mm512_set1_ps(*ap.add(r));
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+            }
+            ap = ap.add(MR);
+        }
+        for r in 0..MR {
+            let row = c.add(r * ldc);
+            _mm512_storeu_ps(row, acc[r][0]);
+            _mm512_storeu_ps(row.add(16), acc[r][1]);
+        }
+    }
+}
