@@ -1,6 +1,7 @@
 //! 2-D convolutions on `[C, H, W]` maps with PyTorch weight layouts.
 //!
-//! Fast paths, all multi-threaded through rayon's current pool:
+//! Two GEMM engines ([`GemmPath`]): [`conv2d_with`] (the per-frame refiner) runs our packed, allocation-free
+//! implicit GEMM (`conv_packed.rs` on `crate::sgemm`); [`conv2d`] (the lift) keeps the `gemm` crate paths:
 //! - 1x1, stride 1, no padding: one GEMM per pixel band, reading the input and weight in place;
 //! - every other shape: im2col **tiled over output rows** (a band of rows at a time, about
 //!   [`TILE_FLOATS`] floats of columns) followed by a GEMM writing straight into the output planes;
@@ -76,9 +77,12 @@ pub const MIN_PIXELS: usize = 256;
 const PIXELS_1X1: usize = 4096;
 
 /// `out = conv(input, weight) + bias`; weight `[c_out, c_in, k, k]`, input `[c_in, h, w]`, out `[c_out, oh, ow]`.
-/// Uses this thread's reusable workspace; see [`conv2d_with`] to pass one explicitly.
+/// Uses this thread's reusable workspace and the `gemm` crate ([`GemmPath::GemmCrate`]): this entry point
+/// serves the once-per-avatar lift, whose wide layers on small maps (512-1024 channels at 19-37 px) the
+/// crate ran faster than our packed SGEMM in the refiner comparisons, and where allocation does not
+/// matter. Per-frame callers use [`conv2d_with`] (packed, allocation-free).
 pub fn conv2d(spec: &Conv2d, input: &[f32], h: usize, w: usize, weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    with_local(|scratch| conv2d_with(scratch, spec, input, h, w, weight, bias, out));
+    with_local(|scratch| conv2d_with_path(GemmPath::GemmCrate, scratch, spec, input, h, w, weight, bias, out));
 }
 
 /// [`conv2d`] with an explicit workspace: after the first call at a shape (or a larger one) it does not

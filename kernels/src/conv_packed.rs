@@ -48,6 +48,7 @@ pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usi
     // map reads B row q straight from the input at a fixed offset, skipping the packing copy that
     // dominated the thin 512x512 layers (16-64 channels: ~1 copied float per 2 vector FMAs).
     let (k, pad) = (spec.kernel, spec.pad);
+    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.85.
     let direct = isa == Isa::Avx512 && spec.stride == 1 && kk <= DIRECT_MAX_K && spec.c_out % MR == 0;
     let mut offs = [0u32; DIRECT_MAX_K];
     if direct {

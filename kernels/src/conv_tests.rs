@@ -1,4 +1,4 @@
-//! Fast convolutions against `reference.rs` on awkward shapes.
+//! Fast convolutions against `reference.rs` on awkward shapes, on both GEMM engines.
 //!
 //! Tolerance: `Fp32`. The fast path sums the same products in a different order (GEMM blocking); with
 //! inputs and weights in [-1, 1) and at most a few thousand terms the rounding difference stays far
@@ -16,9 +16,11 @@ fn check(spec: Conv2d, h: usize, w: usize, with_bias: bool) {
     let bias = with_bias.then_some(&bias[..]);
     let mut want = vec![0f32; spec.c_out * oh * ow];
     reference::conv2d(&spec, &input, h, w, &weight, bias, &mut want);
-    let mut got = vec![f32::NAN; want.len()];
-    conv2d(&spec, &input, h, w, &weight, bias, &mut got);
-    assert_close(&format!("{spec:?} at {h}x{w}"), &got, &want, Tolerance::Fp32);
+    for path in [GemmPath::Packed, GemmPath::GemmCrate] {
+        let mut got = vec![f32::NAN; want.len()];
+        conv2d_with_path(path, &mut Scratch::new(), &spec, &input, h, w, &weight, bias, &mut got);
+        assert_close(&format!("{spec:?} at {h}x{w} on {path:?}"), &got, &want, Tolerance::Fp32);
+    }
 }
 
 fn spec(c_in: usize, c_out: usize, kernel: usize, stride: usize, pad: usize) -> Conv2d {
@@ -76,9 +78,13 @@ fn results_do_not_depend_on_the_thread_count() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         let mut out = vec![0f32; s.c_out * h * w];
         pool.install(|| conv2d(&s, &input, h, w, &weight, None, &mut out));
-        out
+        let mut packed = vec![0f32; s.c_out * h * w];
+        pool.install(|| conv2d_with(&mut Scratch::new(), &s, &input, h, w, &weight, None, &mut packed));
+        (out, packed)
     };
-    assert_eq!(run(1), run(2), "conv2d differs between 1 and 2 threads");
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.0, two.0, "conv2d (gemm crate) differs between 1 and 2 threads");
+    assert_eq!(one.1, two.1, "conv2d_with (packed) differs between 1 and 2 threads");
 }
 
 #[test]

@@ -63,14 +63,17 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (300, 24, 3, 1, 20),
 ];
 
-fn run_all(scratch: &mut Scratch, bufs: &mut [(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)]) {
+/// Input, weight, bias and output of one shape.
+type Buffers = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn run_all(scratch: &mut Scratch, bufs: &mut [Buffers]) {
     for (&(ci, co, k, s, r), (x, w, b, out)) in SHAPES.iter().zip(bufs.iter_mut()) {
         let spec = Conv2d { c_in: ci, c_out: co, kernel: k, stride: s, pad: k / 2 };
         conv2d_with(scratch, &spec, x, r, r, w, Some(b), out);
     }
 }
 
-fn buffers() -> Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+fn buffers() -> Vec<Buffers> {
     SHAPES
         .iter()
         .map(|&(ci, co, k, s, r)| {

@@ -120,7 +120,6 @@ fn seeded_official_model_lifts_plausible_gaussians() {
     assert!((0.003..0.02).contains(&plane_scale), "median plane scale {plane_scale}");
 }
 
-
 // ---- Spread through the refiner, on the bundled defaults ----
 
 fn repo(path: &str) -> PathBuf {

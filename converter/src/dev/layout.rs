@@ -146,7 +146,8 @@ fn lifting_generator(s: &mut Specs, cfg: &ModelConfig, p: &str) {
 mod tests {
     use super::*;
 
-    const OFFICIAL_KEYS: &str = include_str!("official_keys.tsv");
+    /// The spec's key list (`key<TAB>[d0, d1, ...]<TAB>dtype<TAB>...`), shared with the converter's tests.
+    const OFFICIAL_KEYS: &str = include_str!("../../tests/fixtures/gagavatar-state-dict-keys.tsv");
 
     #[test]
     fn official_layout_matches_the_published_key_list() {
@@ -155,8 +156,10 @@ mod tests {
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .map(|l| {
-                let (name, shape) = l.split_once('\t').expect("key<TAB>shape");
-                let dims = shape.split(',').filter(|d| !d.is_empty()).map(|d| d.parse().expect("dim")).collect();
+                let mut fields = l.split('\t');
+                let name = fields.next().expect("key column");
+                let shape = fields.next().expect("shape column").trim_matches(|c| c == '[' || c == ']');
+                let dims = shape.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.parse().expect("dim")).collect();
                 (name.to_string(), dims)
             })
             .collect();

@@ -74,10 +74,11 @@ fn res_block(s: &mut Specs, p: &str, inp: usize, out: usize, branch_gain: f32) {
 /// A modulated conv and its style modulation: weights N(0, gain/fan_in), the modulation Linear
 /// mod_gain/fan_in with bias 1 (the official init has both gains 1: styles start near 1).
 fn modulated(s: &mut Specs, p: &str, style: usize, inp: usize, out: usize, k: usize, (gain, mod_gain): (f32, f32)) {
-    s.push(format!("{p}.modulated_conv.weight"), &[1, out, inp, k, k], Init::Normal {
-        mean: 0.0,
-        std: (gain / (inp * k * k) as f32).sqrt(),
-    });
+    s.push(
+        format!("{p}.modulated_conv.weight"),
+        &[1, out, inp, k, k],
+        Init::Normal { mean: 0.0, std: (gain / (inp * k * k) as f32).sqrt() },
+    );
     s.push(format!("{p}.modulated_conv.modulation.weight"), &[inp, style], Init::fan_in(style, mod_gain));
     s.push(format!("{p}.modulated_conv.modulation.bias"), &[inp], Init::constant(1.0));
 }

@@ -1,6 +1,9 @@
 //! x86_64 micro-kernels: `MR = 8` rows of broadcast `A` values times one strip of `B` vectors, with all
 //! accumulators in registers (AVX-512: 16 of 32 zmm; AVX2: 8 of 16 ymm, leaving room for loads).
 
+// Row loops index the accumulator array by row number next to `bias`/`c` offsets; clearer than zips.
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use super::MR;
