@@ -54,7 +54,13 @@ const CONVS: &[ConvCase] = &[
     // DPT projects.2: 1x1 768 -> 1024 at 37.
     conv("dpt projects.2 1x1 768->1024 @37", 768, 1024, 1, 1, 37, 4),
     // DINOv2 patch embedding: 14x14 stride 14, 3 -> 768 on the 518 image.
-    ConvCase { name: "dino patch_embed 14x14/14 3->768 @518", spec: Conv2d { c_in: 3, c_out: 768, kernel: 14, stride: 14, pad: 0 }, h: 518, w: 518, ref_rows: 28 },
+    ConvCase {
+        name: "dino patch_embed 14x14/14 3->768 @518",
+        spec: Conv2d { c_in: 3, c_out: 768, kernel: 14, stride: 14, pad: 0 },
+        h: 518,
+        w: 518,
+        ref_rows: 28,
+    },
 ];
 
 /// Median wall time of `runs` calls after one warm-up call.
@@ -182,17 +188,17 @@ fn summary() {
 /// execution-independent order. Sums to the spec's 136.9 GFLOP.
 fn refiner_convs() -> Vec<(usize, usize, usize, usize, usize)> {
     let mut l = vec![(32, 16, 1, 512, 1)]; // conv_body_first
-    // conv_body_down: conv1 in->in at r, conv2 in->out at r/2, skip 1x1 in->out at r/2.
+                                           // conv_body_down: conv1 in->in at r, conv2 in->out at r/2, skip 1x1 in->out at r/2.
     for (a, b, r) in [(16, 32, 512), (32, 64, 256), (64, 128, 128), (128, 256, 64), (256, 256, 32), (256, 256, 16), (256, 256, 8)] {
         l.extend([(a, a, 3, r, 1), (a, b, 3, r / 2, 1), (a, b, 1, r / 2, 1)]);
     }
     l.push((256, 256, 3, 4, 1)); // final_conv
-    // conv_body_up: conv1 in->in at r, conv2 in->out at 2r, skip at 2r; condition_scale/shift at 2r.
+                                 // conv_body_up: conv1 in->in at r, conv2 in->out at 2r, skip at 2r; condition_scale/shift at 2r.
     for (a, b, r) in [(256, 256, 4), (256, 256, 8), (256, 256, 16), (256, 128, 32), (128, 64, 64), (64, 32, 128), (32, 16, 256)] {
         l.extend([(a, a, 3, r, 1), (a, b, 3, 2 * r, 1), (a, b, 1, 2 * r, 1), (b, b, 3, 2 * r, 2), (b, 2 * b, 3, 2 * r, 2)]);
     }
     l.extend([(512, 512, 3, 4, 1), (512, 3, 1, 4, 1)]); // style_conv1, to_rgb1
-    // Decoder levels 8..512: style_convs 2k, 2k+1 and to_rgbs k.
+                                                        // Decoder levels 8..512: style_convs 2k, 2k+1 and to_rgbs k.
     for (a, b, r) in [(512, 512, 8), (512, 512, 16), (512, 512, 32), (512, 256, 64), (256, 128, 128), (128, 64, 256), (64, 32, 512)] {
         l.extend([(a, b, 3, r, 1), (b, b, 3, r, 1), (b, 3, 1, r, 1)]);
     }
@@ -227,7 +233,15 @@ fn refiner_estimate(peak: f64) {
         rows.push((tp, tc, format!("{ci}->{co} k{k} @{r} x{count}"), flop * count as f64));
     }
     let line = |what: &str, t: f64| {
-        println!("Refiner convolutions, {what}: {:.1} GFLOP in {:.0} ms = {:.1} GFLOP/s ({:.0}% of peak; floor {:.0} ms, {:.2}x floor)", total_f / 1e9, t * 1e3, total_f / t / 1e9, 100.0 * total_f / t / 1e9 / peak, total_f / peak / 1e6, t / (total_f / peak / 1e9));
+        println!(
+            "Refiner convolutions, {what}: {:.1} GFLOP in {:.0} ms = {:.1} GFLOP/s ({:.0}% of peak; floor {:.0} ms, {:.2}x floor)",
+            total_f / 1e9,
+            t * 1e3,
+            total_f / t / 1e9,
+            100.0 * total_f / t / 1e9 / peak,
+            total_f / peak / 1e6,
+            t / (total_f / peak / 1e9)
+        );
     };
     line("packed SGEMM (used)", t_packed);
     line("gemm crate", t_crate);
@@ -237,7 +251,10 @@ fn refiner_estimate(peak: f64) {
         println!("  {n}: {:.1} ms ({:.0} GFLOP/s) | {:.1} ms ({:.0} GFLOP/s)", tp * 1e3, f / tp / 1e9, tc * 1e3, f / tc / 1e9);
     }
     let slower: Vec<_> = rows.iter().filter(|r| r.0 > 1.1 * r.1).map(|r| r.2.clone()).collect();
-    println!("Layers where the packed SGEMM is >10% slower than the gemm crate: {}", if slower.is_empty() { "none".to_string() } else { slower.join(", ") });
+    println!(
+        "Layers where the packed SGEMM is >10% slower than the gemm crate: {}",
+        if slower.is_empty() { "none".to_string() } else { slower.join(", ") }
+    );
 }
 
 /// The lifting's convolutions, linears and attentions (§2.2, §3.1), each run once at its real shape; same
@@ -290,7 +307,13 @@ fn lift_estimate(peak: f64) {
     if let Some(c) = convt.take() {
         add("resize_layers.0 convT k4 (k2 one similar)", c, 2);
     }
-    println!("Lift (timed part): {:.1} GFLOP in {:.2} s = {:.1} GFLOP/s ({:.0}% of peak)", f_sum / 1e9, t_sum, f_sum / t_sum / 1e9, 100.0 * f_sum / t_sum / 1e9 / peak);
+    println!(
+        "Lift (timed part): {:.1} GFLOP in {:.2} s = {:.1} GFLOP/s ({:.0}% of peak)",
+        f_sum / 1e9,
+        t_sum,
+        f_sum / t_sum / 1e9,
+        100.0 * f_sum / t_sum / 1e9 / peak
+    );
 }
 
 fn criterion_benches(c: &mut Criterion) {

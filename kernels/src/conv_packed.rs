@@ -19,7 +19,16 @@ const NC: usize = 256;
 
 /// `out = conv(input, weight) + bias` (shapes already checked by the caller).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usize, w: usize, weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+pub(super) fn conv2d(
+    scratch: &mut Scratch,
+    spec: &Conv2d,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     let (oh, ow) = spec.out_size(h, w);
     if out.is_empty() {
         return;
@@ -79,7 +88,8 @@ pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usi
                 let ps = p0 + s * nr;
                 for (p, panel) in packed.chunks_exact(panel_len).enumerate() {
                     let rows = MR.min(spec.c_out - p * MR);
-                    let c = if multi { cbase.wrapping_add(p * MR * ldt + s * nr) } else { cbase.wrapping_add(p * MR * plane + p0 + s * nr) };
+                    let c =
+                        if multi { cbase.wrapping_add(p * MR * ldt + s * nr) } else { cbase.wrapping_add(p * MR * plane + p0 + s * nr) };
                     // SAFETY: the strip holds kcb x nr floats; this block owns pixels p0..p0 + np of every
                     // output plane (or its own ctmp rows), and rows p*MR..p*MR + rows exist.
                     unsafe {
@@ -113,7 +123,20 @@ pub(super) fn conv2d(scratch: &mut Scratch, spec: &Conv2d, input: &[f32], h: usi
 /// `oy * ow + ox`) into strips of `nr` pixels: `dst[(s * kc + qi) * nr + j]`. Taps in the zero padding and
 /// pixels past `np` are 0. Strips for which `skip(first pixel)` holds are read in place and left alone.
 #[allow(clippy::too_many_arguments)]
-fn pack_b(spec: &Conv2d, input: &[f32], h: usize, w: usize, ow: usize, p0: usize, np: usize, q0: usize, kc: usize, nr: usize, skip: &dyn Fn(usize) -> bool, dst: &mut [f32]) {
+fn pack_b(
+    spec: &Conv2d,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    ow: usize,
+    p0: usize,
+    np: usize,
+    q0: usize,
+    kc: usize,
+    nr: usize,
+    skip: &dyn Fn(usize) -> bool,
+    dst: &mut [f32],
+) {
     let (k, st, pad) = (spec.kernel, spec.stride, spec.pad);
     for (s, strip) in dst.chunks_exact_mut(kc * nr).enumerate() {
         let ps = p0 + s * nr;

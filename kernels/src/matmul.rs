@@ -104,7 +104,9 @@ pub unsafe fn sgemm_raw(
                     let acc = if lhs.cs == 1 && rhs.rs == 1 {
                         dot(&lhs.data[r * lhs.rs..][..k], &rhs.data[c * rhs.cs..][..k])
                     } else {
-                        (0..k).map(|i| *lhs.data.get_unchecked(r * lhs.rs + i * lhs.cs) * *rhs.data.get_unchecked(i * rhs.rs + c * rhs.cs)).sum()
+                        (0..k)
+                            .map(|i| *lhs.data.get_unchecked(r * lhs.rs + i * lhs.cs) * *rhs.data.get_unchecked(i * rhs.rs + c * rhs.cs))
+                            .sum()
                     };
                     let d = dst.add(r * dst_rs + c * dst_cs);
                     *d = if accumulate { *d + scale * acc } else { scale * acc };

@@ -92,10 +92,12 @@ fn warmed_up_convolutions_allocate_nothing_on_one_and_two_threads() {
         let mut bufs = buffers();
         let mut scratch = Scratch::new();
         pool.install(|| run_all(&mut scratch, &mut bufs));
-        let n = pool.install(|| count(|| {
-            run_all(&mut scratch, &mut bufs);
-            run_all(&mut scratch, &mut bufs);
-        }));
+        let n = pool.install(|| {
+            count(|| {
+                run_all(&mut scratch, &mut bufs);
+                run_all(&mut scratch, &mut bufs);
+            })
+        });
         assert_eq!(n, 0, "{threads} thread(s): warmed-up convolutions allocated {n} times");
     }
 }

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use gaga_kernels::splat::{splat, GaussianSet, SplatCamera, SplatScratch};
 use gaga_runtime::backend::cpu::CpuBackend;
 use gaga_runtime::backend::{Backend, Budget};
+use gaga_runtime::flame::Flame;
 use gaga_runtime::render::testing::{driving_frame, seeded_frame_weights, synthetic_avatar};
 use gaga_runtime::render::{FrameRenderer, RenderOptions};
-use gaga_runtime::flame::Flame;
 use gaga_runtime::{Image, ModelConfig};
 
 struct Counting;
@@ -88,7 +88,8 @@ fn flame_and_splat_stages_allocate_nothing_once_warmed_up() {
         flame.set_identity(&avatar.shapecode).expect("identity");
         let f = &frames[i];
         flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, &mut positions[..nv]).expect("pose");
-        let set = GaussianSet::new(positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels).expect("set");
+        let set = GaussianSet::new(positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels)
+            .expect("set");
         let cam = SplatCamera::from_transform(&f.transform, cfg.focal, s, s);
         pool.install(|| splat(&set, &cam, &background, image, scratch));
     };

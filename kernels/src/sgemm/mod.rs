@@ -195,7 +195,19 @@ unsafe fn panels_range(
 /// `b` as in [`micro`]; `c` has `rows` rows of `cols` writable floats at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) unsafe fn tile(isa: Isa, kc: usize, panel: &[f32], q0: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, first: bool) {
+pub(crate) unsafe fn tile(
+    isa: Isa,
+    kc: usize,
+    panel: &[f32],
+    q0: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    first: bool,
+) {
     let nr = isa.nr();
     assert!(panel.len() >= MR * (q0 + kc + 1) && rows <= MR && cols <= nr);
     let (ap, bias) = (panel[MR + q0 * MR..].as_ptr(), panel.as_ptr());
@@ -227,7 +239,17 @@ pub(crate) unsafe fn tile(isa: Isa, kc: usize, panel: &[f32], q0: usize, b: *con
 /// floats at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) unsafe fn tile_offs(isa: Isa, kc: usize, panel: &[f32], q0: usize, b: *const f32, offs: &[u32], c: *mut f32, ldc: usize, first: bool) -> bool {
+pub(crate) unsafe fn tile_offs(
+    isa: Isa,
+    kc: usize,
+    panel: &[f32],
+    q0: usize,
+    b: *const f32,
+    offs: &[u32],
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+) -> bool {
     assert!(panel.len() >= MR * (q0 + kc + 1) && offs.len() >= kc);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {

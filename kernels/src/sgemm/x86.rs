@@ -14,7 +14,16 @@ use super::MR;
 /// The CPU supports AVX-512F; pointers as in `super::micro` with `nr = 32`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn kernel_8x32_avx512(kc: usize, a: *const f32, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, first: bool, bias: *const f32) {
+pub unsafe fn kernel_8x32_avx512(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+    bias: *const f32,
+) {
     // SAFETY: every pointer offset below stays within the ranges the caller vouched for.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
@@ -83,7 +92,16 @@ pub unsafe fn kernel_8x8_avx2(kc: usize, a: *const f32, b: *const f32, ldb: usiz
 /// `a`, `c`, `bias` as in [`kernel_8x32_avx512`].
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn kernel_8x32_avx512_offs(kc: usize, a: *const f32, b: *const f32, offs: *const u32, c: *mut f32, ldc: usize, first: bool, bias: *const f32) {
+pub unsafe fn kernel_8x32_avx512_offs(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const u32,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+    bias: *const f32,
+) {
     // SAFETY: every pointer offset below stays within the ranges the caller vouched for.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
