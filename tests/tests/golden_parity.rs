@@ -28,8 +28,8 @@ use gaga_tests::{golden_dir, read_provenance, sha256_file, worst_elements, Crite
 
 /// Relative-error limit of every stage (see the module docs for why).
 const REL_LIMIT: f64 = 1e-4;
-/// The splat also passes when at most this fraction of its elements exceeds `REL_LIMIT`: hard rules (alpha
-/// >= 1/255, T >= 1e-4, the order of equal-depth Gaussians) flip single pixels whenever two f32
+/// The splat also passes when at most this fraction of its elements exceeds `REL_LIMIT`: hard rules
+/// (alpha at least 1/255, T at least 1e-4, the order of equal-depth Gaussians) flip single pixels whenever two f32
 /// implementations round a margin of a few ulps differently. Measured at official size: 7e-7 of the elements
 /// (one pixel) in one frame, none in the other; the small goldens pass the strict limit.
 const SPLAT_FLIPS: f64 = 1e-4;

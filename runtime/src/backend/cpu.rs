@@ -41,8 +41,9 @@ struct CpuSession<'w> {
 
 impl Session for CpuSession<'_> {
     fn lift(&mut self, image: &Image, source: &SourceParams) -> Result<Avatar> {
-        let (avatar, trace) = crate::lift::lift_traced(self.weights, &self.config, image, source)?;
-        self.last = trace.times.stage_times();
+        // lift_timed keeps no intermediates (lift_traced would hold f_feature0, 90 MB at official size).
+        let (avatar, times) = crate::lift::lift_timed(self.weights, &self.config, image, source)?;
+        self.last = times.stage_times();
         Ok(avatar)
     }
 
