@@ -10,8 +10,8 @@
 
 use gaga_kernels::act::{leaky_relu, sigmoid};
 use gaga_kernels::conv::Scratch;
+use gaga_kernels::fused::{add_assign, bilinear_fast};
 use gaga_kernels::linear::linear;
-use gaga_kernels::resize::bilinear;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -214,13 +214,13 @@ impl<'w> Refiner<'w> {
         let lat: &[f32] = style;
 
         // Decoder at 4x4.
-        self.conv1.run(sc, lat, &self.constant, 4, self.noise.get(0), m, din, dout);
+        self.conv1.run(sc, lat, &self.constant, 4, false, self.noise.get(0), None, m, din, dout);
         self.to_rgb1.run(sc, lat, dout, 4, None, m, din, rgb_a);
 
         for k in 0..levels {
             let (h, h2) = (side(k), side(k + 1));
             // UNet up block k and its condition maps at side(k + 1).
-            feat_a[..u[k] * h * h].iter_mut().zip(&skips[k]).for_each(|(f, sk)| *f += sk);
+            add_assign(&mut feat_a[..u[k] * h * h], &skips[k]);
             self.up[k].run(sc, feat_a, h, t1, t2, feat_b);
             std::mem::swap(feat_a, feat_b);
             self.cond[k].0.run(sc, feat_a, h2, t1, scale);
@@ -228,13 +228,14 @@ impl<'w> Refiner<'w> {
 
             // Decoder level k + 1: upsample, conv1, SFT, conv2, to_rgb with the upsampled skip.
             let n = d[k + 1] * h2 * h2;
-            bilinear(&dout[..d[k] * h * h], d[k], h, h, h2, h2, false, &mut dtmp[..d[k] * h2 * h2]);
-            self.convs[2 * k].run(sc, lat, dtmp, h2, self.noise.get(2 * k + 1), m, din, dout);
-            dout[..n].iter_mut().zip(&scale[..n]).zip(&shift[..n]).for_each(|((o, a), b)| *o = *o * a + b);
-            self.convs[2 * k + 1].run(sc, lat, dout, h2, self.noise.get(2 * k + 2), m, din, dtmp);
+            // Upsample + modulation in one pass; the SFT condition fused into conv1's epilogue.
+            let sft = Some((&scale[..n], &shift[..n]));
+            self.convs[2 * k].run(sc, lat, &dout[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), sft, m, din, dtmp);
+            std::mem::swap(dout, dtmp);
+            self.convs[2 * k + 1].run(sc, lat, dout, h2, false, self.noise.get(2 * k + 2), None, m, din, dtmp);
             std::mem::swap(dout, dtmp);
             let nrgb = self.out_ch * h2 * h2;
-            bilinear(&rgb_a[..self.out_ch * h * h], self.out_ch, h, h, h2, h2, false, &mut rgb_b[..nrgb]);
+            bilinear_fast(&rgb_a[..self.out_ch * h * h], self.out_ch, h, h, h2, h2, &mut rgb_b[..nrgb]);
             self.to_rgbs[k].run(sc, lat, dout, h2, Some(&rgb_b[..nrgb]), m, din, rgb_a);
         }
         out.copy_from_slice(&rgb_a[..out.len()]);

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use gaga_kernels::act::leaky_relu;
 use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
-use gaga_kernels::resize::bilinear;
+use gaga_kernels::fused::{add_assign, bilinear_fast};
 
 use crate::error::Result;
 use crate::weights::Weights;
@@ -69,12 +69,12 @@ impl<'w> ResBlock<'w> {
         let (n_in, n_lo, n_out) = (ci * h * h, ci * h2 * h2, co * h2 * h2);
         self.conv1.run(s, x, h, h, t1);
         leaky_relu(&mut t1[..n_in], SLOPE);
-        bilinear(&t1[..n_in], ci, h, h, h2, h2, false, &mut t2[..n_lo]);
+        bilinear_fast(&t1[..n_in], ci, h, h, h2, h2, &mut t2[..n_lo]);
         self.conv2.run(s, t2, h2, h2, out);
         leaky_relu(&mut out[..n_out], SLOPE);
-        bilinear(&x[..n_in], ci, h, h, h2, h2, false, &mut t2[..n_lo]);
+        bilinear_fast(&x[..n_in], ci, h, h, h2, h2, &mut t2[..n_lo]);
         self.skip.run(s, t2, h2, h2, t1);
-        out[..n_out].iter_mut().zip(&t1[..n_out]).for_each(|(o, k)| *o += k);
+        add_assign(&mut out[..n_out], &t1[..n_out]);
     }
 }
 
@@ -86,7 +86,10 @@ pub struct Condition<'w> {
 
 impl<'w> Condition<'w> {
     pub fn load(w: &'w dyn Weights, prefix: &str, c: usize) -> Result<Self> {
-        Ok(Condition { conv0: Conv::load(w, &format!("{prefix}.0"), c, c, 3, true)?, conv2: Conv::load(w, &format!("{prefix}.2"), c, 2 * c, 3, true)? })
+        Ok(Condition {
+            conv0: Conv::load(w, &format!("{prefix}.0"), c, c, 3, true)?,
+            conv2: Conv::load(w, &format!("{prefix}.2"), c, 2 * c, 3, true)?,
+        })
     }
 
     pub fn run(&self, s: &mut Scratch, x: &[f32], h: usize, tmp: &mut [f32], out: &mut [f32]) {

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
+use gaga_kernels::fused::{bilinear_scaled, scale_channels, scale_channels_in_place, style_epilogue};
 use gaga_kernels::linear::linear;
 
 use crate::error::Result;
@@ -48,16 +49,27 @@ pub fn modulated_conv(
     scaled: &mut [f32],
     out: &mut [f32],
 ) {
-    let (c_in, c_out, hw) = (s.len(), factors.len(), h * w);
-    for (i, &si) in s.iter().enumerate() {
-        let (src, dst) = (&x[i * hw..(i + 1) * hw], &mut scaled[i * hw..(i + 1) * hw]);
-        dst.iter_mut().zip(src).for_each(|(d, v)| *d = v * si);
-    }
+    let (c_in, hw) = (s.len(), h * w);
+    scale_channels(x, s, hw, scaled);
+    conv_scaled(scratch, &scaled[..c_in * hw], h, w, weight, k, c_in, factors.len(), out);
+    scale_channels_in_place(out, factors, hw);
+}
+
+/// The convolution step alone: `scaled` `[c_in, h, w]` (already modulated) -> raw `out` `[c_out, h, w]`.
+#[allow(clippy::too_many_arguments)]
+fn conv_scaled(
+    scratch: &mut Scratch,
+    scaled: &[f32],
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    k: usize,
+    c_in: usize,
+    c_out: usize,
+    out: &mut [f32],
+) {
     let spec = Conv2d { c_in, c_out, kernel: k, stride: 1, pad: k / 2 };
-    conv2d_with(scratch, &spec, &scaled[..c_in * hw], h, w, weight, None, &mut out[..c_out * hw]);
-    for (o, &f) in factors.iter().enumerate() {
-        out[o * hw..(o + 1) * hw].iter_mut().for_each(|v| *v *= f);
-    }
+    conv2d_with(scratch, &spec, &scaled[..c_in * h * w], h, w, weight, None, &mut out[..c_out * h * w]);
 }
 
 /// A `ModulatedConv2d` with its `modulation` linear layer and, when demodulating, its square sums.
@@ -99,6 +111,18 @@ impl<'w> ModConv<'w> {
     pub fn run(&self, scratch: &mut Scratch, x: &[f32], h: usize, s: &[f32], f: &[f32], scaled: &mut [f32], out: &mut [f32]) {
         modulated_conv(scratch, x, h, h, &self.weight, self.k, &s[..self.c_in], &f[..self.c_out], scaled, out);
     }
+
+    /// Like [`ModConv::run`] without the output factors (the caller fuses them into its epilogue). With
+    /// `up_from = Some(hl)`, `x` is `[c_in, hl, hl]` and is bilinearly resized to `h` while modulated.
+    #[allow(clippy::too_many_arguments)]
+    fn run_raw(&self, scratch: &mut Scratch, x: &[f32], h: usize, up_from: Option<usize>, s: &[f32], scaled: &mut [f32], out: &mut [f32]) {
+        let (ci, hw) = (self.c_in, h * h);
+        match up_from {
+            Some(hl) => bilinear_scaled(&x[..ci * hl * hl], ci, hl, hl, h, h, &s[..ci], &mut scaled[..ci * hw]),
+            None => scale_channels(x, &s[..ci], hw, scaled),
+        }
+        conv_scaled(scratch, scaled, h, h, &self.weight, self.k, ci, self.c_out, out);
+    }
 }
 
 /// Small per-frame vectors shared by every modulated layer.
@@ -124,19 +148,27 @@ impl<'w> StyleConv<'w> {
         })
     }
 
-    /// `x` `[c_in, h, h]` (already upsampled when this is a level's first conv) -> `out` `[c_out, h, h]`.
-    /// `noise` is `[h, h]`.
+    /// `x` `[c_in, h, h]`, or `[c_in, h/2, h/2]` with `up` (a level's first conv: the x2 bilinear
+    /// upsample is fused with the input modulation) -> `out` `[c_out, h, h]`. `noise` is `[h, h]`.
+    /// With `sft = Some((scale, shift))` the SFT condition `out * scale + shift` follows the activation.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, scratch: &mut Scratch, latent: &[f32], x: &[f32], h: usize, noise: &[f32], m: &mut ModBufs, scaled: &mut [f32], out: &mut [f32]) {
+    pub fn run(
+        &self,
+        scratch: &mut Scratch,
+        latent: &[f32],
+        x: &[f32],
+        h: usize,
+        up: bool,
+        noise: &[f32],
+        sft: Option<(&[f32], &[f32])>,
+        m: &mut ModBufs,
+        scaled: &mut [f32],
+        out: &mut [f32],
+    ) {
         self.mc.modulate(latent, std::f32::consts::SQRT_2, &mut m.s, &mut m.f);
-        self.mc.run(scratch, x, h, &m.s, &m.f, scaled, out);
-        let hw = h * h;
-        for (o, &b) in self.bias.iter().enumerate() {
-            for (v, n) in out[o * hw..(o + 1) * hw].iter_mut().zip(noise) {
-                let y = *v + self.strength * n + b;
-                *v = if y < 0.0 { y * super::layers::SLOPE } else { y };
-            }
-        }
+        self.mc.run_raw(scratch, x, h, up.then_some(h / 2), &m.s, scaled, out);
+        let co = self.mc.c_out;
+        style_epilogue(&mut out[..co * h * h], h * h, &m.f[..co], noise, self.strength, &self.bias, super::layers::SLOPE, sft);
     }
 }
 
@@ -156,7 +188,17 @@ impl<'w> ToRgb<'w> {
 
     /// `out[o] = modconv(x)[o] + bias[o] + skip[o]` (skip `[c_out, h, h]`, already upsampled, or None).
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, scratch: &mut Scratch, latent: &[f32], x: &[f32], h: usize, skip: Option<&[f32]>, m: &mut ModBufs, scaled: &mut [f32], out: &mut [f32]) {
+    pub fn run(
+        &self,
+        scratch: &mut Scratch,
+        latent: &[f32],
+        x: &[f32],
+        h: usize,
+        skip: Option<&[f32]>,
+        m: &mut ModBufs,
+        scaled: &mut [f32],
+        out: &mut [f32],
+    ) {
         self.mc.modulate(latent, 1.0, &mut m.s, &mut m.f);
         self.mc.run(scratch, x, h, &m.s, &m.f, scaled, out);
         let hw = h * h;
