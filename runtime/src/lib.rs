@@ -31,4 +31,4 @@ pub mod weights;
 pub use config::ModelConfig;
 pub use error::{Error, Result};
 pub use types::{Avatar, DrivingFrame, Image, SourceParams, Transform};
-pub use weights::{WeightMap, Weights};
+pub use weights::{Stored, WeightMap, Weights};

@@ -155,6 +155,28 @@ impl Weights for Model {
             other => Ok(Cow::Owned(to_f32_copy(t.bytes, other))),
         }
     }
+
+    fn stored(&self, name: &str) -> Result<crate::weights::Stored<'_>> {
+        let t = self.tensor(name)?;
+        let scales = match t.dtype() {
+            DType::I8 => {
+                let s = self.tensor(&format!("{name}@scale"))?;
+                Some(match bytemuck::try_cast_slice::<u8, f32>(s.bytes) {
+                    Ok(v) if cfg!(target_endian = "little") => Cow::Borrowed(v),
+                    _ => Cow::Owned(to_f32_copy(s.bytes, DType::F32)),
+                })
+            }
+            _ => None,
+        };
+        Ok(crate::weights::Stored {
+            dtype: t.dtype(),
+            layout: t.entry.layout,
+            shape: t.shape(),
+            bytes: Cow::Borrowed(t.bytes),
+            scales,
+            quant_axis: t.entry.quant_axis.map(usize::from),
+        })
+    }
 }
 
 #[cfg(test)]

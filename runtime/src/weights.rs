@@ -3,6 +3,22 @@
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
+use crate::format::{DType, Layout};
+
+/// A tensor exactly as stored, for kernels that read fp16 or int8 weights (or a packed layout)
+/// without dequantising: the CPU fixed-point kernels and the GPU upload.
+#[derive(Clone, Debug)]
+pub struct Stored<'a> {
+    pub dtype: DType,
+    pub layout: Layout,
+    /// Logical shape (the checkpoint's), whatever the layout.
+    pub shape: Vec<usize>,
+    /// Little-endian element bytes in `layout` order.
+    pub bytes: Cow<'a, [u8]>,
+    /// For int8: one fp32 scale per channel along `quant_axis` (value = q * scale).
+    pub scales: Option<Cow<'a, [f32]>>,
+    pub quant_axis: Option<usize>,
+}
 
 /// A source of named tensors in the official checkpoint's naming (`upsampler.final_conv.weight`, ...;
 /// FLAME arrays under `flame.`). `Model` implements it over a mapped file; tests implement it over a map
@@ -21,6 +37,17 @@ pub trait Weights {
             return Err(Error::Shape { name: name.to_string(), expected: expected.to_vec(), found });
         }
         self.f32(name)
+    }
+
+    /// The tensor as stored (dtype, layout, bytes, int8 scales). The default, for sources that hold
+    /// only f32 (like `WeightMap`), lends the f32 values as bytes.
+    fn stored(&self, name: &str) -> Result<Stored<'_>> {
+        let shape = self.shape(name)?;
+        let bytes = match self.f32(name)? {
+            Cow::Borrowed(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
+            Cow::Owned(v) => Cow::Owned(bytemuck::cast_slice(&v).to_vec()),
+        };
+        Ok(Stored { dtype: DType::F32, layout: Layout::RowMajor, shape, bytes, scales: None, quant_axis: None })
     }
 }
 
