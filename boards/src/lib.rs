@@ -10,6 +10,7 @@ pub mod display;
 pub mod error;
 pub mod frame;
 pub mod kiosk;
+pub mod landmarks;
 pub mod overlay;
 pub mod profile;
 pub mod render;
