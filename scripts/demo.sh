@@ -4,11 +4,14 @@
 #   out/demo/model.gaga      the converted model (fp32; official size)
 #   out/demo/astronaut.gav   the lifted avatar
 #   out/demo/frames/         PNG frames, and out/demo/astronaut.avi (Motion-JPEG video)
+#   out/demo/carphone.jsonl  driving parameters tracked from the real carphone clip (gaga track)
+#   out/demo/carphone_frames/, out/demo/carphone.avi  the avatar driven by that clip
 # With the real licence-gated files, replace the two `gaga dev` lines by your GAGAvatar.pt and FLAME_with_eye.pt
 # (see README "Using the real checkpoint").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+. scripts/build-env.sh
 cargo build --release -p gaga
 gaga=target/release/gaga
 out=out/demo
@@ -27,4 +30,10 @@ $gaga lift --model "$out/model.gaga" --image assets/fetched/astronaut.png --crop
   --params assets/defaults/source_params.json -o "$out/astronaut.gav"
 $gaga reenact --model "$out/model.gaga" --avatar "$out/astronaut.gav" --driver assets/defaults/expressions.jsonl \
   -o "$out/frames" --video "$out/astronaut.avi"
-echo "done: $out/frames/ and $out/astronaut.avi (seeded weights: see README for what they can show)"
+
+# A real talking-head clip drives the same avatar through the on-device tracker (MediaPipe networks + FLAME fit).
+$gaga track --model "$out/model.gaga" --video assets/fetched/carphone_pristine.mp4 -o "$out/carphone.jsonl"
+$gaga reenact --model "$out/model.gaga" --avatar "$out/astronaut.gav" --driver "$out/carphone.jsonl" \
+  -o "$out/carphone_frames" --video "$out/carphone.avi"
+echo "done: $out/frames/ + $out/astronaut.avi (scripted), $out/carphone_frames/ + $out/carphone.avi (tracked clip)"
+echo "(seeded weights: see README for what they can and cannot show)"

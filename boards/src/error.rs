@@ -23,6 +23,10 @@ pub enum Error {
     /// A board profile or kiosk setting that is invalid; `what` names the field, expected and found.
     #[error("{source_name}: {what}")]
     Config { source_name: String, what: String },
+    /// A tracker network file (.tflite) that is missing, malformed or not the expected model; `what` names
+    /// the tensor with expected and found.
+    #[error("{}: {what}", file.display())]
+    Model { file: PathBuf, what: String },
     #[error(transparent)]
     Runtime(#[from] gaga_runtime::Error),
     #[error("{0}")]

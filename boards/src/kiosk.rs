@@ -1,7 +1,8 @@
 //! The kiosk loop: source -> tracker -> render -> overlay -> display, one frame at a time, measuring
 //! capture-to-display latency and FPS. Rendering is a [`Renderer`] (any closure works), so the loop runs
 //! and is tested without a model. A frame error (corrupt frame, camera unplugged) is logged and skipped;
-//! the display keeps its last picture. Any other error ends the run.
+//! the display keeps its last picture. Any other error ends the run. When the tracker loses the face, the
+//! last pose is held and then eased to the neutral one ([`crate::tracker::hold`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::overlay::{draw_overlay, OverlayStats};
 use crate::source::FrameSource;
+use crate::tracker::hold::{FaceLostEase, LostState};
 use crate::tracker::{Tracker, Tracking};
 
 /// Makes the output picture for a camera frame and the current pose (`None`: the neutral pose).
@@ -45,11 +47,24 @@ pub struct LoopOptions {
     pub max_consecutive_errors: u32,
     /// Set from another thread (Ctrl-C) to stop after the current frame.
     pub stop: Arc<AtomicBool>,
+    /// The pose a lost face eases to (the renderer's neutral pose); `None`: hold, then drop to no pose.
+    pub neutral: Option<DrivingFrame>,
+    /// How long a lost face's pose is held, then eased.
+    pub hold: Duration,
+    pub ease: Duration,
 }
 
 impl Default for LoopOptions {
     fn default() -> Self {
-        LoopOptions { frames: None, overlay: true, max_consecutive_errors: 100, stop: Arc::new(AtomicBool::new(false)) }
+        LoopOptions {
+            frames: None,
+            overlay: true,
+            max_consecutive_errors: 100,
+            stop: Arc::new(AtomicBool::new(false)),
+            neutral: None,
+            hold: crate::tracker::hold::HOLD,
+            ease: crate::tracker::hold::EASE,
+        }
     }
 }
 
@@ -64,6 +79,10 @@ pub struct KioskReport {
     pub latencies: Vec<f64>,
     /// Wall time from the first capture to the last display, seconds.
     pub elapsed: f64,
+    /// Tracker time of each shown frame, seconds.
+    pub track_times: Vec<f64>,
+    /// Render time of each shown frame, seconds.
+    pub render_times: Vec<f64>,
 }
 
 impl KioskReport {
@@ -131,7 +150,7 @@ pub fn run(
     opts: &LoopOptions,
 ) -> Result<KioskReport> {
     let mut report = KioskReport::default();
-    let mut pose: Option<DrivingFrame> = None;
+    let mut lost = FaceLostEase::new(opts.hold, opts.ease);
     let mut stats = OverlayStats::default();
     let mut fps = RecentFps { times: Default::default() };
     let mut first: Option<Instant> = None;
@@ -157,15 +176,20 @@ pub fn run(
         };
         errors_in_row = 0;
         first.get_or_insert(frame.captured);
-        match tracker.track(&frame)? {
+        let t_track = Instant::now();
+        let tracked = tracker.track(&frame)?;
+        let t_render = Instant::now();
+        let (pose, state) = match tracked {
             Tracking::Face(p) => {
                 report.faces += 1;
-                pose = Some(*p);
-                stats.tracking = "face".into();
+                (Some(lost.face(*p, frame.captured)), LostState::Face)
             }
-            Tracking::NoFace => stats.tracking = "no face".into(),
-        }
+            Tracking::NoFace => lost.lost(frame.captured, opts.neutral.as_ref()),
+        };
+        stats.tracking = state.label();
         let mut out = renderer.render(&frame, pose.as_ref())?;
+        report.track_times.push(t_render.duration_since(t_track).as_secs_f64());
+        report.render_times.push(t_render.elapsed().as_secs_f64());
         if let Some((w, h)) = display.native_size().filter(|&s| s != out.dimensions()) {
             out = letterbox(&out, w, h);
         }
@@ -253,5 +277,56 @@ mod tests {
         let mut src = Flaky { lost: 0, bad: 10, done: false };
         let err = run(&mut src, &mut crate::tracker::PassThrough, &mut camera_passthrough, &mut Count(0), &opts).expect_err("gives up");
         assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    /// Frames 100 ms apart by capture time; the tracker sees a face in the first `faces` of them.
+    struct Timed {
+        t0: Instant,
+        next: u64,
+        total: u64,
+    }
+    impl FrameSource for Timed {
+        fn next_frame(&mut self) -> Result<Option<Frame>> {
+            if self.next == self.total {
+                return Ok(None);
+            }
+            let captured = self.t0 + Duration::from_millis(100 * self.next);
+            self.next += 1;
+            Ok(Some(Frame { image: RgbImage::new(4, 4), captured, index: self.next - 1 }))
+        }
+        fn describe(&self) -> String {
+            "timed".into()
+        }
+    }
+    struct FaceFor(u64, DrivingFrame);
+    impl Tracker for FaceFor {
+        fn track(&mut self, f: &Frame) -> Result<Tracking> {
+            Ok(if f.index < self.0 { Tracking::Face(Box::new(self.1.clone())) } else { Tracking::NoFace })
+        }
+        fn name(&self) -> &str {
+            "scripted"
+        }
+    }
+
+    #[test]
+    fn a_lost_face_is_held_then_eased_to_the_neutral_pose_in_the_loop() {
+        let neutral = crate::render::neutral_pose(4, crate::tracker::fit::FRONTAL_CAMERA);
+        let tracked = DrivingFrame { posecode: [0.0, 0.0, 0.0, 0.3, 0.0, 0.0], face: true, ..neutral.clone() };
+        // 40 frames at 10 fps: a face for 1 s, then 3 s without (hold 1 s, ease 1.5 s, then neutral).
+        let mut src = Timed { t0: Instant::now(), next: 0, total: 40 };
+        let mut jaws = Vec::new();
+        let mut render = |_: &Frame, pose: Option<&DrivingFrame>| {
+            jaws.push(pose.map(|p| p.posecode[3]));
+            Ok(RgbImage::new(4, 4))
+        };
+        let opts = LoopOptions { overlay: false, neutral: Some(neutral), ..Default::default() };
+        let report = run(&mut src, &mut FaceFor(10, tracked), &mut render, &mut Count(0), &opts).expect("runs");
+        assert_eq!((report.frames_shown, report.faces, report.track_times.len()), (40, 10, 40));
+        // Frames 10-19 are within 1 s of the last face (frame 9): held.
+        assert!(jaws[..20].iter().all(|j| *j == Some(0.3)), "{jaws:?}");
+        // Then the jaw closes monotonically over the 1.5 s ease and the neutral pose (None) follows.
+        let easing: Vec<f32> = jaws[20..35].iter().map(|j| j.unwrap_or(0.0)).collect();
+        assert!(easing.windows(2).all(|w| w[1] <= w[0]) && easing[0] < 0.3 && easing[0] > 0.25, "{easing:?}");
+        assert!(jaws[35..].iter().all(Option::is_none), "{jaws:?}");
     }
 }

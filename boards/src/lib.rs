@@ -8,6 +8,7 @@
 
 pub mod display;
 pub mod error;
+pub mod fit;
 pub mod frame;
 pub mod kiosk;
 pub mod landmarks;

@@ -61,9 +61,25 @@ pub(crate) struct Job<'a> {
     pub precision: Option<Precision>,
 }
 
+/// Decisions made by calibration on real inputs (`crate::calibrate`), applied on top of the policy.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Calibrated {
+    /// Tensors stored at fp16 instead of int8, with the measurement that decided it.
+    pub fp16: Vec<(String, String)>,
+    /// int8 layers left with a dynamic (per call) activation scale, with the measurement.
+    pub dynamic: Vec<(String, String)>,
+    /// `(conv weight name, scale)`: written as `<name>@act_scale`, f32 `[1]`, next to the weight.
+    pub act_scales: Vec<(String, f32)>,
+}
+
 /// Converts `opts.checkpoint` + `opts.flame` into `opts.output`. The inputs must not change while
 /// this runs (they are memory-mapped).
 pub fn convert(opts: &ConvertOptions, progress: &mut dyn FnMut(&Progress)) -> Result<Summary> {
+    convert_with(opts, &Calibrated::default(), progress)
+}
+
+/// [`convert`] with calibration decisions (`gaga convert --calibrate`).
+pub fn convert_with(opts: &ConvertOptions, cal: &Calibrated, progress: &mut dyn FnMut(&Progress)) -> Result<Summary> {
     let ckpt = SourceFile::open(&opts.checkpoint)?;
     let flame = SourceFile::open(&opts.flame)?;
     let mut omitted = Vec::new();
@@ -110,12 +126,15 @@ pub fn convert(opts: &ConvertOptions, progress: &mut dyn FnMut(&Progress)) -> Re
         jobs.push(Job { src: f, tensor: t, name: name.to_string(), precision: None });
     }
 
-    let rules = default_rules();
+    let mut rules = default_rules();
     let mut planned = Vec::new();
     for job in &mut jobs {
-        let (entry, scale) = plan_entry(job, opts, &rules);
-        planned.push(Planned { entry, scale, job_index: planned.len() });
+        let (mut entry, scale) = plan_entry(job, opts, &rules);
+        let (entry_scale, act) = crate::calibrate::apply(job, &mut entry, scale, cal);
+        planned.push(Planned { entry, scale: entry_scale, act, job_index: planned.len() });
     }
+    // The calibrated decisions go first in the recorded policy (they were applied before the rules).
+    rules.splice(0..0, crate::calibrate::recorded_rules(cal));
     omitted.sort_by(|a, b| a.name.cmp(&b.name));
     let meta = Meta {
         config: config.clone(),
@@ -131,6 +150,7 @@ pub fn convert(opts: &ConvertOptions, progress: &mut dyn FnMut(&Progress)) -> Re
             rules,
         },
         omitted: omitted.clone(),
+        layouts: vec![],
     };
     let file_bytes = write_model(&opts.output, &meta, &jobs, planned, progress)?;
     Ok(Summary { config, tensors: jobs.len(), file_bytes, omitted })

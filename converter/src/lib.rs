@@ -5,9 +5,11 @@
 //! configuration (`infer`), checks every tensor against `gaga_runtime::format::schema`, decides each
 //! tensor's precision (`policy`), and `writer` streams the tensors, converted by `quant`, into the file.
 
+pub mod calibrate;
 pub mod convert;
 pub mod dev;
 pub mod infer;
+pub mod pack;
 pub mod policy;
 pub mod pt;
 pub mod quant;
@@ -18,7 +20,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use convert::{convert, ConvertOptions, Progress, Summary};
+pub use convert::{convert, convert_with, Calibrated, ConvertOptions, Progress, Summary};
 pub use policy::{Keep, Precision};
 
 use std::io::Read;

@@ -17,6 +17,8 @@ use crate::source::TensorData;
 pub(crate) struct Planned {
     pub entry: TensorEntry,
     pub scale: Option<TensorEntry>,
+    /// A calibrated activation scale `<name>@act_scale` and its value, written after the tensor.
+    pub act: Option<(TensorEntry, f32)>,
     pub job_index: usize,
 }
 
@@ -53,6 +55,7 @@ pub(crate) fn write_model(
         first_entry.push(entries.len());
         entries.push(p.entry.clone());
         entries.extend(p.scale.clone());
+        entries.extend(p.act.as_ref().map(|a| a.0.clone()));
     }
     let pre = format::plan(meta_json.len(), &mut entries);
     let tmp = temp_path(output);
@@ -66,7 +69,8 @@ pub(crate) fn write_model(
     for (k, p) in planned.iter().enumerate() {
         let job = &jobs[p.job_index];
         let data = job.src.read(job.tensor)?;
-        let pieces = encode(&p.entry, &data, job)?;
+        let mut pieces = encode(&p.entry, &data, job)?;
+        pieces.extend(p.act.as_ref().map(|a| a.1.to_le_bytes().to_vec()));
         for (i, bytes) in pieces.iter().enumerate() {
             let e = &mut entries[first_entry[k] + i];
             debug_assert_eq!(bytes.len() as u64, e.length, "{}", e.name);

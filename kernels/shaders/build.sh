@@ -17,4 +17,19 @@ conv2d conv2d.comp
 conv2d_f16 conv2d.comp -DSTORAGE_F16
 bilinear bilinear.comp
 elementwise elementwise.comp
+flame_lbs flame_lbs.comp
+refiner_conv refiner_conv.comp
+matvec matvec.comp
+demod demod.comp
+splat_project splat_project.comp
+splat_scan splat_scan.comp
+splat_fill splat_fill.comp
+splat_sort splat_sort.comp
+splat_raster splat_raster.comp
+splat_raster_f16 splat_raster.comp -DSTORAGE_F16
+lift_linear lift_linear.comp
+lift_layernorm lift_layernorm.comp
+lift_attention lift_attention.comp
+lift_maps lift_maps.comp
+lift_deconv lift_deconv.comp
 LIST

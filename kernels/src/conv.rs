@@ -327,6 +327,8 @@ pub fn conv_transpose2d_patch_with(
 #[path = "conv_packed.rs"]
 mod packed;
 
+pub use packed::{conv2d_prepacked, PackedWeights};
+
 #[cfg(test)]
 #[path = "conv_tests.rs"]
 mod tests;

@@ -1,10 +1,13 @@
-//! Convolutions on our packed SGEMM (`crate::sgemm`) as an implicit GEMM: the weights are packed once per
-//! call into the caller's scratch; the input is gathered straight into small packed `B` blocks (no
+//! Convolutions on our packed SGEMM (`crate::sgemm`) as an implicit GEMM: the weights are packed once
+//! ([`PackedWeights`], at model load, or borrowed from a file that stores the panels; [`conv2d`] packs per
+//! call into the caller's scratch for one-off users); the input is gathered straight into small packed `B` blocks (no
 //! im2col matrix), so each input value is copied once, into a block that stays in L2 while every
 //! weight panel passes over it. Nothing here allocates once the scratch has grown.
 //!
 //! Work is split over pixel blocks; the inner dimension is cut by `sgemm::kc_step`, which depends on the
 //! shape only, so every output element sums the same products in the same order for any thread count.
+
+use std::borrow::Cow;
 
 use super::{Conv2d, Scratch};
 use crate::matmul::{threads, SyncPtr};
@@ -17,7 +20,66 @@ const DIRECT_MAX_K: usize = 1152;
 /// Most output pixels per block: a 256-row `B` block of 256 pixels is 256 KiB (L2).
 const NC: usize = 256;
 
-/// `out = conv(input, weight) + bias` (shapes already checked by the caller).
+/// A convolution's weights in the SGEMM panel layout (`sgemm::pack_a` of `[c_out, c_in * k * k]`) and its
+/// bias padded to whole panels: packed once, then used by every [`conv2d_prepacked`] call.
+#[derive(Clone, Debug)]
+pub struct PackedWeights<'a> {
+    spec: Conv2d,
+    panels: Cow<'a, [f32]>,
+    bias: Vec<f32>,
+}
+
+impl<'a> PackedWeights<'a> {
+    /// Packs a PyTorch `[c_out, c_in, k, k]` weight (and `[c_out]` bias). Panics on lengths that do not
+    /// match `spec` (the caller validated the shapes).
+    pub fn pack(spec: &Conv2d, weight: &[f32], bias: Option<&[f32]>) -> PackedWeights<'static> {
+        let kk = spec.c_in * spec.kernel * spec.kernel;
+        assert_eq!(weight.len(), spec.c_out * kk, "PackedWeights::pack: weight length");
+        let mut panels = vec![0f32; sgemm::packed_a_len(spec.c_out, kk)];
+        sgemm::pack_a(spec.c_out, kk, weight, &mut panels);
+        PackedWeights { spec: *spec, panels: Cow::Owned(panels), bias: packed_bias(spec, bias) }
+    }
+
+    /// Adopts panels already in the `sgemm::pack_a` layout (for example borrowed from a model file), or
+    /// says which length was expected.
+    pub fn from_panels(spec: &Conv2d, panels: Cow<'a, [f32]>, bias: Option<&[f32]>) -> Result<PackedWeights<'a>, String> {
+        let want = sgemm::packed_a_len(spec.c_out, spec.c_in * spec.kernel * spec.kernel);
+        if panels.len() != want {
+            return Err(format!("packed conv weight {spec:?}: expected {want} floats of panels, found {}", panels.len()));
+        }
+        if let Some(b) = bias.filter(|b| b.len() != spec.c_out) {
+            return Err(format!("packed conv bias: expected {} floats, found {}", spec.c_out, b.len()));
+        }
+        Ok(PackedWeights { spec: *spec, panels, bias: packed_bias(spec, bias) })
+    }
+
+    /// The convolution's shape.
+    pub fn spec(&self) -> &Conv2d {
+        &self.spec
+    }
+
+    /// The panels (`sgemm::pack_a` layout).
+    pub fn panels(&self) -> &[f32] {
+        &self.panels
+    }
+
+    /// True when the panels are borrowed (zero-copy from a model file).
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.panels, Cow::Borrowed(_))
+    }
+}
+
+fn packed_bias(spec: &Conv2d, bias: Option<&[f32]>) -> Vec<f32> {
+    if let Some(b) = bias {
+        assert_eq!(b.len(), spec.c_out, "packed conv bias length");
+    }
+    let mut out = vec![0f32; sgemm::bias_len(spec.c_out)];
+    sgemm::pack_bias(spec.c_out, bias, &mut out);
+    out
+}
+
+/// `out = conv(input, weight) + bias`, packing the weights into the scratch first (shapes already checked
+/// by the caller).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d(
     scratch: &mut Scratch,
@@ -29,6 +91,63 @@ pub(super) fn conv2d(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    let kk = spec.c_in * spec.kernel * spec.kernel;
+    let (plen, blen) = (sgemm::packed_a_len(spec.c_out, kk), sgemm::bias_len(spec.c_out));
+    let need = Geometry::new(spec, h, w).tiles_len();
+    let (panels, rest) = scratch.take(plen + blen + need).split_at_mut(plen);
+    let (pb, tiles) = rest.split_at_mut(blen);
+    sgemm::pack_a(spec.c_out, kk, weight, panels);
+    sgemm::pack_bias(spec.c_out, bias, pb);
+    run(tiles, spec, input, h, w, panels, pb, out);
+}
+
+/// `out = conv(input) + bias` with weights packed once (`PackedWeights`); `input` `[c_in, h, w]`, `out`
+/// `[c_out, oh, ow]`. Allocates nothing once `scratch` has grown.
+pub fn conv2d_prepacked(scratch: &mut Scratch, pw: &PackedWeights<'_>, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
+    let spec = &pw.spec;
+    let (oh, ow) = spec.out_size(h, w);
+    assert_eq!(input.len(), spec.c_in * h * w, "conv2d_prepacked input length");
+    assert_eq!(out.len(), spec.c_out * oh * ow, "conv2d_prepacked output length");
+    let tiles = scratch.take(Geometry::new(spec, h, w).tiles_len());
+    run(tiles, spec, input, h, w, &pw.panels, &pw.bias, out);
+}
+
+/// How a call splits its output: pixel blocks of `nc`, inner blocks of `kc`, one tile per task.
+struct Geometry {
+    nc: usize,
+    blocks: usize,
+    kc: usize,
+    multi: bool,
+    ldt: usize,
+    tile: usize,
+}
+
+impl Geometry {
+    fn new(spec: &Conv2d, h: usize, w: usize) -> Geometry {
+        let (oh, ow) = spec.out_size(h, w);
+        let nr = Isa::detect().nr();
+        let kk = spec.c_in * spec.kernel * spec.kernel;
+        let kc = sgemm::kc_step(kk);
+        let plane = oh * ow;
+        // Enough blocks to keep every thread busy on small maps (the split never changes the arithmetic).
+        let nc = plane.div_ceil(2 * threads()).next_multiple_of(nr).clamp(nr, NC);
+        let blocks = plane.div_ceil(nc);
+        // Deep layers (several KC blocks) revisit C once per block: accumulate in a per-task buffer with a
+        // padded row stride instead of the output planes, whose 4 KiB-multiple strides alias in L1.
+        let multi = kk > kc;
+        let ldt = nc + 16;
+        let tile = kc * nc + if multi { spec.c_out.next_multiple_of(MR) * ldt } else { 0 };
+        Geometry { nc, blocks, kc, multi, ldt, tile }
+    }
+
+    fn tiles_len(&self) -> usize {
+        tiled_len(self.blocks, self.tile)
+    }
+}
+
+/// The implicit GEMM on packed panels and bias.
+#[allow(clippy::too_many_arguments)]
+fn run(tiles: &mut [f32], spec: &Conv2d, input: &[f32], h: usize, w: usize, packed: &[f32], bias: &[f32], out: &mut [f32]) {
     let (oh, ow) = spec.out_size(h, w);
     if out.is_empty() {
         return;
@@ -36,23 +155,10 @@ pub(super) fn conv2d(
     let isa = Isa::detect();
     let nr = isa.nr();
     let kk = spec.c_in * spec.kernel * spec.kernel;
-    let kc = sgemm::kc_step(kk);
     let plane = oh * ow;
-    // Enough blocks to keep every thread busy on small maps (the split never changes the arithmetic).
-    let t = threads();
-    let nc = plane.div_ceil(2 * t).next_multiple_of(nr).clamp(nr, NC);
-    let blocks = plane.div_ceil(nc);
-    let packed_len = sgemm::packed_a_len(spec.c_out, kk);
-    // Deep layers (several KC blocks) revisit C once per block: accumulate in a per-task buffer with a
-    // padded row stride instead of the output planes, whose 4 KiB-multiple strides alias in L1.
-    let multi = kk > kc;
-    let ldt = nc + 16;
-    let tile = kc * nc + if multi { spec.c_out.next_multiple_of(MR) * ldt } else { 0 };
-    let (packed, tiles) = scratch.take(packed_len + tiled_len(blocks, tile)).split_at_mut(packed_len);
-    sgemm::pack_a(spec.c_out, kk, weight, bias, packed);
-    let packed = &*packed;
+    let Geometry { nc, blocks, kc, multi, ldt, tile } = Geometry::new(spec, h, w);
     let dst = SyncPtr(out.as_mut_ptr());
-    let panel_len = MR * (kk + 1);
+    let panel_len = MR * kk;
     // Direct reads: for stride-1 layers on AVX-512, a strip of 32 pixels whose taps all land inside the
     // map reads B row q straight from the input at a fixed offset, skipping the packing copy that
     // dominated the thin 512x512 layers (16-64 channels: ~1 copied float per 2 vector FMAs).
@@ -86,7 +192,8 @@ pub(super) fn conv2d(
             for s in 0..strips {
                 let cols = nr.min(np - s * nr);
                 let ps = p0 + s * nr;
-                for (p, panel) in packed.chunks_exact(panel_len).enumerate() {
+                for (p, panel) in packed.chunks_exact(panel_len.max(1)).take(spec.c_out.div_ceil(MR)).enumerate() {
+                    let pb = &bias[p * MR..(p + 1) * MR];
                     let rows = MR.min(spec.c_out - p * MR);
                     let c =
                         if multi { cbase.wrapping_add(p * MR * ldt + s * nr) } else { cbase.wrapping_add(p * MR * plane + p0 + s * nr) };
@@ -96,10 +203,10 @@ pub(super) fn conv2d(
                         if cols == nr && interior(ps) {
                             // In bounds: the interior test keeps every tap of the 32 pixels inside the map.
                             let base = input.as_ptr().add((ps / ow - pad) * w + ps % ow - pad);
-                            sgemm::tile_offs(isa, kcb, panel, q0, base, &offs[q0..q0 + kcb], c, ldc, q0 == 0);
+                            sgemm::tile_offs_split(isa, kcb, panel, pb, q0, base, &offs[q0..q0 + kcb], c, ldc, q0 == 0);
                         } else {
                             let b = buf[s * kcb * nr..].as_ptr();
-                            sgemm::tile(isa, kcb, panel, q0, b, nr, c, ldc, rows, cols, q0 == 0);
+                            sgemm::tile_split(isa, kcb, panel, pb, q0, b, nr, c, ldc, rows, cols, q0 == 0);
                         }
                     }
                 }

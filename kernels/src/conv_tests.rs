@@ -147,3 +147,31 @@ fn both_gemm_engines_agree() {
         assert_close(&format!("{s:?} packed vs gemm crate"), &outs[0], &crate_out, Tolerance::Fp32);
     }
 }
+
+#[test]
+fn prepacked_weights_give_the_same_bits_as_packing_per_call() {
+    // 13 outputs: a partial last panel; 3x3 over 40 channels and a 1x1; maps with edge strips.
+    for (s, h, w) in [(spec(40, 13, 3, 1, 1), 37, 45), (spec(9, 16, 1, 1, 0), 8, 70)] {
+        let input = seeded(51, s.c_in * h * w);
+        let weight = seeded(52, s.c_out * s.c_in * s.kernel * s.kernel);
+        let bias = seeded(53, s.c_out);
+        let mut want = vec![0f32; s.c_out * h * w];
+        conv2d_with(&mut Scratch::new(), &s, &input, h, w, &weight, Some(&bias), &mut want);
+        let packed = PackedWeights::pack(&s, &weight, Some(&bias));
+        let mut got = vec![f32::NAN; want.len()];
+        conv2d_prepacked(&mut Scratch::new(), &packed, &input, h, w, &mut got);
+        assert_eq!(got, want, "{s:?}: pre-packed differs from per-call packing");
+        // Adopting the same panels (as a file would store them) changes nothing either.
+        let adopted = PackedWeights::from_panels(&s, std::borrow::Cow::Borrowed(packed.panels()), Some(&bias)).expect("right length");
+        assert!(adopted.is_borrowed());
+        conv2d_prepacked(&mut Scratch::new(), &adopted, &input, h, w, &mut got);
+        assert_eq!(got, want, "{s:?}: adopted panels differ");
+    }
+}
+
+#[test]
+fn panels_of_the_wrong_length_are_refused_with_both_lengths() {
+    let s = spec(4, 9, 3, 1, 1);
+    let err = PackedWeights::from_panels(&s, vec![0f32; 10].into(), None).expect_err("wrong length");
+    assert!(err.contains("expected 576") && err.contains("found 10"), "{err}");
+}

@@ -18,6 +18,7 @@ pub mod linear;
 pub mod matmul;
 pub mod norm;
 pub mod peak;
+pub mod qgemm;
 pub mod reference;
 pub mod resize;
 pub mod scratch;

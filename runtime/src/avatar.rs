@@ -13,8 +13,7 @@
 //! end-8  8  xxh3-64 of every byte before it (u64)
 //! ```
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -106,22 +105,9 @@ pub fn to_bytes(avatar: &Avatar, cfg: &ModelConfig) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes `avatar` to `path`: into `<path>.tmp` first, then renamed, so a crash never leaves half a file.
+/// Writes `avatar` to `path`, aside and renamed into place, so a crash never leaves half a file.
 pub fn save(path: &Path, avatar: &Avatar, cfg: &ModelConfig) -> Result<()> {
-    let bytes = to_bytes(avatar, cfg)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(&bytes).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-/// Maps an I/O error to one naming `path`.
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    crate::write_aside::write_bytes_aside(path, &to_bytes(avatar, cfg)?)
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -251,7 +237,7 @@ mod tests {
         }
     }
 
-    fn temp_path(name: &str) -> PathBuf {
+    fn temp_path(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("gaga-avatar-test-{}-{name}.gav", std::process::id()))
     }
 
@@ -273,9 +259,7 @@ mod tests {
         save(&path, &a, &cfg).expect("saves");
         let back = load(&path, &cfg).expect("loads");
         assert_eq!(back, a);
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        assert!(!PathBuf::from(tmp).exists());
+        assert!(!crate::write_aside::temporary_path(&path).exists());
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert_eq!(len as usize, HEADER_LEN + TRAILER_LEN + 4 * (cfg.gaussians() * (3 + 32 + 1 + 3 + 4) + 300));
         std::fs::remove_file(&path).ok();

@@ -230,17 +230,15 @@ pub fn to_jsonl(frames: &[DrivingFrame]) -> String {
         if let Some(s) = &f.shapecode {
             out.push_str(&format!(",\"shapecode\":{}", list(s)));
         }
-        if !f.face {
-            out.push_str(",\"face\":false");
-        }
-        out.push_str("}\n");
+        // Always written, so a reader sees at a glance which frames had a face.
+        out.push_str(if f.face { ",\"face\":true}\n" } else { ",\"face\":false}\n" });
     }
     out
 }
 
-/// Writes frames as JSON lines.
+/// Writes frames as JSON lines (aside, then renamed into place).
 pub fn write_jsonl(path: &Path, frames: &[DrivingFrame]) -> Result<()> {
-    std::fs::write(path, to_jsonl(frames)).map_err(|source| Error::Io { path: path.into(), source })
+    crate::write_aside::write_bytes_aside(path, to_jsonl(frames).as_bytes())
 }
 
 /// Parses source parameters: `{"shapecode": [300], "transform_matrix": [[4],[4],[4]]}`.

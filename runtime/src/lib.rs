@@ -15,8 +15,10 @@ pub mod backend;
 pub mod camera;
 pub mod config;
 pub mod cost;
+pub mod predict;
 pub mod driving;
 pub mod error;
+pub mod eval;
 pub mod flame;
 pub mod format;
 pub mod image_io;
@@ -27,6 +29,7 @@ pub mod refiner;
 pub mod render;
 pub mod types;
 pub mod weights;
+pub mod write_aside;
 
 pub use config::ModelConfig;
 pub use error::{Error, Result};

@@ -109,6 +109,35 @@ impl Model {
         self.tensors().iter().filter(|e| e.stage == stage).map(|e| e.length).sum()
     }
 
+    /// Tells the kernel the pages holding `stage`'s tensors are no longer needed (for example
+    /// [`Stage::Lift`] once the avatar exists), and returns how many bytes were advised. Only whole
+    /// pages lying entirely inside runs of that stage's tensors are dropped, so other stages' pages stay.
+    ///
+    /// Safe for the model: the map is read-only and file-backed, so `MADV_DONTNEED` only discards clean
+    /// page-cache copies from this process's resident set; a later read (another lift) faults them back
+    /// in from the file, unchanged. In-memory models (`from_bytes`) release nothing.
+    pub fn release(&self, stage: Stage) -> Result<u64> {
+        let Backing::Map(map) = &self.backing else { return Ok(0) };
+        let base = self.header.preamble.data.offset;
+        let mut released = 0;
+        for (start, end) in stage_runs(self.tensors(), stage) {
+            // Inward to a 64 KiB boundary: a multiple of every page size Linux uses (4, 16, 64 KiB).
+            let (s, e) = ((base + start).next_multiple_of(RELEASE_ALIGN), (base + end) / RELEASE_ALIGN * RELEASE_ALIGN);
+            if e <= s {
+                continue;
+            }
+            #[cfg(unix)]
+            // SAFETY: DontNeed on a read-only, file-backed shared map drops only clean pages, which are
+            // re-read from the file on the next access; no reference into the map sees different bytes.
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, s as usize, (e - s) as usize) }
+                .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+            released += e - s;
+        }
+        #[cfg(not(unix))]
+        let _ = map;
+        Ok(released)
+    }
+
     fn dequantise_i8(&self, t: TensorRef<'_>) -> Result<Vec<f32>> {
         let name = &t.entry.name;
         let scale = self.tensor(&format!("{name}@scale"))?;
@@ -120,6 +149,56 @@ impl Model {
         let channels = shape[axis];
         Ok(t.bytes.iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[(i / inner.max(1)) % channels.max(1)]).collect())
     }
+}
+
+/// Alignment `release` rounds inward to.
+const RELEASE_ALIGN: u64 = 64 << 10;
+
+/// Data-section byte ranges `[start, end)` covered by consecutive (in file order) tensors of `stage`,
+/// with no other stage's tensor inside a range.
+fn stage_runs(entries: &[TensorEntry], stage: Stage) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<&TensorEntry> = entries.iter().filter(|e| e.length > 0).collect();
+    sorted.sort_by_key(|e| e.offset);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut open = false;
+    for e in sorted {
+        if e.stage != stage {
+            open = false;
+            continue;
+        }
+        match runs.last_mut() {
+            Some(r) if open => r.1 = e.offset + e.length,
+            _ => runs.push((e.offset, e.offset + e.length)),
+        }
+        open = true;
+    }
+    runs
+}
+
+/// This process's resident memory from `/proc/self/status`, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resident {
+    /// `VmRSS`: resident now.
+    pub now: u64,
+    /// `VmHWM`: the peak since the process started or since [`reset_peak_resident`].
+    pub peak: u64,
+}
+
+/// Reads `VmRSS` and `VmHWM` (Linux); `None` where `/proc` is not available.
+pub fn resident() -> Option<Resident> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        let kb: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some(Resident { now: field("VmRSS:")?, peak: field("VmHWM:")? })
+}
+
+/// Resets `VmHWM` to the current resident size (Linux >= 4.0, writing 5 to `/proc/self/clear_refs`),
+/// so a later [`resident`] reports the peak of what followed. Returns false where that is not possible.
+pub fn reset_peak_resident() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Little-endian element bytes to f32 (a copy).
@@ -146,6 +225,10 @@ impl Weights for Model {
 
     fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>> {
         let t = self.tensor(name)?;
+        if t.entry.layout == crate::format::Layout::Panels {
+            // Validation allows panels for f32 only; readers of `f32` get the checkpoint's layout.
+            return Ok(Cow::Owned(crate::format::panels::unpack_f32(t.entry, t.bytes)));
+        }
         match t.dtype() {
             DType::F32 if cfg!(target_endian = "little") => match bytemuck::try_cast_slice::<u8, f32>(t.bytes) {
                 Ok(v) => Ok(Cow::Borrowed(v)),
@@ -212,6 +295,55 @@ mod tests {
         assert_eq!(e.to_string(), "tensor `nope` is missing from the model");
         let e = m.f32_shaped("head_base", &[1, 2]).expect_err("shape");
         assert!(e.to_string().contains("expected shape [1, 2], found [12, 16]"), "{e}");
+    }
+
+    #[test]
+    fn stage_runs_merge_neighbours_and_stop_at_other_stages() {
+        let e = |name: &str, stage: Stage, offset: u64, length: u64| TensorEntry {
+            name: name.into(),
+            dtype: DType::F32,
+            layout: crate::format::Layout::RowMajor,
+            stage,
+            quant_axis: None,
+            reason: crate::format::Reason::Requested,
+            shape: vec![length / 4],
+            offset,
+            length,
+            checksum: 0,
+        };
+        let entries = [
+            e("c", Stage::Lift, 1024, 100),
+            e("a", Stage::Lift, 0, 256),
+            e("b", Stage::Lift, 256, 700),
+            e("d", Stage::Frame, 1280, 256),
+            e("f", Stage::Lift, 1536, 8),
+            e("g", Stage::Lift, 2048, 0),
+        ];
+        assert_eq!(stage_runs(&entries, Stage::Lift), vec![(0, 1124), (1536, 1544)]);
+        assert_eq!(stage_runs(&entries, Stage::Frame), vec![(1280, 1536)]);
+    }
+
+    #[test]
+    fn released_stages_still_read_correctly() {
+        let path = std::env::temp_dir().join(format!("gaga-model-release-{}.gaga", std::process::id()));
+        std::fs::write(&path, tiny_file()).expect("write temp file");
+        let m = Model::open(&path).expect("valid file");
+        let before = m.f32("head_base").expect("present").into_owned();
+        for stage in Stage::ALL {
+            m.release(stage).expect("madvise on a read-only map");
+        }
+        // The pages come back from the file on the next read.
+        assert_eq!(m.f32("head_base").expect("present").as_ref(), &before[..]);
+        m.verify().expect("checksums after release");
+        assert_eq!(Model::from_bytes(tiny_file()).expect("valid").release(Stage::Lift).expect("no-op"), 0);
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_proc() {
+        if let Some(r) = resident() {
+            assert!(r.now > 0 && r.peak >= r.now, "{r:?}");
+        }
     }
 
     #[test]

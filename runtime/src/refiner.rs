@@ -5,8 +5,9 @@
 //! decoder starts at 4x4 (`constant_input`, `style_conv1`, `to_rgb1`). Then per level the UNet up block,
 //! its SFT condition maps (`condition_scale/shift`) and the decoder level run back to back; this is the
 //! official order of operations regrouped so only one level's condition maps are alive at a time.
-//! All buffers are sized in [`Refiner::new`]; `run` allocates nothing of its own (the GEMM library under
-//! the convolutions still does, see `tests/tests/no_alloc_frame.rs`).
+//! All buffers are sized and all convolution weights packed in [`Refiner::new`] (`packed.rs`: fp32 panels,
+//! borrowed when the file stores them packed; fp16 / int8 for `qgemm`); `run` allocates nothing once the
+//! kernels' scratch has grown (`tests/tests/no_alloc_frame.rs`).
 
 use gaga_kernels::act::{leaky_relu, sigmoid};
 use gaga_kernels::conv::Scratch;
@@ -20,11 +21,14 @@ use crate::weights::Weights;
 mod layers;
 pub mod modconv;
 mod noise;
+pub mod packed;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quant;
 
-use layers::{Condition, Conv, ResBlock, SLOPE};
+use layers::{Condition, Conv, Observe, ResBlock, SLOPE};
 use modconv::{ModBufs, StyleConv, ToRgb};
 pub use noise::NoiseMode;
 use noise::Noise;
@@ -173,9 +177,54 @@ impl<'w> Refiner<'w> {
     }
 
     /// Refines `splat` `[in_channels, size, size]` into `out` `[out_channels, size, size]` (after the
-    /// final sigmoid, so in (0, 1)). Allocates nothing itself once the kernels' scratch has grown on the
-    /// first call; the `gemm` crate under the convolutions still allocates packing buffers per call.
+    /// final sigmoid, so in (0, 1)). Allocates nothing once the kernels' scratch has grown on the first
+    /// call.
     pub fn run(&mut self, splat: &[f32], out: &mut [f32]) -> Result<()> {
+        self.run_inner(splat, out, &mut |_, _| {})
+    }
+
+    /// [`Refiner::run`] that also hands every convolution's input activation to `observe`, with the
+    /// conv's weight name (`upsampler.final_conv.weight`, `...style_convs.3.modulated_conv.weight`). For a
+    /// modulated conv the activation is the modulated (channel-scaled, for a level's first conv also
+    /// upsampled) input the kernel multiplies, i.e. what an int8 activation scale must cover. Used by
+    /// calibration; the callback may allocate.
+    pub fn run_observed(&mut self, splat: &[f32], out: &mut [f32], observe: &mut dyn FnMut(&str, &[f32])) -> Result<()> {
+        self.run_inner(splat, out, observe)
+    }
+
+    /// Storage precision of every convolution, by weight name, in run order (for reports and tests).
+    pub fn conv_precisions(&self) -> Vec<(String, packed::Precision)> {
+        let mut v: Vec<(String, packed::Precision)> = Vec::new();
+        let mut conv = |c: &Conv| v.push((c.name.clone(), c.kernel.precision()));
+        conv(&self.first);
+        for b in self.down.iter().chain(&self.up) {
+            b.convs().into_iter().for_each(&mut conv);
+        }
+        conv(&self.final_conv);
+        for (a, b) in &self.cond {
+            a.convs().into_iter().chain(b.convs()).for_each(&mut conv);
+        }
+        let mods = std::iter::once(&self.conv1.mc).chain(std::iter::once(&self.to_rgb1.mc));
+        for mc in mods.chain(self.convs.iter().map(|c| &c.mc)).chain(self.to_rgbs.iter().map(|t| &t.mc)) {
+            v.push((mc.name.clone(), mc.kernel.precision()));
+        }
+        v
+    }
+
+    /// How many convolutions borrow their fp32 panels straight from the model file (zero-copy).
+    pub fn borrowed_convs(&self) -> usize {
+        let mut n = [&self.first, &self.final_conv].iter().filter(|c| c.kernel.is_borrowed()).count();
+        for b in self.down.iter().chain(&self.up) {
+            n += b.convs().iter().filter(|c| c.kernel.is_borrowed()).count();
+        }
+        for (a, b) in &self.cond {
+            n += a.convs().iter().chain(b.convs().iter()).filter(|c| c.kernel.is_borrowed()).count();
+        }
+        let mods = [&self.conv1.mc, &self.to_rgb1.mc].into_iter().chain(self.convs.iter().map(|c| &c.mc)).chain(self.to_rgbs.iter().map(|t| &t.mc));
+        n + mods.filter(|m| m.kernel.is_borrowed()).count()
+    }
+
+    fn run_inner(&mut self, splat: &[f32], out: &mut [f32], obs: &mut Observe) -> Result<()> {
         let s = self.size;
         for (what, found, want) in [("splat input", splat.len(), self.in_ch * s * s), ("RGB output", out.len(), self.out_ch * s * s)] {
             if found != want {
@@ -189,15 +238,15 @@ impl<'w> Refiner<'w> {
         let sc = &mut self.scratch;
 
         // Encoder: the down blocks write straight into the skip buffers (skips[k] at side(k)).
-        self.first.run(sc, splat, s, s, feat_a);
+        self.first.run(sc, splat, s, s, feat_a, obs)?;
         leaky_relu(&mut feat_a[..u[levels] * s * s], SLOPE);
         for (i, block) in self.down.iter().enumerate() {
             let lo = levels - 1 - i;
             let (lower, upper) = skips.split_at_mut(lo + 1);
             let input: &[f32] = if i == 0 { feat_a } else { &upper[0] };
-            block.run(sc, input, side(lo + 1), t1, t2, &mut lower[lo]);
+            block.run(sc, input, side(lo + 1), t1, t2, &mut lower[lo], obs)?;
         }
-        self.final_conv.run(sc, &skips[0], 4, 4, feat_a);
+        self.final_conv.run(sc, &skips[0], 4, 4, feat_a, obs)?;
         let n4 = u[0] * 16;
         leaky_relu(&mut feat_a[..n4], SLOPE);
         let sd = style.len();
@@ -214,29 +263,29 @@ impl<'w> Refiner<'w> {
         let lat: &[f32] = style;
 
         // Decoder at 4x4.
-        self.conv1.run(sc, lat, &self.constant, 4, false, self.noise.get(0), None, m, din, dout);
-        self.to_rgb1.run(sc, lat, dout, 4, None, m, din, rgb_a);
+        self.conv1.run(sc, lat, &self.constant, 4, false, self.noise.get(0), None, m, din, dout, obs)?;
+        self.to_rgb1.run(sc, lat, dout, 4, None, m, din, rgb_a, obs)?;
 
         for k in 0..levels {
             let (h, h2) = (side(k), side(k + 1));
             // UNet up block k and its condition maps at side(k + 1).
             add_assign(&mut feat_a[..u[k] * h * h], &skips[k]);
-            self.up[k].run(sc, feat_a, h, t1, t2, feat_b);
+            self.up[k].run(sc, feat_a, h, t1, t2, feat_b, obs)?;
             std::mem::swap(feat_a, feat_b);
-            self.cond[k].0.run(sc, feat_a, h2, t1, scale);
-            self.cond[k].1.run(sc, feat_a, h2, t1, shift);
+            self.cond[k].0.run(sc, feat_a, h2, t1, scale, obs)?;
+            self.cond[k].1.run(sc, feat_a, h2, t1, shift, obs)?;
 
             // Decoder level k + 1: upsample, conv1, SFT, conv2, to_rgb with the upsampled skip.
             let n = d[k + 1] * h2 * h2;
             // Upsample + modulation in one pass; the SFT condition fused into conv1's epilogue.
             let sft = Some((&scale[..n], &shift[..n]));
-            self.convs[2 * k].run(sc, lat, &dout[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), sft, m, din, dtmp);
+            self.convs[2 * k].run(sc, lat, &dout[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), sft, m, din, dtmp, obs)?;
             std::mem::swap(dout, dtmp);
-            self.convs[2 * k + 1].run(sc, lat, dout, h2, false, self.noise.get(2 * k + 2), None, m, din, dtmp);
+            self.convs[2 * k + 1].run(sc, lat, dout, h2, false, self.noise.get(2 * k + 2), None, m, din, dtmp, obs)?;
             std::mem::swap(dout, dtmp);
             let nrgb = self.out_ch * h2 * h2;
             bilinear_fast(&rgb_a[..self.out_ch * h * h], self.out_ch, h, h, h2, h2, &mut rgb_b[..nrgb]);
-            self.to_rgbs[k].run(sc, lat, dout, h2, Some(&rgb_b[..nrgb]), m, din, rgb_a);
+            self.to_rgbs[k].run(sc, lat, dout, h2, Some(&rgb_b[..nrgb]), m, din, rgb_a, obs)?;
         }
         out.copy_from_slice(&rgb_a[..out.len()]);
         sigmoid(out);

@@ -18,9 +18,9 @@ use super::CmdResult;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The converted model (.gaga).
-    #[arg(long)]
-    pub model: PathBuf,
+    /// The converted model (.gaga). Optional only with --predict (then the official configuration).
+    #[arg(long, required_unless_present = "predict")]
+    pub model: Option<PathBuf>,
     /// Render this avatar (no lift timing).
     #[arg(long, conflicts_with = "image")]
     pub avatar: Option<PathBuf>,
@@ -45,17 +45,83 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also bench these models (other precisions of --model's checkpoint) side by side, frames
+    /// alternating between models (`bench_precision.rs`): `--models m-fp16.gaga,m-int8.gaga`.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["image", "camera"])]
+    pub models: Vec<PathBuf>,
+    /// With --models: write a bar chart of the per-stage medians (PNG).
+    #[arg(long, requires = "models")]
+    pub chart: Option<PathBuf>,
+    /// Time the kiosk loop on this video file or camera (/dev/videoN) instead: tracker, render and
+    /// capture-to-display latency (`bench_camera.rs`; --avatar, --frames and --json apply).
+    #[arg(long, conflicts_with_all = ["image", "driver"])]
+    pub camera: Option<String>,
+    /// Where the frame runs: `cpu` or `vulkan` (per-stage GPU timestamps; `bench_vulkan.rs`).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "vulkan"])]
+    pub backend: String,
+    /// With --backend vulkan: use the device at this index (`gaga inspect --device` lists them).
+    #[arg(long)]
+    pub device: Option<usize>,
+    /// With --backend vulkan: the device memory budget (BYTES, N MiB, N GiB); the model must fit at load.
+    #[arg(long)]
+    pub memory_budget: Option<String>,
+    /// Print the cost model's predicted per-stage times on a board (`jetson-orin-nano`, `jetson-agx-orin`,
+    /// `raspberry-pi-5`, `mali-g710-phone`) or `all`, for --model's configuration or the official one.
+    #[arg(long)]
+    pub predict: Option<String>,
 }
 
 pub fn run(args: Args) -> CmdResult {
+    if let Some(board) = &args.predict {
+        return super::bench_vulkan::predict(board, args.model.as_deref(), args.json);
+    }
+    let model_path = args.model.clone().ok_or("--model is required (only --predict runs without one)")?;
+    if args.backend == "vulkan" {
+        return vulkan(&args, &model_path);
+    }
+    if !args.models.is_empty() {
+        let b = super::bench_precision::PrecisionBench {
+            models: std::iter::once(model_path.clone()).chain(args.models.iter().cloned()).collect(),
+            avatar: args.avatar.as_deref(),
+            driver: args.driver.as_deref(),
+            frames: args.frames,
+            json: args.json,
+            chart: args.chart.as_deref(),
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
+        pool.install(|| super::bench_precision::run(&b).map_err(|e| e.to_string()))?;
+        return Ok(());
+    }
+    if let Some(source) = &args.camera {
+        return super::bench_camera::run(&super::bench_camera::CameraBench::new(
+            &model_path,
+            source,
+            args.avatar.as_deref(),
+            args.frames,
+            args.json,
+        ));
+    }
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
     let threads = pool.current_num_threads();
-    pool.install(|| bench(&args, threads).map_err(|e| e.to_string()))?;
+    pool.install(|| bench(&args, &model_path, threads).map_err(|e| e.to_string()))?;
     Ok(())
 }
 
-fn bench(args: &Args, threads: usize) -> CmdResult {
-    let model = Model::open(&args.model)?;
+/// `--backend vulkan`: the frame on the GPU (`bench_vulkan.rs`).
+fn vulkan(args: &Args, model: &std::path::Path) -> CmdResult {
+    super::bench_vulkan::run(&super::bench_vulkan::VulkanBench {
+        model,
+        avatar: args.avatar.as_deref(),
+        driver: args.driver.as_deref(),
+        frames: args.frames,
+        device: args.device,
+        budget: args.memory_budget.as_deref(),
+        json: args.json,
+    })
+}
+
+fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult {
+    let model = Model::open(model_path)?;
     let cfg = model.config().clone();
     let (avatar, lift_s, source) = match (&args.avatar, &args.image, &args.params) {
         (Some(path), _, _) => (avatar::load(path, &cfg)?, None, path.display().to_string()),
@@ -66,6 +132,8 @@ fn bench(args: &Args, threads: usize) -> CmdResult {
             let t = Instant::now();
             let a = lift::lift(&model, &cfg, &image, &params)?;
             bar.finish_and_clear();
+            // The lift's weights are not needed per frame: drop their pages from the resident set.
+            model.release(gaga_runtime::format::Stage::Lift)?;
             (a, Some(t.elapsed().as_secs_f64()), img.display().to_string())
         }
         _ => (synthetic_avatar(&cfg, 1), None, "synthetic".to_string()),
@@ -78,6 +146,7 @@ fn bench(args: &Args, threads: usize) -> CmdResult {
         return Err("the driver has no frames".into());
     }
     let mut renderer = FrameRenderer::new(&model, &cfg, RenderOptions::default())?;
+    let after_load = gaga_runtime::model::resident();
     let mut image = Image::new(cfg.image_size, cfg.image_size);
     let mut times: Vec<FrameTimes> = Vec::with_capacity(args.frames);
     let bar = indicatif::ProgressBar::new(args.frames as u64 + 1);
@@ -110,13 +179,14 @@ fn bench(args: &Args, threads: usize) -> CmdResult {
             })
             .collect();
         let out = json!({
-            "model": args.model.display().to_string(), "avatar": source, "frames": args.frames, "threads": threads,
+            "model": model_path.display().to_string(), "avatar": source, "frames": args.frames, "threads": threads,
             "fma_peak_gflops": peak, "stages": rows, "frame_median_ms": frame_ms, "fps": 1e3 / frame_ms,
+            "resident_after_load_bytes": after_load.map(|r| r.now), "peak_resident_bytes": gaga_runtime::model::resident().map(|r| r.peak),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("gaga bench: {} ({}), avatar {source}, {} frames, {threads} threads", args.model.display(), describe(&cfg), args.frames);
+    println!("gaga bench: {} ({}), avatar {source}, {} frames, {threads} threads", model_path.display(), describe(&cfg), args.frames);
     println!("{:<8} {:>12} {:>10} {:>10} {:>8}", "stage", "median ms", "GFLOP", "GFLOP/s", "% peak");
     for (n, ms, f) in &stages {
         let g = rate(*f, *ms);
@@ -125,6 +195,10 @@ fn bench(args: &Args, threads: usize) -> CmdResult {
     }
     println!("{:<8} {frame_ms:>12.2}   ({:.2} frames/s)", "frame", 1e3 / frame_ms);
     println!("FMA peak measured: {peak:.1} GFLOP/s on {threads} threads");
+    if let (Some(load), Some(end)) = (after_load, gaga_runtime::model::resident()) {
+        let mib = |b: u64| b as f64 / 1048576.0;
+        println!("resident: {:.1} MiB after load, {:.1} MiB peak (VmHWM, whole run)", mib(load.now), mib(end.peak));
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use gaga_converter::calibrate::{convert_calibrated, CalibrateOptions};
 use gaga_converter::{convert, ConvertOptions, Keep, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -27,6 +28,21 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Calibrate int8 on real inputs: DIR holds portraits (*.png, *.jpg, each with optional NAME.json
+    /// source parameters and NAME.crop `x,y,size`) and driving files (*.jsonl, *.pkl; the bundled 60
+    /// frames when none). Sets activation scales and keeps the most sensitive refiner layers at fp16.
+    #[arg(long, value_name = "DIR")]
+    pub calibrate: Option<PathBuf>,
+    /// With --calibrate: driving frames rendered per portrait.
+    #[arg(long, default_value_t = 8, requires = "calibrate")]
+    pub calibrate_frames: usize,
+    /// With --calibrate: smallest PSNR (dB) against fp32 to reach on the calibration frames (plus a 2 dB margin).
+    #[arg(long, default_value_t = 35.0, requires = "calibrate")]
+    pub calibrate_target: f64,
+    /// Store the refiner's fp32 conv weights pre-packed in the CPU kernels' panel layout (read zero-copy
+    /// at load; readers before this layout reject the file). Off by default: docs/format.md.
+    #[arg(long)]
+    pub pack_refiner: bool,
 }
 
 fn parse_precision(s: &str) -> Result<Precision, String> {
@@ -44,13 +60,30 @@ pub fn run(args: Args) -> CmdResult {
     };
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    let summary = convert(&opts, &mut |p| {
+    let mut show = |p: &gaga_converter::Progress| {
         bar.set_length(p.bytes_total);
         bar.set_position(p.bytes_written);
         bar.set_message(p.tensor.to_string());
-    });
+    };
+    let summary = match &args.calibrate {
+        None => convert(&opts, &mut show),
+        Some(dir) => {
+            let copts = CalibrateOptions { target_psnr: args.calibrate_target, frames_per_portrait: args.calibrate_frames, ..CalibrateOptions::new(dir.clone()) };
+            let quiet = args.quiet;
+            convert_calibrated(&opts, &copts, &mut show, &mut |line| {
+                if !quiet {
+                    bar.suspend(|| eprintln!("{line}"));
+                }
+            })
+            .map(|(summary, _)| summary)
+        }
+    };
     bar.finish_and_clear();
     let summary = summary?;
+    if args.pack_refiner {
+        let p = gaga_converter::pack::pack_refiner(&opts.output, &opts.output)?;
+        println!("packed {} refiner weights in the panel layout", p.packed);
+    }
     println!(
         "{}: {} tensors, {} bytes ({:.1} MiB), {} source tensors left out",
         opts.output.display(),

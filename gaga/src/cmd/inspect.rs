@@ -64,6 +64,30 @@ pub fn frame_activation_estimate(c: &ModelConfig) -> u64 {
     4 * (splat + skips + 3 * widest)
 }
 
+/// What calibration decided (`Reason::Calibrated`): layers kept at fp16 with the recorded measurement,
+/// and the activation scales `<weight>@act_scale`.
+pub struct CalibrationView {
+    pub fp16: Vec<(String, String)>,
+    /// int8 layers calibration left with a dynamic activation scale.
+    pub dynamic: Vec<(String, String)>,
+    pub act_scales: Vec<(String, f32)>,
+}
+
+pub fn calibration(m: &Model) -> CalibrationView {
+    let dynamic = m.meta().precision.rules.iter().filter(|r| r.precision == "int8" && r.reason.starts_with("calibrated:"));
+    let mut v = CalibrationView { fp16: vec![], dynamic: dynamic.map(|r| (r.pattern.clone(), r.reason.clone())).collect(), act_scales: vec![] };
+    for e in m.tensors().iter().filter(|e| e.reason == gaga_runtime::format::Reason::Calibrated) {
+        if let Some(base) = e.name.strip_suffix("@act_scale") {
+            let value = m.tensor(&e.name).ok().and_then(|t| t.bytes.get(..4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            v.act_scales.push((base.to_string(), value.unwrap_or(f32::NAN)));
+        } else {
+            let why = m.meta().precision.rules.iter().find(|r| r.pattern == e.name).map(|r| r.reason.clone()).unwrap_or_default();
+            v.fp16.push((e.name.clone(), why));
+        }
+    }
+    v
+}
+
 pub fn run(args: Args) -> CmdResult {
     let m = Model::open(&args.model)?;
     let verified = if args.verify {
@@ -83,6 +107,7 @@ pub fn run(args: Args) -> CmdResult {
     let activations = frame_activation_estimate(m.config());
     let p = &m.header().preamble;
     let meta = m.meta();
+    let cal = calibration(&m);
     if args.json {
         let stages: serde_json::Map<String, serde_json::Value> = table
             .iter()
@@ -99,7 +124,7 @@ pub fn run(args: Args) -> CmdResult {
         let tensors: Vec<_> = m
             .tensors()
             .iter()
-            .map(|e| json!({"name": e.name, "dtype": e.dtype.name(), "shape": e.shape, "stage": e.stage.name(), "reason": e.reason.name(), "bytes": e.length}))
+            .map(|e| json!({"name": e.name, "dtype": e.dtype.name(), "layout": e.layout.name(), "shape": e.shape, "stage": e.stage.name(), "reason": e.reason.name(), "bytes": e.length}))
             .collect();
         let out = json!({
             "path": args.model.display().to_string(),
@@ -113,6 +138,11 @@ pub fn run(args: Args) -> CmdResult {
             "per_frame_weight_bytes": per_frame,
             "per_frame_activation_estimate_bytes": activations,
             "verified": verified,
+            "calibration": {
+                "fp16": cal.fp16.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
+                "dynamic": cal.dynamic.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
+                "act_scales": cal.act_scales.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+            },
             "tensors": tensors,
         });
         return emit(&(serde_json::to_string_pretty(&out)? + "\n"));
@@ -181,6 +211,23 @@ pub fn run(args: Args) -> CmdResult {
     writeln!(o, "omitted {} source tensors:", meta.omitted.len())?;
     for (why, names) in reasons {
         writeln!(o, "  {} ({why}): {}", names.len(), names.join(", "))?;
+    }
+    if !cal.fp16.is_empty() || !cal.act_scales.is_empty() || !cal.dynamic.is_empty() {
+        let (f, d, a) = (cal.fp16.len(), cal.dynamic.len(), cal.act_scales.len());
+        writeln!(o, "calibration: {f} layers kept fp16, {d} with dynamic activation scales, {a} static activation scales")?;
+        for (n, why) in &cal.fp16 {
+            writeln!(o, "  fp16 {n}: {why}")?;
+        }
+        for (n, why) in &cal.dynamic {
+            writeln!(o, "  dynamic {n}: {why}")?;
+        }
+        for (n, s) in &cal.act_scales {
+            writeln!(o, "  act_scale {n}: {s:.6e} (|x| up to {:.4})", s * 127.0)?;
+        }
+    }
+    for l in &meta.layouts {
+        let n = m.tensors().iter().filter(|e| e.layout as u8 == l.code).count();
+        writeln!(o, "layout {} (code {}): {n} tensors, {} panels of {} rows", l.name, l.code, l.element, l.panel_rows)?;
     }
     if verified.is_some() {
         writeln!(o, "verify: all {} tensor checksums match", m.tensors().len())?;

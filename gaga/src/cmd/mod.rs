@@ -3,13 +3,18 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod bench_camera;
+pub mod bench_precision;
+pub mod bench_vulkan;
 pub mod boards;
 pub mod convert;
 pub mod dev;
+pub mod eval;
 pub mod inspect;
 pub mod kiosk;
 pub mod lift;
 pub mod reenact;
+pub mod track;
 
 #[derive(Parser)]
 #[command(name = "gaga", version, about = "Edge runtime for one-shot Gaussian head avatars (GAGAvatar)")]
@@ -30,6 +35,8 @@ pub enum Command {
     Reenact(reenact::Args),
     /// Time the lift and the per-frame stages.
     Bench(bench::Args),
+    /// Compare a model against a reference model: PSNR, SSIM and per-stage error per frame.
+    Eval(eval::Args),
     /// Developer tools: seeded official-layout checkpoints, FLAME assets and driving sequences.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -37,6 +44,8 @@ pub enum Command {
     Boards(boards::Args),
     /// Camera (or video, or images) -> tracker -> render -> overlay -> display, with latency and FPS.
     Kiosk(kiosk::Args),
+    /// Track a video, camera or image folder into per-frame driving parameters (JSON lines).
+    Track(track::Args),
 }
 
 /// Errors reach `main` as one displayable line.
@@ -49,8 +58,10 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Lift(args) => lift::run(args),
         Command::Reenact(args) => reenact::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Dev(cmd) => dev::run(cmd),
         Command::Boards(args) => boards::run(args),
         Command::Kiosk(args) => kiosk::run(args),
+        Command::Track(args) => track::run(args),
     }
 }

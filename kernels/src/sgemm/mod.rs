@@ -58,9 +58,16 @@ impl Isa {
     }
 }
 
-/// Floats [`pack_a`] needs for an `m x k` matrix: per panel, `MR` bias values then `k * MR` weights.
+/// Floats [`pack_a`] needs for an `m x k` matrix: `ceil(m / MR)` panels of `k * MR` weights, element
+/// `(r, q)` of panel `p` at `p * k * MR + q * MR + r`. The bias is kept apart ([`pack_bias`]) so a panel set
+/// can be borrowed straight from a model file that stores this layout.
 pub fn packed_a_len(m: usize, k: usize) -> usize {
-    m.div_ceil(MR) * MR * (k + 1)
+    m.div_ceil(MR) * MR * k
+}
+
+/// Floats [`pack_bias`] writes for `m` rows: `m` rounded up to a whole panel.
+pub fn bias_len(m: usize) -> usize {
+    m.div_ceil(MR) * MR
 }
 
 /// Floats of the tail panel [`gemm`] needs for `k` rows on `isa` (a copy of the last partial column strip).
@@ -68,24 +75,40 @@ pub fn tail_len(isa: Isa, k: usize) -> usize {
     k * isa.nr()
 }
 
-/// Packs `a[r * k + q]` (row-major `m x k`, e.g. PyTorch conv weights `[c_out, c_in*kh*kw]`) and the
-/// optional bias into `dst[..packed_a_len(m, k)]`; rows past `m` are zero.
-pub fn pack_a(m: usize, k: usize, a: &[f32], bias: Option<&[f32]>, dst: &mut [f32]) {
+/// Packs `a[r * k + q]` (row-major `m x k`, e.g. PyTorch conv weights `[c_out, c_in*kh*kw]`) into
+/// `dst[..packed_a_len(m, k)]`; rows past `m` are zero.
+pub fn pack_a(m: usize, k: usize, a: &[f32], dst: &mut [f32]) {
     assert!(a.len() >= m * k, "pack_a: weight has {} floats, {m}x{k} needs {}", a.len(), m * k);
-    let panel = MR * (k + 1);
-    for (p, out) in dst[..packed_a_len(m, k)].chunks_exact_mut(panel).enumerate() {
-        let (bias_part, body) = out.split_at_mut(MR);
+    for (p, out) in dst[..packed_a_len(m, k)].chunks_exact_mut((MR * k).max(1)).enumerate() {
         for r in 0..MR {
             let row = p * MR + r;
-            bias_part[r] = if row < m { bias.map_or(0.0, |b| b[row]) } else { 0.0 };
             for q in 0..k {
-                body[q * MR + r] = if row < m { a[row * k + q] } else { 0.0 };
+                out[q * MR + r] = if row < m { a[row * k + q] } else { 0.0 };
             }
         }
     }
 }
 
-/// `c[r * ldc + j] = bias[r] + sum_q A[r, q] * b[q * ldb + j]` for `r < m`, `j < n`, with `A` from [`pack_a`].
+/// The inverse of [`pack_a`]: the row-major `m x k` matrix from its panels (padding rows dropped).
+pub fn unpack_a(m: usize, k: usize, panels: &[f32], dst: &mut [f32]) {
+    assert!(panels.len() >= packed_a_len(m, k) && dst.len() >= m * k, "unpack_a: buffers too short for {m}x{k}");
+    for (row, out) in dst[..m * k].chunks_exact_mut(k.max(1)).enumerate() {
+        let (p, r) = (row / MR, row % MR);
+        for (q, v) in out.iter_mut().enumerate() {
+            *v = panels[p * MR * k + q * MR + r];
+        }
+    }
+}
+
+/// The bias (or zeros) padded to whole panels into `dst[..bias_len(m)]`.
+pub fn pack_bias(m: usize, bias: Option<&[f32]>, dst: &mut [f32]) {
+    for (r, d) in dst[..bias_len(m)].iter_mut().enumerate() {
+        *d = if r < m { bias.map_or(0.0, |b| b[r]) } else { 0.0 };
+    }
+}
+
+/// `c[r * ldc + j] = bias[r] + sum_q A[r, q] * b[q * ldb + j]` for `r < m`, `j < n`, with `A` from [`pack_a`]
+/// and `bias` from [`pack_bias`].
 ///
 /// `tail` must hold [`tail_len`] floats. `threads > 1` splits the rows of `C` over rayon's current pool
 /// (no allocation once the pool is warm).
@@ -100,6 +123,7 @@ pub unsafe fn gemm(
     n: usize,
     k: usize,
     a: &[f32],
+    bias: &[f32],
     b: &[f32],
     ldb: usize,
     tail: &mut [f32],
@@ -109,6 +133,7 @@ pub unsafe fn gemm(
 ) {
     let nr = isa.nr();
     assert!(a.len() >= packed_a_len(m, k), "sgemm: packed A too short");
+    assert!(bias.len() >= bias_len(m), "sgemm: packed bias too short");
     assert!(k == 0 || n == 0 || (k - 1) * ldb + n <= b.len(), "sgemm: B view out of bounds");
     assert!(tail.len() >= tail_len(isa, k), "sgemm: tail panel too short");
     if m == 0 || n == 0 {
@@ -129,7 +154,7 @@ pub unsafe fn gemm(
     let (cp, tail) = (SyncPtr(c), &*tail);
     let rows = |p0: usize, p1: usize| {
         // SAFETY: panels p0..p1 own rows p0*MR..p1*MR of C; the caller vouched for C.
-        unsafe { panels_range(isa, p0, p1, m, n, k, a, b, ldb, (!tail_in_place).then_some(tail), cp.get(), ldc) }
+        unsafe { panels_range(isa, p0, p1, m, n, k, a, bias, b, ldb, (!tail_in_place).then_some(tail), cp.get(), ldc) }
     };
     if threads > 1 && panels >= 2 {
         // Chunks fixed by the shape (not the thread count): results stay bitwise identical anyway,
@@ -154,6 +179,7 @@ unsafe fn panels_range(
     n: usize,
     k: usize,
     a: &[f32],
+    bias: &[f32],
     b: &[f32],
     ldb: usize,
     tail: Option<&[f32]>,
@@ -162,7 +188,7 @@ unsafe fn panels_range(
 ) {
     let nr = isa.nr();
     let kc_step = kc_step(k);
-    let panel_len = MR * (k + 1);
+    let panel_len = MR * k;
     let mut q0 = 0;
     loop {
         let kc = kc_step.min(k - q0);
@@ -176,9 +202,10 @@ unsafe fn panels_range(
             };
             for p in p0..p1 {
                 let panel = &a[p * panel_len..(p + 1) * panel_len];
+                let pb = &bias[p * MR..(p + 1) * MR];
                 let rows_here = MR.min(m - p * MR);
                 // SAFETY: A/B pointers stay inside their slices for kc rows (checked by `gemm`); C as vouched.
-                unsafe { tile(isa, kc, panel, q0, bp, bld, c.wrapping_add(p * MR * ldc + j0), ldc, rows_here, cols, first) };
+                unsafe { tile_split(isa, kc, panel, pb, q0, bp, bld, c.wrapping_add(p * MR * ldc + j0), ldc, rows_here, cols, first) };
             }
         }
         q0 += kc;
@@ -189,16 +216,17 @@ unsafe fn panels_range(
 }
 
 /// One micro-tile of which only `rows x cols` is stored: inner rows `q0..q0 + kc` of the packed panel
-/// `panel` (bias first) times `kc` rows of `B` at `b` (stride `ldb`, `nr` readable columns each).
+/// `panel` (its `MR` bias values in `bias`, added when `first`) times `kc` rows of `B` at `b` (stride `ldb`, `nr` readable columns each).
 ///
 /// # Safety
 /// `b` as in [`micro`]; `c` has `rows` rows of `cols` writable floats at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) unsafe fn tile(
+pub(crate) unsafe fn tile_split(
     isa: Isa,
     kc: usize,
     panel: &[f32],
+    bias: &[f32],
     q0: usize,
     b: *const f32,
     ldb: usize,
@@ -209,8 +237,8 @@ pub(crate) unsafe fn tile(
     first: bool,
 ) {
     let nr = isa.nr();
-    assert!(panel.len() >= MR * (q0 + kc + 1) && rows <= MR && cols <= nr);
-    let (ap, bias) = (panel[MR + q0 * MR..].as_ptr(), panel.as_ptr());
+    assert!(panel.len() >= MR * (q0 + kc) && bias.len() >= MR && rows <= MR && cols <= nr);
+    let (ap, bias) = (panel[q0 * MR..].as_ptr(), bias.as_ptr());
     // SAFETY: A and bias checked above; B and C as vouched by the caller.
     unsafe {
         if rows == MR && cols == nr {
@@ -239,10 +267,11 @@ pub(crate) unsafe fn tile(
 /// floats at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) unsafe fn tile_offs(
+pub(crate) unsafe fn tile_offs_split(
     isa: Isa,
     kc: usize,
     panel: &[f32],
+    bias: &[f32],
     q0: usize,
     b: *const f32,
     offs: &[u32],
@@ -250,14 +279,14 @@ pub(crate) unsafe fn tile_offs(
     ldc: usize,
     first: bool,
 ) -> bool {
-    assert!(panel.len() >= MR * (q0 + kc + 1) && offs.len() >= kc);
+    assert!(panel.len() >= MR * (q0 + kc) && bias.len() >= MR && offs.len() >= kc);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         // SAFETY: A, bias and offs checked above; B and C as vouched by the caller; AVX-512F detected.
-        unsafe { x86::kernel_8x32_avx512_offs(kc, panel[MR + q0 * MR..].as_ptr(), b, offs.as_ptr(), c, ldc, first, panel.as_ptr()) };
+        unsafe { x86::kernel_8x32_avx512_offs(kc, panel[q0 * MR..].as_ptr(), b, offs.as_ptr(), c, ldc, first, bias.as_ptr()) };
         return true;
     }
-    let _ = (isa, b, c, ldc, first);
+    let _ = (isa, b, c, ldc, first, bias);
     false
 }
 

@@ -38,11 +38,13 @@ fn run(isa: Isa, m: usize, n: usize, k: usize, ldb: usize, with_bias: bool, thre
     let bias = seeded(3, m);
     let bias = with_bias.then_some(&bias[..]);
     let mut packed = vec![f32::NAN; packed_a_len(m, k)];
-    pack_a(m, k, &a, bias, &mut packed);
+    pack_a(m, k, &a, &mut packed);
+    let mut pb = vec![f32::NAN; bias_len(m)];
+    pack_bias(m, bias, &mut pb);
     let mut tail = vec![f32::NAN; tail_len(isa, k)];
     let mut got = vec![f32::NAN; m * n];
     // SAFETY: `got` is m x n with stride n and exclusively ours.
-    unsafe { gemm(isa, m, n, k, &packed, &b, ldb, &mut tail, got.as_mut_ptr(), n, threads) };
+    unsafe { gemm(isa, m, n, k, &packed, &pb, &b, ldb, &mut tail, got.as_mut_ptr(), n, threads) };
     (got, naive(m, n, k, &a, &b, ldb, bias))
 }
 
@@ -73,5 +75,17 @@ fn empty_inner_dimension_gives_the_bias() {
     for isa in isas() {
         let (got, want) = run(isa, 3, 5, 0, 5, true, 1);
         assert_eq!(got, want, "{isa:?}");
+    }
+}
+
+#[test]
+fn unpacking_panels_gives_back_the_row_major_matrix() {
+    for &(m, k) in &[(1, 1), (13, 7), (16, 9), (3, 0)] {
+        let a = seeded(4, m * k);
+        let mut packed = vec![f32::NAN; packed_a_len(m, k)];
+        pack_a(m, k, &a, &mut packed);
+        let mut back = vec![f32::NAN; m * k];
+        unpack_a(m, k, &packed, &mut back);
+        assert_eq!(back, a, "{m}x{k}");
     }
 }

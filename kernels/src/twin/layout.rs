@@ -45,7 +45,7 @@ pub fn push_constant_offsets(spirv: &[u8]) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::twin::{bilinear, conv2d, elementwise};
+    use crate::twin::{bilinear, conv2d, elementwise, flame};
 
     /// Offsets of consecutive 4-byte fields of a `#[repr(C)]` struct of `size` bytes.
     fn packed_u32_offsets(size: usize) -> Vec<u32> {
@@ -60,6 +60,7 @@ mod tests {
             ("conv2d_f16", crate::twin::CONV2D_F16_SPV, std::mem::size_of::<conv2d::Conv2dPush>()),
             ("bilinear", crate::twin::BILINEAR_SPV, std::mem::size_of::<bilinear::BilinearPush>()),
             ("elementwise", crate::twin::ELEMENTWISE_SPV, std::mem::size_of::<elementwise::ElementwisePush>()),
+            ("flame_lbs", crate::twin::FLAME_LBS_SPV, std::mem::size_of::<flame::FlamePush>()),
         ];
         for (name, spv, size) in cases {
             assert_eq!(push_constant_offsets(spv), Some(packed_u32_offsets(size)), "{name}: push block vs Rust struct");

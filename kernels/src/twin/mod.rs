@@ -12,7 +12,18 @@ pub use half::f16;
 pub mod bilinear;
 pub mod conv2d;
 pub mod elementwise;
+pub mod flame;
 pub mod layout;
+pub mod lift_dense;
+pub mod lift_maps;
+pub mod splat;
+pub mod splat_bin;
+pub mod splat_project;
+pub mod splat_raster;
+pub mod demod;
+pub mod matvec;
+pub mod refiner_conv;
+pub mod stored;
 
 /// Shipped SPIR-V of `kernels/shaders/conv2d.comp`.
 pub const CONV2D_SPV: &[u8] = include_bytes!("../../shaders/conv2d.spv");
@@ -22,6 +33,27 @@ pub const CONV2D_F16_SPV: &[u8] = include_bytes!("../../shaders/conv2d_f16.spv")
 pub const BILINEAR_SPV: &[u8] = include_bytes!("../../shaders/bilinear.spv");
 /// Shipped SPIR-V of `kernels/shaders/elementwise.comp`.
 pub const ELEMENTWISE_SPV: &[u8] = include_bytes!("../../shaders/elementwise.spv");
+
+/// Shipped SPIR-V of `kernels/shaders/flame_lbs.comp`.
+pub const FLAME_LBS_SPV: &[u8] = include_bytes!("../../shaders/flame_lbs.spv");
+
+/// Shipped SPIR-V of `kernels/shaders/refiner_conv.comp` (the StyleUNet's convolutions).
+pub const REFINER_CONV_SPV: &[u8] = include_bytes!("../../shaders/refiner_conv.spv");
+/// Shipped SPIR-V of `kernels/shaders/matvec.comp` (linear layers on one vector).
+pub const MATVEC_SPV: &[u8] = include_bytes!("../../shaders/matvec.spv");
+/// Shipped SPIR-V of `kernels/shaders/demod.comp` (StyleGAN2 demodulation factors).
+pub const DEMOD_SPV: &[u8] = include_bytes!("../../shaders/demod.spv");
+
+/// Shipped SPIR-V of `kernels/shaders/lift_linear.comp` (the lift's linear layers).
+pub const LIFT_LINEAR_SPV: &[u8] = include_bytes!("../../shaders/lift_linear.spv");
+/// Shipped SPIR-V of `kernels/shaders/lift_layernorm.comp`.
+pub const LIFT_LAYERNORM_SPV: &[u8] = include_bytes!("../../shaders/lift_layernorm.spv");
+/// Shipped SPIR-V of `kernels/shaders/lift_attention.comp`.
+pub const LIFT_ATTENTION_SPV: &[u8] = include_bytes!("../../shaders/lift_attention.spv");
+/// Shipped SPIR-V of `kernels/shaders/lift_maps.comp` (strided copies, LayerScale residual adds).
+pub const LIFT_MAPS_SPV: &[u8] = include_bytes!("../../shaders/lift_maps.spv");
+/// Shipped SPIR-V of `kernels/shaders/lift_deconv.comp` (DPT's transposed convolutions).
+pub const LIFT_DECONV_SPV: &[u8] = include_bytes!("../../shaders/lift_deconv.spv");
 
 /// One specialization constant value as the shader declares it (`constant_id`, 4-byte value).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -40,11 +40,32 @@ impl DType {
     }
 }
 
-/// How elements are arranged. Only row-major (as in the checkpoint) exists in 1.0; codes 1..=255 are
-/// kept for packed layouts (for example blocked conv weights for a GPU backend).
+/// How elements are arranged. Codes 2..=255 stay reserved for other packed layouts (for example blocked
+/// conv weights for a GPU backend or the fixed-point kernels' own panels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
+    /// As in the checkpoint.
     RowMajor = 0,
+    /// f32 conv weights in the CPU SGEMM's panels (`docs/format.md`): the weight is read as a matrix
+    /// `[m, kk]` with `kk` the product of the last three dims (`c_in * k * k`) and `m` the product of the
+    /// others; rows are grouped in panels of [`PANEL_ROWS`], zero-padded, element `(row, q)` at
+    /// `(row / 8) * 8 * kk + q * 8 + row % 8`.
+    Panels = 1,
+}
+
+/// Rows per panel of [`Layout::Panels`] (the SGEMM micro-kernel's `MR`).
+pub const PANEL_ROWS: u64 = 8;
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::RowMajor => "row-major",
+            Layout::Panels => "panels8",
+        }
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        [Layout::RowMajor, Layout::Panels].into_iter().find(|l| *l as u8 == c)
+    }
 }
 
 /// When a tensor is used, so a backend can place or drop it per stage.
@@ -88,6 +109,9 @@ pub enum Reason {
     IntegerData = 3,
     /// The fp32 scales of an int8 tensor.
     QuantScale = 4,
+    /// Set by calibration on real inputs (`converter/src/calibrate.rs`): a layer kept at fp16 because
+    /// int8 cost too much accuracy, or a `<weight>@act_scale` activation scale.
+    Calibrated = 5,
 }
 
 impl Reason {
@@ -98,10 +122,11 @@ impl Reason {
             Reason::UserOverride => "user override",
             Reason::IntegerData => "integer data",
             Reason::QuantScale => "quantisation scale",
+            Reason::Calibrated => "calibrated",
         }
     }
     fn from_code(c: u8) -> Option<Self> {
-        [Reason::Requested, Reason::PolicyRule, Reason::UserOverride, Reason::IntegerData, Reason::QuantScale]
+        [Reason::Requested, Reason::PolicyRule, Reason::UserOverride, Reason::IntegerData, Reason::QuantScale, Reason::Calibrated]
             .into_iter()
             .find(|r| *r as u8 == c)
     }
@@ -133,9 +158,27 @@ impl TensorEntry {
     pub fn numel(&self) -> Option<u64> {
         self.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
     }
-    /// Bytes the dtype and shape call for, or `None` on overflow.
+    /// Bytes the dtype, layout and shape call for, or `None` on overflow (or a shape the layout cannot
+    /// hold: panels need rank >= 4).
     pub fn expected_length(&self) -> Option<u64> {
-        self.numel()?.checked_mul(self.dtype.size() as u64)
+        let elements = match self.layout {
+            Layout::RowMajor => self.numel()?,
+            Layout::Panels => {
+                let (m, kk) = self.panel_matrix()?;
+                m.div_ceil(PANEL_ROWS).checked_mul(PANEL_ROWS)?.checked_mul(kk)?
+            }
+        };
+        elements.checked_mul(self.dtype.size() as u64)
+    }
+
+    /// `(m, kk)` of a [`Layout::Panels`] tensor's matrix view, or `None` below rank 4 or on overflow.
+    pub fn panel_matrix(&self) -> Option<(u64, u64)> {
+        let r = self.shape.len();
+        if r < 4 {
+            return None;
+        }
+        let prod = |d: &[u64]| d.iter().try_fold(1u64, |a, &v| a.checked_mul(v));
+        Some((prod(&self.shape[..r - 3])?, prod(&self.shape[r - 3..])?))
     }
     pub fn shape_usize(&self) -> Vec<usize> {
         self.shape.iter().map(|&d| d as usize).collect()
@@ -168,9 +211,7 @@ impl TensorEntry {
         let at = |what: String| FormatError::new(format!("directory record {index} (`{name}`): {what}"));
         let [dtype, layout, stage, axis, reason, rank] = [r.u8()?, r.u8()?, r.u8()?, r.u8()?, r.u8()?, r.u8()?];
         let dtype = DType::from_code(dtype).ok_or_else(|| at(format!("unknown dtype code {dtype}")))?;
-        if layout != Layout::RowMajor as u8 {
-            return Err(at(format!("unknown layout code {layout}")));
-        }
+        let layout = Layout::from_code(layout).ok_or_else(|| at(format!("unknown layout code {layout}")))?;
         let stage = Stage::from_code(stage).ok_or_else(|| at(format!("unknown stage code {stage}")))?;
         let reason = Reason::from_code(reason).ok_or_else(|| at(format!("unknown precision-reason code {reason}")))?;
         if rank as usize > MAX_RANK {
@@ -180,7 +221,7 @@ impl TensorEntry {
         let (offset, length, checksum) = (r.u64()?, r.u64()?, r.u64()?);
         let quant_axis = (axis != NO_QUANT_AXIS).then_some(axis);
         *pos = r.pos;
-        Ok(TensorEntry { name, dtype, layout: Layout::RowMajor, stage, quant_axis, reason, shape, offset, length, checksum })
+        Ok(TensorEntry { name, dtype, layout, stage, quant_axis, reason, shape, offset, length, checksum })
     }
 }
 

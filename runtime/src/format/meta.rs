@@ -11,6 +11,30 @@ pub struct Meta {
     pub provenance: Provenance,
     pub precision: PrecisionMeta,
     pub omitted: Vec<Omitted>,
+    /// Packed layouts some tensor uses, with their parameters (absent when every tensor is row-major,
+    /// so row-major files are unchanged byte for byte).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layouts: Vec<LayoutParams>,
+}
+
+/// The parameters of a packed layout as the writer used them; a reader refuses parameters other than
+/// the ones it implements, naming both.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutParams {
+    /// The directory's layout code.
+    pub code: u8,
+    pub name: String,
+    /// Rows per panel.
+    pub panel_rows: u32,
+    /// Element type of the panels (`f32`).
+    pub element: String,
+}
+
+impl LayoutParams {
+    /// The parameters of `Layout::Panels` this version reads and writes.
+    pub fn panels() -> LayoutParams {
+        LayoutParams { code: 1, name: "panels8".into(), panel_rows: super::directory::PANEL_ROWS as u32, element: "f32".into() }
+    }
 }
 
 /// Where the weights came from.

@@ -16,18 +16,21 @@
 pub mod directory;
 pub mod header;
 pub mod meta;
+pub mod panels;
 pub mod schema;
 mod validate;
 mod write;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_panels;
 
 use std::collections::HashMap;
 
-pub use directory::{DType, Layout, Reason, Stage, TensorEntry};
+pub use directory::{DType, Layout, Reason, Stage, TensorEntry, PANEL_ROWS};
 pub use header::{Preamble, Section};
-pub use meta::{Meta, Omitted, PrecisionMeta, PrecisionRule, Provenance};
+pub use meta::{LayoutParams, Meta, Omitted, PrecisionMeta, PrecisionRule, Provenance};
 pub use write::{build, encode_directory, finish_preamble, plan};
 
 /// Why bytes are not a valid model file: one sentence naming the check, the place and the values.

@@ -23,6 +23,7 @@ pub(crate) fn tiny_meta(c: &ModelConfig) -> Meta {
         },
         precision: PrecisionMeta { requested: "fp32".into(), keep_overrides: vec![], rules: vec![] },
         omitted: vec![],
+        layouts: vec![],
     }
 }
 
@@ -67,7 +68,7 @@ pub(crate) fn tiny_file() -> Vec<u8> {
 
 /// Lays out the valid tiny file, lets `f` change the preamble, meta JSON, entries or data, then writes
 /// the pieces where the (possibly bad) preamble and entries say and reseals the header checksum.
-fn crafted(f: impl FnOnce(&mut Preamble, &mut Vec<u8>, &mut Vec<TensorEntry>, &mut Vec<Vec<u8>>)) -> Vec<u8> {
+pub(crate) fn crafted(f: impl FnOnce(&mut Preamble, &mut Vec<u8>, &mut Vec<TensorEntry>, &mut Vec<Vec<u8>>)) -> Vec<u8> {
     let c = tiny_config();
     let mut meta = serde_json::to_vec(&tiny_meta(&c)).expect("meta");
     let (mut entries, mut datas): (Vec<_>, Vec<_>) = tiny_tensors(&c).into_iter().unzip();
@@ -96,14 +97,14 @@ fn crafted(f: impl FnOnce(&mut Preamble, &mut Vec<u8>, &mut Vec<TensorEntry>, &m
     out
 }
 
-fn rejected(bytes: &[u8], needle: &str) {
+pub(crate) fn rejected(bytes: &[u8], needle: &str) {
     match Header::parse(bytes) {
         Ok(_) => panic!("accepted a file that should fail with `{needle}`"),
         Err(e) => assert!(e.what.contains(needle), "error `{}` does not mention `{needle}`", e.what),
     }
 }
 
-fn find(entries: &mut [TensorEntry], name: &str) -> usize {
+pub(crate) fn find(entries: &mut [TensorEntry], name: &str) -> usize {
     entries.iter().position(|e| e.name == name).expect("tensor in the tiny model")
 }
 

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::directory::{DType, TensorEntry};
+use super::directory::{DType, Layout, TensorEntry};
 use super::header::{header_checksum, Preamble, Section, PREAMBLE_LEN, SECTION_ALIGN, TENSOR_ALIGN};
-use super::meta::Meta;
+use super::meta::{LayoutParams, Meta};
 use super::{schema, FormatError, Header};
 
 fn err(what: String) -> FormatError {
@@ -39,6 +39,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Header, FormatError> {
     let index = check_entries(&preamble, &entries)?;
     let header = Header { preamble, meta, meta_json: meta_json.to_string(), entries, index };
     check_scales(&header)?;
+    check_layouts(&header)?;
     check_schema(&header)?;
     Ok(header)
 }
@@ -100,11 +101,25 @@ fn check_entries(p: &Preamble, entries: &[TensorEntry]) -> Result<HashMap<String
         if index.insert(n.clone(), i).is_some() {
             return Err(err(format!("tensor `{n}` appears twice in the directory")));
         }
+        if e.layout == Layout::Panels && (e.dtype != DType::F32 || e.shape.len() < 4 || e.quant_axis.is_some()) {
+            return Err(err(format!(
+                "tensor `{n}`: layout {} holds f32 weights of rank >= 4 without quantisation, found {} {:?}",
+                e.layout.name(),
+                e.dtype.name(),
+                e.shape
+            )));
+        }
         let Some(want) = e.expected_length() else {
             return Err(err(format!("tensor `{n}`: shape {:?} overflows", e.shape)));
         };
         if want != e.length {
-            return Err(err(format!("tensor `{n}`: {} x {:?} needs {want} bytes, directory says {}", e.dtype.name(), e.shape, e.length)));
+            return Err(err(format!(
+                "tensor `{n}`: {} x {:?} in layout {} needs {want} bytes, directory says {}",
+                e.dtype.name(),
+                e.shape,
+                e.layout.name(),
+                e.length
+            )));
         }
         if e.offset % TENSOR_ALIGN != 0 {
             return Err(err(format!("tensor `{n}`: data offset {:#x} is not a multiple of {TENSOR_ALIGN}", e.offset)));
@@ -162,6 +177,25 @@ fn check_scales(h: &Header) -> Result<(), FormatError> {
         }
     }
     Ok(())
+}
+
+/// Every packed layout a tensor uses must be declared in the meta section with the parameters this
+/// reader implements.
+fn check_layouts(h: &Header) -> Result<(), FormatError> {
+    let Some(e) = h.entries.iter().find(|e| e.layout == Layout::Panels) else {
+        return Ok(());
+    };
+    let want = LayoutParams::panels();
+    match h.meta.layouts.iter().find(|l| l.code == want.code) {
+        Some(found) if *found == want => Ok(()),
+        Some(found) => Err(err(format!("layout code {}: this reader implements {want:?}, the meta section declares {found:?}", want.code))),
+        None => Err(err(format!(
+            "tensor `{}` uses layout {} (code {}) but the meta section declares no parameters for it",
+            e.name,
+            e.layout.name(),
+            want.code
+        ))),
+    }
 }
 
 fn check_schema(h: &Header) -> Result<(), FormatError> {

@@ -10,6 +10,8 @@ use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
 use gaga_kernels::fused::{bilinear_scaled, scale_channels, scale_channels_in_place, style_epilogue};
 use gaga_kernels::linear::linear;
 
+use super::layers::Observe;
+use super::packed::{self, ConvKernel};
 use crate::error::Result;
 use crate::weights::Weights;
 
@@ -77,7 +79,9 @@ pub struct ModConv<'w> {
     pub c_in: usize,
     pub c_out: usize,
     pub k: usize,
-    weight: Cow<'w, [f32]>,
+    /// `{prefix}.weight`, the name the observation hook reports.
+    pub name: String,
+    pub kernel: ConvKernel<'w>,
     mod_w: Cow<'w, [f32]>,
     mod_b: Cow<'w, [f32]>,
     q: Option<Vec<f32>>,
@@ -86,15 +90,20 @@ pub struct ModConv<'w> {
 impl<'w> ModConv<'w> {
     /// Reads `{prefix}.weight` `[1, c_out, c_in, k, k]` and `{prefix}.modulation.{weight,bias}`.
     pub fn load(w: &'w dyn Weights, prefix: &str, c_in: usize, c_out: usize, k: usize, style: usize, demod: bool) -> Result<Self> {
-        let weight = w.f32_shaped(&format!("{prefix}.weight"), &[1, c_out, c_in, k, k])?;
-        let q = demod.then(|| weight_square_sums(&weight, c_out, c_in, k));
+        let name = format!("{prefix}.weight");
+        let spec = Conv2d { c_in, c_out, kernel: k, stride: 1, pad: k / 2 };
+        // Demodulation needs the weights' square sums: from the row-major values (dequantised for fp16 /
+        // int8, so the factors match the weights the kernel multiplies by), once at load.
+        let (kernel, row_major) = packed::load(w, &name, &[1, c_out, c_in, k, k], &spec, None, demod)?;
+        let q = row_major.map(|v| weight_square_sums(&v, c_out, c_in, k));
         Ok(ModConv {
             c_in,
             c_out,
             k,
+            name,
+            kernel,
             mod_w: w.f32_shaped(&format!("{prefix}.modulation.weight"), &[c_in, style])?,
             mod_b: w.f32_shaped(&format!("{prefix}.modulation.bias"), &[c_in])?,
-            weight,
             q,
         })
     }
@@ -108,20 +117,35 @@ impl<'w> ModConv<'w> {
 
     /// Runs on `x` `[c_in, h, h]` with the factors of the last `modulate`.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, scratch: &mut Scratch, x: &[f32], h: usize, s: &[f32], f: &[f32], scaled: &mut [f32], out: &mut [f32]) {
-        modulated_conv(scratch, x, h, h, &self.weight, self.k, &s[..self.c_in], &f[..self.c_out], scaled, out);
+    pub fn run(&self, scratch: &mut Scratch, x: &[f32], h: usize, s: &[f32], f: &[f32], scaled: &mut [f32], out: &mut [f32], obs: &mut Observe) -> Result<()> {
+        self.run_raw(scratch, x, h, None, s, scaled, out, obs)?;
+        scale_channels_in_place(&mut out[..self.c_out * h * h], &f[..self.c_out], h * h);
+        Ok(())
     }
 
     /// Like [`ModConv::run`] without the output factors (the caller fuses them into its epilogue). With
     /// `up_from = Some(hl)`, `x` is `[c_in, hl, hl]` and is bilinearly resized to `h` while modulated.
     #[allow(clippy::too_many_arguments)]
-    fn run_raw(&self, scratch: &mut Scratch, x: &[f32], h: usize, up_from: Option<usize>, s: &[f32], scaled: &mut [f32], out: &mut [f32]) {
+    fn run_raw(
+        &self,
+        scratch: &mut Scratch,
+        x: &[f32],
+        h: usize,
+        up_from: Option<usize>,
+        s: &[f32],
+        scaled: &mut [f32],
+        out: &mut [f32],
+        obs: &mut Observe,
+    ) -> Result<()> {
         let (ci, hw) = (self.c_in, h * h);
         match up_from {
             Some(hl) => bilinear_scaled(&x[..ci * hl * hl], ci, hl, hl, h, h, &s[..ci], &mut scaled[..ci * hw]),
-            None => scale_channels(x, &s[..ci], hw, scaled),
+            None => scale_channels(&x[..ci * hw], &s[..ci], hw, &mut scaled[..ci * hw]),
         }
-        conv_scaled(scratch, scaled, h, h, &self.weight, self.k, ci, self.c_out, out);
+        let spec = Conv2d { c_in: ci, c_out: self.c_out, kernel: self.k, stride: 1, pad: self.k / 2 };
+        // The modulated input is what the conv (and an int8 activation scale) sees.
+        obs(&self.name, &scaled[..ci * hw]);
+        self.kernel.run(scratch, &spec, &scaled[..ci * hw], h, h, out)
     }
 }
 
@@ -164,11 +188,13 @@ impl<'w> StyleConv<'w> {
         m: &mut ModBufs,
         scaled: &mut [f32],
         out: &mut [f32],
-    ) {
+        obs: &mut Observe,
+    ) -> Result<()> {
         self.mc.modulate(latent, std::f32::consts::SQRT_2, &mut m.s, &mut m.f);
-        self.mc.run_raw(scratch, x, h, up.then_some(h / 2), &m.s, scaled, out);
+        self.mc.run_raw(scratch, x, h, up.then_some(h / 2), &m.s, scaled, out, obs)?;
         let co = self.mc.c_out;
         style_epilogue(&mut out[..co * h * h], h * h, &m.f[..co], noise, self.strength, &self.bias, super::layers::SLOPE, sft);
+        Ok(())
     }
 }
 
@@ -198,9 +224,10 @@ impl<'w> ToRgb<'w> {
         m: &mut ModBufs,
         scaled: &mut [f32],
         out: &mut [f32],
-    ) {
+        obs: &mut Observe,
+    ) -> Result<()> {
         self.mc.modulate(latent, 1.0, &mut m.s, &mut m.f);
-        self.mc.run(scratch, x, h, &m.s, &m.f, scaled, out);
+        self.mc.run(scratch, x, h, &m.s, &m.f, scaled, out, obs)?;
         let hw = h * h;
         for (o, &b) in self.bias.iter().enumerate() {
             let plane = &mut out[o * hw..(o + 1) * hw];
@@ -209,5 +236,6 @@ impl<'w> ToRgb<'w> {
                 None => plane.iter_mut().for_each(|v| *v += b),
             }
         }
+        Ok(())
     }
 }

@@ -84,6 +84,8 @@ pub struct Context {
     pub(crate) physical: vk::PhysicalDevice,
     pub(crate) queue: vk::Queue,
     pub(crate) queue_family: u32,
+    /// `VK_EXT_external_memory_host` functions, when the device has the extension (enabled at open).
+    pub(crate) host_import: Option<ash::ext::external_memory_host::Device>,
     probe: DeviceProbe,
     // Last field: dropped after the device is destroyed in `Drop`.
     pub(crate) instance: Instance,
@@ -119,8 +121,9 @@ impl Context {
         let device = create_device(&instance.raw, physical, queue_family, probe)?;
         // SAFETY: the family was requested with one queue at creation.
         let queue = unsafe { device.get_device_queue(queue_family, 0) };
+        let host_import = probe.external_memory_host.map(|_| ash::ext::external_memory_host::Device::new(&instance.raw, &device));
         log::info!("vulkan: using {}", probe.summary());
-        Ok(Arc::new(Context { device, physical, queue, queue_family, probe: probe.clone(), instance }))
+        Ok(Arc::new(Context { device, physical, queue, queue_family, host_import, probe: probe.clone(), instance }))
     }
 
     /// What the open device offers.
@@ -173,8 +176,15 @@ fn create_device(instance: &ash::Instance, pdev: vk::PhysicalDevice, family: u32
     let base = vk::PhysicalDeviceFeatures::default().shader_int64(p.shader_int64);
     let priorities = [1.0f32];
     let queues = [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&priorities)];
-    let mut info =
-        vk::DeviceCreateInfo::default().queue_create_infos(&queues).enabled_features(&base).push_next(&mut f11).push_next(&mut f12);
+    // Host-pointer import lets weights go from the mapped model file to the device without a copy.
+    let extensions = [ash::ext::external_memory_host::NAME.as_ptr()];
+    let enabled = if p.external_memory_host.is_some() { &extensions[..] } else { &[] };
+    let mut info = vk::DeviceCreateInfo::default()
+        .queue_create_infos(&queues)
+        .enabled_extension_names(enabled)
+        .enabled_features(&base)
+        .push_next(&mut f11)
+        .push_next(&mut f12);
     if p.api_version >= vk::API_VERSION_1_3 {
         info = info.push_next(&mut f13);
     }

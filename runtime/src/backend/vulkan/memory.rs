@@ -175,8 +175,102 @@ impl Memory {
         s.used += charged;
         s.holders.push((id, name.to_string(), charged));
         drop(s);
-        Ok(Buffer { raw, size, id, name: name.to_string(), allocation: Some(allocation), memory: self.clone(), _not_sync: PhantomData })
+        let allocation = Some(allocation);
+        Ok(Buffer { raw, size, id, name: name.to_string(), allocation, imported: vk::DeviceMemory::null(), memory: self.clone(), _not_sync: PhantomData })
     }
+
+    /// A read-only storage buffer over `bytes` in host memory, imported with `VK_EXT_external_memory_host`
+    /// (no copy): the pages around `bytes` (rounded to the device's import alignment) become device
+    /// memory and the buffer is bound at the offset of `bytes` inside them. The rounded span is charged
+    /// to the budget. `Ok(None)` when the device cannot import this span (no extension, no suitable
+    /// memory type, misaligned offset): the caller copies instead.
+    ///
+    /// # Safety
+    /// `bytes` must stay alive and unchanged until the returned buffer is dropped.
+    pub unsafe fn import_host(&self, name: &str, bytes: &[u8]) -> Result<Option<Buffer>> {
+        let (Some(ext), Some(align)) = (self.ctx.host_import.as_ref(), self.ctx.probe().external_memory_host) else { return Ok(None) };
+        let Some(span) = import_span(bytes.as_ptr() as usize, bytes.len(), align) else { return Ok(None) };
+        let size = (bytes.len() as u64).max(4).div_ceil(4) * 4;
+        if size > span.len - span.offset || size > self.ctx.probe().max_storage_buffer_range as u64 {
+            return Ok(None);
+        }
+        let device = &self.ctx.device;
+        let handle = vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT;
+        let host_ptr = span.start as *mut std::ffi::c_void;
+        let mut props = vk::MemoryHostPointerPropertiesEXT::default();
+        // SAFETY: `host_ptr` is aligned to the device's import alignment and points at mapped pages.
+        let r = unsafe { (ext.fp().get_memory_host_pointer_properties_ext)(device.handle(), handle, host_ptr, &mut props) };
+        if r != vk::Result::SUCCESS {
+            return Ok(None);
+        }
+        let mut external = vk::ExternalMemoryBufferCreateInfo::default().handle_types(handle);
+        let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC;
+        let info = vk::BufferCreateInfo::default().size(size).usage(usage).sharing_mode(vk::SharingMode::EXCLUSIVE).push_next(&mut external);
+        // SAFETY: a valid create info on a live device.
+        let raw = unsafe { device.create_buffer(&info, None) }.map_err(|e| vk_err(&format!("creating imported buffer `{name}`"), e))?;
+        // SAFETY: `raw` was just created on this device.
+        let req = unsafe { device.get_buffer_memory_requirements(raw) };
+        let types = req.memory_type_bits & props.memory_type_bits;
+        if types == 0 || span.offset % req.alignment.max(1) != 0 || req.size > span.len - span.offset {
+            // SAFETY: unbound and unused.
+            unsafe { device.destroy_buffer(raw, None) };
+            return Ok(None);
+        }
+        let mut s = self.lock();
+        if let Err(e) = check_budget(name, span.len, s.used, s.budget, &s.named()) {
+            // SAFETY: as above.
+            unsafe { device.destroy_buffer(raw, None) };
+            return Err(e);
+        }
+        let mut import = vk::ImportMemoryHostPointerInfoEXT::default().handle_type(handle).host_pointer(host_ptr);
+        let alloc = vk::MemoryAllocateInfo::default().allocation_size(span.len).memory_type_index(types.trailing_zeros()).push_next(&mut import);
+        // SAFETY: the pointer, size and memory type were validated above; the caller keeps the pages alive.
+        let memory = match unsafe { device.allocate_memory(&alloc, None) } {
+            Ok(m) => m,
+            Err(e) => {
+                // SAFETY: as above.
+                unsafe { device.destroy_buffer(raw, None) };
+                log::info!("importing `{name}` ({} bytes) failed ({e:?}); copying instead", span.len);
+                return Ok(None);
+            }
+        };
+        // SAFETY: the offset satisfies the buffer's alignment and the memory covers offset + size.
+        if let Err(e) = unsafe { device.bind_buffer_memory(raw, memory, span.offset) } {
+            // SAFETY: nothing uses either object yet.
+            unsafe {
+                device.destroy_buffer(raw, None);
+                device.free_memory(memory, None);
+            }
+            return Err(vk_err(&format!("binding imported memory to `{name}`"), e));
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.used += span.len;
+        s.holders.push((id, name.to_string(), span.len));
+        drop(s);
+        Ok(Some(Buffer { raw, size, id, name: name.to_string(), allocation: None, imported: memory, memory: self.clone(), _not_sync: PhantomData }))
+    }
+}
+
+/// Pages to import for `len` bytes at address `ptr`: start rounded down and end rounded up to `align`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportSpan {
+    pub start: usize,
+    pub len: u64,
+    /// Where the bytes begin inside the span.
+    pub offset: u64,
+}
+
+/// The import span of `len` bytes at `ptr`, or `None` for a zero or non-power-of-two alignment or an
+/// address overflow.
+pub fn import_span(ptr: usize, len: usize, align: u64) -> Option<ImportSpan> {
+    if align == 0 || !align.is_power_of_two() || len == 0 {
+        return None;
+    }
+    let a = usize::try_from(align).ok()?;
+    let start = ptr & !(a - 1);
+    let end = ptr.checked_add(len)?.checked_add(a - 1)? & !(a - 1);
+    Some(ImportSpan { start, len: (end - start) as u64, offset: (ptr - start) as u64 })
 }
 
 /// A named storage buffer; frees its memory and leaves the budget when dropped.
@@ -186,6 +280,8 @@ pub struct Buffer {
     id: u64,
     name: String,
     allocation: Option<Allocation>,
+    /// Imported host memory (`import_host`), owned by the buffer; null otherwise.
+    imported: vk::DeviceMemory,
     memory: Memory,
     // Not `Sync`: `write` and `read` go through the mapping with `&self`.
     _not_sync: PhantomData<Cell<()>>,
@@ -243,8 +339,14 @@ impl Drop for Buffer {
                 log::error!("freeing buffer `{}`: {e}", self.name);
             }
         }
-        // SAFETY: callers wait for the GPU before dropping buffers it uses (`Recorded` borrows them).
-        unsafe { self.memory.ctx.device.destroy_buffer(self.raw, None) };
+        // SAFETY: callers wait for the GPU before dropping buffers it uses (`Recorded` borrows them);
+        // imported memory is freed after the buffer bound to it.
+        unsafe {
+            self.memory.ctx.device.destroy_buffer(self.raw, None);
+            if self.imported != vk::DeviceMemory::null() {
+                self.memory.ctx.device.free_memory(self.imported, None);
+            }
+        }
         if let Some(pos) = s.holders.iter().position(|(id, _, _)| *id == self.id) {
             let (_, _, bytes) = s.holders.swap_remove(pos);
             s.used -= bytes;
@@ -270,6 +372,15 @@ mod tests {
         assert!(text.contains("splat image") && text.contains(&(40u64 << 20).to_string()), "{text}");
         assert!(text.contains(&(160u64 << 20).to_string()), "{text}");
         assert!(text.contains("refiner activations 96.0 MiB, weights 60.0 MiB, small 1.0 KiB"), "{text}");
+    }
+
+    #[test]
+    fn an_import_span_covers_whole_pages_around_the_bytes() {
+        let s = import_span(4096 * 3 + 256, 10_000, 4096).expect("span");
+        assert_eq!(s, ImportSpan { start: 4096 * 3, len: 4096 * 3, offset: 256 });
+        assert_eq!(import_span(8192, 4096, 4096).map(|s| (s.len, s.offset)), Some((4096, 0)));
+        assert_eq!(import_span(100, 10, 3000), None, "alignment must be a power of two");
+        assert_eq!(import_span(usize::MAX - 10, 100, 4096), None, "overflow");
     }
 
     #[test]

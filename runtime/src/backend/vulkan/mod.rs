@@ -33,11 +33,17 @@ pub mod cache;
 pub mod chunks;
 pub mod command;
 pub mod device;
+pub mod flame;
 pub mod instance;
+pub mod lift;
 pub mod memory;
 pub mod ops;
 pub mod pipeline;
 pub mod probe;
+pub mod session;
+pub mod splat;
+pub mod refiner;
+pub mod weights;
 
 pub use cache::PipelineCache;
 pub use chunks::plan_chunks;
@@ -46,6 +52,8 @@ pub use device::{Context, ContextOptions, Requirement};
 pub use memory::{Buffer, Memory, MemoryLocation, MemoryReport};
 pub use pipeline::ComputePipeline;
 pub use probe::{DeviceKind, DeviceProbe};
+pub use lift::GpuLift;
+pub use session::VulkanSession;
 
 /// The error for a failed Vulkan call: the step and the `VkResult`.
 pub(crate) fn vk_err(step: &str, result: vk::Result) -> Error {
@@ -76,10 +84,21 @@ pub fn list_devices() -> Result<Vec<(DeviceProbe, Option<String>)>> {
     device::list_devices(&instance)
 }
 
-/// The Vulkan backend. Only the foundation exists yet: `probe` works, `prepare` says what is missing.
+/// The Vulkan backend: FLAME on the GPU, the frame recorded once and replayed, one memory budget.
 #[derive(Clone, Debug, Default)]
 pub struct VulkanBackend {
     pub options: ContextOptions,
+    /// Where the pipeline cache lives (`None`: memory only; `cache::default_cache_dir()` for the CLI).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Copy weights into upload memory even when the device can import the mapped file.
+    pub copy_weights: bool,
+}
+
+impl VulkanBackend {
+    /// `prepare` with the concrete session type (memory report, GPU timings, validation counters).
+    pub fn open_session<'w>(&self, weights: &'w dyn Weights, config: &ModelConfig, budget: Budget) -> Result<VulkanSession<'w>> {
+        VulkanSession::new(&self.options, self.cache_dir.as_deref(), weights, config, budget, !self.copy_weights)
+    }
 }
 
 impl Backend for VulkanBackend {
@@ -91,7 +110,8 @@ impl Backend for VulkanBackend {
         Context::open(&self.options).map(|ctx| ctx.probe().summary()).map_err(|e| e.to_string())
     }
 
-    fn prepare<'w>(&self, _weights: &'w dyn Weights, _config: &ModelConfig, _budget: Budget) -> Result<Box<dyn Session + 'w>> {
-        Err(Error::Vulkan("the lift and the frame do not run on Vulkan yet (only conv2d, bilinear and element-wise shaders exist)".into()))
+    /// Plans every device allocation against `budget` and fails before allocating when it does not fit.
+    fn prepare<'w>(&self, weights: &'w dyn Weights, config: &ModelConfig, budget: Budget) -> Result<Box<dyn Session + 'w>> {
+        Ok(Box::new(self.open_session(weights, config, budget)?))
     }
 }

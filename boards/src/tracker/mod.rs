@@ -1,5 +1,22 @@
-//! Face tracking: a frame in, a driving pose out, or "no face". The MediaPipe + FLAME tracker plugs in
-//! here later; [`PassThrough`] reports no face, so the kiosk holds the neutral pose.
+//! Face tracking: a frame in, a driving pose out, or "no face".
+//!
+//! [`MediaPipeTracker`] is the on-device tracker: BlazeFace detection ([`detect`]), the 468-point face mesh
+//! ([`mesh`]) on an upright crop, the 512 fitting crop ([`crop`]), a FLAME fit ([`fit::LandmarkFit`]) and
+//! the official tracker's temporal smoothing ([`smooth`]). Networks run through TF Lite ([`net`]).
+//! [`PassThrough`] reports no face, so the kiosk holds the neutral pose. Design notes: docs/boards.md.
+
+pub mod crop;
+pub mod detect;
+pub mod fit;
+pub mod hold;
+pub mod mediapipe;
+pub mod mesh;
+pub mod net;
+pub mod run;
+pub mod smooth;
+pub mod warp;
+
+pub use mediapipe::{model_paths, MediaPipeTracker, TrackedFace};
 
 use gaga_runtime::DrivingFrame;
 
@@ -27,6 +44,7 @@ impl Tracking {
 
 /// Turns camera frames into driving poses.
 pub trait Tracker {
+    /// The pose in `frame`, or no face. An `Err` is a broken tracker (model error), not a bad frame.
     fn track(&mut self, frame: &Frame) -> Result<Tracking>;
     /// Short name for logs.
     fn name(&self) -> &str;

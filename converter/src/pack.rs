@@ -1,0 +1,164 @@
+//! Pre-packed refiner weights: rewrites a model file so the refiner's f32 conv weights are stored in the
+//! CPU SGEMM's panel layout (`Layout::Panels`, `docs/format.md`), which the runtime then borrows from the
+//! map instead of packing at load. Every other tensor is copied unchanged (same bytes and checksum).
+//!
+//! A separate pass over a finished file (rather than a writer option) keeps the converter's own streams
+//! untouched and lets any existing model be packed. Off by default (`gaga convert --pack-refiner`):
+//! a row-major file is what every reader understands (the Vulkan upload, older readers, tools), and
+//! packing at load costs well under a second at official size.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use gaga_runtime::format::{self, panels, DType, Header, Layout, LayoutParams, Stage, TensorEntry};
+use gaga_runtime::{Error, Result};
+
+use crate::convert::temp_path;
+
+/// True for tensors stored packed: f32 refiner conv weights (rank >= 4, per-frame stage, not the
+/// constant input, which is no conv weight).
+pub fn packs(e: &TensorEntry) -> bool {
+    e.stage == Stage::Frame
+        && e.dtype == DType::F32
+        && e.layout == Layout::RowMajor
+        && e.shape.len() >= 4
+        && e.name.ends_with(".weight")
+        && !e.name.ends_with("constant_input.weight")
+}
+
+/// What [`pack_refiner`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackSummary {
+    /// Tensors now in `Layout::Panels`.
+    pub packed: usize,
+    pub file_bytes: u64,
+}
+
+/// Reads the model `input` and writes `output` (aside, then renamed; `output` may equal `input`) with
+/// every tensor [`packs`] selects in panels. The result is validated before the rename.
+pub fn pack_refiner(input: &Path, output: &Path) -> Result<PackSummary> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p.clone(), source }
+    };
+    let file = File::open(input).map_err(io(input))?;
+    // SAFETY: the input must not change while this runs (documented, as for `convert`).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(input))?;
+    let header = Header::parse(&map).map_err(|e| Error::Format { path: input.to_path_buf(), what: e.what })?;
+    let mut meta = header.meta.clone();
+    let mut entries: Vec<TensorEntry> = header.entries.clone();
+    let mut count = 0;
+    for e in entries.iter_mut().filter(|e| packs(e)) {
+        e.layout = Layout::Panels;
+        e.length = e.expected_length().ok_or_else(|| Error::Other(format!("tensor `{}`: packed size overflows", e.name)))?;
+        count += 1;
+    }
+    if count > 0 && !meta.layouts.contains(&LayoutParams::panels()) {
+        meta.layouts.push(LayoutParams::panels());
+    }
+    let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Other(format!("meta JSON: {e}")))?;
+    let pre = format::plan(meta_json.len(), &mut entries);
+    let tmp = temp_path(output);
+    // Read access too: the result is mapped and validated before the rename.
+    let out = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(io(&tmp))?;
+    let result = (|| {
+        out.set_len(pre.file_length).map_err(io(&tmp))?;
+        let mut w = BufWriter::with_capacity(1 << 20, &out);
+        for (old, new) in header.entries.iter().zip(entries.iter_mut()) {
+            let src = header.data(&map, old);
+            let bytes: std::borrow::Cow<[u8]> = if new.layout != old.layout {
+                let values: Vec<f32> = src.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                let packed = panels::pack_f32(&old.shape_usize(), &values)
+                    .ok_or_else(|| Error::Other(format!("tensor `{}`: shape {:?} cannot be packed", old.name, old.shape)))?;
+                new.checksum = xxhash_rust::xxh3::xxh3_64(&packed);
+                packed.into()
+            } else {
+                src.into()
+            };
+            w.seek(SeekFrom::Start(pre.data.offset + new.offset)).map_err(io(&tmp))?;
+            w.write_all(&bytes).map_err(io(&tmp))?;
+        }
+        let dir = format::encode_directory(&entries);
+        let head = format::finish_preamble(&pre, &meta_json, &dir);
+        for (at, bytes) in [(0, &head[..]), (pre.meta.offset, &meta_json[..]), (pre.directory.offset, &dir[..])] {
+            w.seek(SeekFrom::Start(at)).map_err(io(&tmp))?;
+            w.write_all(bytes).map_err(io(&tmp))?;
+        }
+        w.flush().map_err(io(&tmp))?;
+        drop(w);
+        out.sync_all().map_err(io(&tmp))?;
+        // SAFETY: the temporary file is ours; nothing else writes it while it is mapped here.
+        let written = unsafe { memmap2::Mmap::map(&out) }.map_err(io(&tmp))?;
+        Header::parse(&written).map_err(|e| Error::Format { path: tmp.clone(), what: format!("packed file does not validate: {e}") })?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(map);
+    std::fs::rename(&tmp, output).map_err(io(output))?;
+    Ok(PackSummary { packed: count, file_bytes: pre.file_length })
+}
+
+#[cfg(test)]
+mod tests {
+    use gaga_runtime::model::Model;
+    use gaga_runtime::refiner::{NoiseMode, Refiner};
+    use gaga_runtime::ModelConfig;
+
+    use super::*;
+    use crate::{convert, dev, ConvertOptions, Precision};
+
+    /// Writes the seeded small checkpoint + FLAME, converts at fp32 and packs; returns (dir, plain, packed).
+    fn files() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gaga-pack-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (ck, flame) = (dir.join("small.pt"), dir.join("flame.pt"));
+        dev::write_checkpoint_file(&ck, &ModelConfig::small(), "small", 11).expect("checkpoint");
+        dev::flame::build(11).write_file(&flame).expect("flame");
+        let plain = dir.join("plain.gaga");
+        let opts = ConvertOptions {
+            checkpoint: ck,
+            flame,
+            output: plain.clone(),
+            precision: Precision::Fp32,
+            keep: vec![],
+            created_by: "pack tests".into(),
+        };
+        convert(&opts, &mut |_| {}).expect("conversion");
+        let packed = dir.join("packed.gaga");
+        let s = pack_refiner(&plain, &packed).expect("packing");
+        // Small config: 4 levels x (2 ResBlocks x 3 + 2 x 2 conditions) + first + final + 3 x 4 + 2 modconvs.
+        assert!(s.packed > 40, "packed {} tensors", s.packed);
+        (dir, plain, packed)
+    }
+
+    #[test]
+    fn packed_in_file_and_packed_at_load_give_identical_frames_and_the_same_weights() {
+        let (dir, plain, packed) = files();
+        let (a, b) = (Model::open(&plain).expect("row-major model loads"), Model::open(&packed).expect("packed model loads"));
+        b.verify().expect("checksums of the packed file");
+        let cfg = a.config().clone();
+        let s = cfg.refiner.size;
+        let x: Vec<f32> = (0..cfg.refiner.in_channels * s * s).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let mut frames = Vec::new();
+        for m in [&a, &b] {
+            let mut r = Refiner::new(m, &cfg, NoiseMode::Stored).expect("refiner loads");
+            let mut out = vec![0f32; 3 * s * s];
+            r.run(&x, &mut out).expect("runs");
+            frames.push(out);
+        }
+        assert_eq!(frames[0], frames[1], "packed-in-file frame differs from packed-at-load");
+        let (n_plain, n_packed) = (a.tensors().len(), b.tensors().len());
+        assert_eq!(n_plain, n_packed);
+        for e in b.tensors() {
+            use gaga_runtime::Weights;
+            assert_eq!(a.f32(&e.name).expect("plain"), b.f32(&e.name).expect("packed"), "`{}` reads back differently", e.name);
+        }
+        let r = Refiner::new(&b, &cfg, NoiseMode::Stored).expect("loads");
+        assert!(r.borrowed_convs() > 40, "packed weights should be borrowed from the map, {} are", r.borrowed_convs());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

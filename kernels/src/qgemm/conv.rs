@@ -1,0 +1,257 @@
+//! The int8 convolution driver: an implicit GEMM over a quantised, zero-bordered copy of the input.
+//!
+//! The input `[c_in, h, w]` is quantised once per call into `[G][h + 2p][w + 2p][4]` bytes (channels in
+//! groups of 4, `p = k / 2` zero border). Output pixel `(oy, ox)` becomes the flat column
+//! `j = oy * (w + 2p) + ox`; its tap `(ky, kx)` of channel group `cg` is then the 4 bytes at
+//! `(cg * plane + j + ky * (w + 2p) + kx) * 4`, so a strip of consecutive columns is one contiguous run
+//! per inner group and the micro-kernels read it in place through an offset table (no im2col copy).
+//! Columns with `ox >= w` (the border) are computed and dropped. Work is split over blocks of columns;
+//! integer sums are exact, so blocking and threading cannot change a result.
+
+use rayon::prelude::*;
+
+use super::kernels::micro_i8;
+use super::pack::{Packed, PackedConv};
+use super::{act_scale_for, ensure, quantise, QError, QIsa, QResult, KG, MR};
+use crate::matmul::{threads, SyncPtr};
+use crate::scratch::{run_tiled_in, tiled_len, Scratch};
+
+/// Most flat columns per task (multiple of every `nr`).
+const NC: usize = 256;
+
+/// Inner groups per block: a 32-column strip of 64 groups is 8 KiB, the 8-row panel slice 2 KiB (L1).
+const KCG: usize = 64;
+
+/// Pixels quantised per step into the stack buffer.
+const QCHUNK: usize = 64;
+
+/// Checked sizes of one call.
+pub(super) struct Geometry {
+    pub p: usize,
+    pub wp: usize,
+    pub plane: usize,
+    pub cg: usize,
+    pub n_flat: usize,
+}
+
+/// Validates a conv call's buffers and returns its geometry.
+pub(super) fn geometry(pc: &PackedConv, x: &[f32], h: usize, w: usize, bias: Option<&[f32]>, out: &[f32]) -> QResult<Geometry> {
+    let (c_in, c_out) = (pc.c_in, pc.c_out);
+    ensure!(x.len() == c_in * h * w, "packed conv input: {} floats, [{c_in}, {h}, {w}] needs {}", x.len(), c_in * h * w);
+    ensure!(out.len() == c_out * h * w, "packed conv output: {} floats, [{c_out}, {h}, {w}] needs {}", out.len(), c_out * h * w);
+    if let Some(b) = bias {
+        ensure!(b.len() == c_out, "packed conv bias: {} values, c_out is {c_out}", b.len());
+    }
+    let p = pc.k / 2;
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    let cg = c_in.div_ceil(KG);
+    ensure!(cg * hp * wp * KG < u32::MAX as usize / 2, "packed conv: input [{c_in}, {h}, {w}] too large for 32-bit offsets");
+    Ok(Geometry { p, wp, plane: hp * wp, cg, n_flat: h * wp })
+}
+
+/// int8 convolution of `x` into `out` on `isa` (see [`PackedConv::run_on`]).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_i8(
+    isa: QIsa,
+    pc: &PackedConv,
+    scratch: &mut Scratch,
+    x: &[f32],
+    h: usize,
+    w: usize,
+    act_scale: Option<f32>,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> QResult<()> {
+    let Packed::I8 { q, scales, sums } = &pc.w else {
+        return Err(QError(format!("run_i8: weight is {:?}, not I8", pc.format())));
+    };
+    let g = geometry(pc, x, h, w, bias, out)?;
+    let s = act_scale.unwrap_or_else(|| act_scale_for(x));
+    ensure!(s.is_finite() && s > 0.0, "packed conv activation scale: {s}, expected finite and > 0");
+    if out.is_empty() {
+        return Ok(());
+    }
+    let (k, nr, panels) = (pc.k, isa.nr(), pc.c_out.div_ceil(MR));
+    let groups = k * k * g.cg;
+    // Quantised map (+ slack for the last strip's dropped columns and the largest tap offset), offsets.
+    let map_bytes = (g.cg * g.plane + nr + 2 * g.p + 16) * KG;
+    let t = threads();
+    let nc = g.n_flat.div_ceil(2 * t).next_multiple_of(nr).clamp(nr, NC);
+    let blocks = g.n_flat.div_ceil(nc);
+    // Row stride of the accumulator block, padded so its rows do not alias in L1 (4 KiB multiples).
+    let ldt = nc + 16;
+    let tile = panels * MR * ldt;
+    let (map, rest) = scratch.take(map_bytes / 4 + groups + tiled_len(blocks, tile)).split_at_mut(map_bytes / 4);
+    let (offs, tiles) = rest.split_at_mut(groups);
+    let map: &mut [u8] = bytemuck::cast_slice_mut(map);
+    quantise_map(x, pc.c_in, h, w, &g, s, isa.offset(), map);
+    let offs: &mut [u32] = bytemuck::cast_slice_mut(offs);
+    for (i, o) in offs.iter_mut().enumerate() {
+        let (tap, c) = (i / g.cg, i % g.cg);
+        *o = ((c * g.plane + (tap / k) * g.wp + tap % k) * KG) as u32;
+    }
+    let (map, offs) = (&*map, &*offs);
+    // Largest byte read: the last strip's end plus the largest offset.
+    let last = g.n_flat.next_multiple_of(nr) * KG + offs.iter().max().copied().unwrap_or(0) as usize;
+    assert!(last <= map.len(), "int8 conv: strip reads reach byte {last} of a {}-byte map", map.len());
+    let dst = SyncPtr(out.as_mut_ptr());
+    let corr: &[i32] = if isa.offset() { sums } else { &[] };
+    run_tiled_in(tiles, blocks, tile, |blk, buf, _| {
+        let ct: &mut [i32] = bytemuck::cast_slice_mut(&mut buf[..tile]);
+        let j0 = blk * nc;
+        let ncols = nc.min(g.n_flat - j0);
+        for g0 in (0..groups).step_by(KCG) {
+            let gb = KCG.min(groups - g0);
+            for s0 in (0..ncols).step_by(nr) {
+                for p in 0..panels {
+                    // SAFETY: the panel slice holds gb groups; strip reads stay below `last` (checked);
+                    // the tile's 8 rows x nr columns lie inside `ct` (nc is a multiple of nr).
+                    unsafe {
+                        let a = q.as_ptr().add((p * groups + g0) * MR * KG);
+                        let b = map.as_ptr().add((j0 + s0) * KG);
+                        micro_i8(isa, gb, a, b, offs[g0..].as_ptr(), ct.as_mut_ptr().add(p * MR * ldt + s0), ldt, g0 == 0);
+                    }
+                }
+            }
+        }
+        // SAFETY: this block owns flat columns j0..j0 + ncols, i.e. its pixels of every output plane.
+        unsafe { epilogue(ct, ldt, j0, ncols, &g, w, h, scales, s, corr, bias, dst) };
+    });
+    Ok(())
+}
+
+/// `out[o, pixel(j)] = ((acc - corr[o]) as f32) * (scales[o] * s) + bias[o]` for the block's columns.
+///
+/// # Safety
+/// `dst` points at `scales.len()` planes of `h * w` floats whose pixels in columns `j0..j0 + ncols` no one
+/// else touches during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn epilogue(
+    ct: &[i32],
+    ldc: usize,
+    j0: usize,
+    ncols: usize,
+    g: &Geometry,
+    w: usize,
+    h: usize,
+    scales: &[f32],
+    s: f32,
+    corr: &[i32],
+    bias: Option<&[f32]>,
+    dst: SyncPtr,
+) {
+    for (o, &ws) in scales.iter().enumerate() {
+        let (sc, c, b) = (ws * s, corr.get(o).copied().unwrap_or(0), bias.map_or(0.0, |b| b[o]));
+        let row = &ct[o * ldc..o * ldc + ncols];
+        let mut j = j0;
+        while j < j0 + ncols {
+            let (oy, ox) = (j / g.wp, j % g.wp);
+            let run = (g.wp - ox).min(j0 + ncols - j);
+            if ox < w {
+                let len = run.min(w - ox);
+                // SAFETY: pixel (oy, ox..ox + len) of plane o is inside the output and owned by this block.
+                let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * h * w + oy * w + ox), len) };
+                for (v, &acc) in d.iter_mut().zip(&row[j - j0..j - j0 + len]) {
+                    *v = (acc.wrapping_sub(c) as f32) * sc + b;
+                }
+            }
+            j += run;
+        }
+    }
+}
+
+/// Quantises `x` `[c_in, h, w]` into the zero-bordered, channel-grouped map (`xor 0x80` for offset ISAs):
+/// one little-endian u32 per (group, pixel), byte `t` for channel `4 * group + t`.
+#[allow(clippy::too_many_arguments)]
+fn quantise_map(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, offset: bool, map: &mut [u8]) {
+    let flip = if offset { 0x80u8 } else { 0 };
+    let zero = u32::from_le_bytes([flip; 4]);
+    let map: &mut [u32] = bytemuck::cast_slice_mut(map);
+    let (body, slack) = map.split_at_mut(g.cg * g.plane);
+    slack.fill(zero);
+    body.par_chunks_mut(g.plane).enumerate().for_each(|(cg, dst)| {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was detected on this CPU.
+            unsafe { quantise_group_avx2(x, c_in, h, w, g, s, flip, cg, dst) };
+            return;
+        }
+        quantise_group(x, c_in, h, w, g, s, flip, cg, dst);
+    });
+}
+
+/// [`quantise_group`] compiled for AVX2 (same IEEE operations, 8 lanes instead of SSE2's 4).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn quantise_group_avx2(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, flip: u8, cg: usize, dst: &mut [u32]) {
+    quantise_group(x, c_in, h, w, g, s, flip, cg, dst);
+}
+
+/// Channel group `cg` of [`quantise_map`] into its plane `dst`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn quantise_group(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, flip: u8, cg: usize, dst: &mut [u32]) {
+    dst.fill(u32::from_le_bytes([flip; 4]));
+    let mut tmp = [[flip; QCHUNK]; KG];
+    for y in 0..h {
+        for x0 in (0..w).step_by(QCHUNK) {
+            let n = QCHUNK.min(w - x0);
+            for (t, row) in tmp.iter_mut().enumerate() {
+                let ci = cg * KG + t;
+                if ci < c_in {
+                    let src = &x[(ci * h + y) * w + x0..][..n];
+                    for (d, &v) in row.iter_mut().zip(src) {
+                        *d = (quantise(v, s) as u8) ^ flip;
+                    }
+                }
+            }
+            let base = (y + g.p) * g.wp + g.p + x0;
+            for (i, px) in dst[base..base + n].iter_mut().enumerate() {
+                *px = u32::from_le_bytes([tmp[0][i], tmp[1][i], tmp[2][i], tmp[3][i]]);
+            }
+        }
+    }
+}
+
+/// `c[r * n + j] = sum_q a[r, q] * b[q * n + j]` in exact i32 on `isa`, with `a` an I8-packed weight
+/// (`k = 1`, i.e. a `c_out x c_in` matrix) and `b` a row-major `c_in x n` int8 matrix in [-127, 127].
+/// The integer core of every int8 kernel, exposed for tests and benches.
+pub fn gemm_i32(isa: QIsa, a: &PackedConv, b: &[i8], n: usize, c: &mut [i32]) -> QResult<()> {
+    let Packed::I8 { q, sums, .. } = &a.w else {
+        return Err(QError(format!("gemm_i32: weight is {:?}, not I8", a.format())));
+    };
+    let (m, k) = (a.c_out, a.c_in);
+    ensure!(a.k == 1, "gemm_i32: weight has kernel size {}, expected 1", a.k);
+    ensure!(b.len() == k * n, "gemm_i32: B has {} values, {k} x {n} needs {}", b.len(), k * n);
+    ensure!(c.len() == m * n, "gemm_i32: C has {} values, {m} x {n} needs {}", c.len(), m * n);
+    ensure!(!b.contains(&i8::MIN), "gemm_i32: B holds -128; activations lie in [-127, 127]");
+    let (nr, groups, panels) = (isa.nr(), k.div_ceil(KG), m.div_ceil(MR));
+    let np = n.next_multiple_of(nr).max(nr);
+    let flip = if isa.offset() { 0x80u8 } else { 0 };
+    // B as [group][column][4], padded columns and channels zero.
+    let mut bp = vec![flip; groups * np * KG + nr * KG];
+    for (qi, row) in b.chunks_exact(n.max(1)).enumerate().take(k) {
+        for (j, &v) in row.iter().enumerate() {
+            bp[((qi / KG) * np + j) * KG + qi % KG] = (v as u8) ^ flip;
+        }
+    }
+    let offs: Vec<u32> = (0..groups).map(|g| (g * np * KG) as u32).collect();
+    let mut ct = vec![0i32; panels * MR * np];
+    for s0 in (0..np).step_by(nr) {
+        for p in 0..panels {
+            // SAFETY: strip s0 of every group lies inside `bp` (np columns + slack); tile inside `ct`.
+            unsafe { micro_i8(isa, groups, q.as_ptr().add(p * groups * MR * KG), bp.as_ptr().add(s0 * KG), offs.as_ptr(), ct.as_mut_ptr().add(p * MR * np + s0), np, true) };
+        }
+    }
+    for r in 0..m {
+        let corr = if isa.offset() { sums[r] } else { 0 };
+        for j in 0..n {
+            c[r * n + j] = ct[r * np + j].wrapping_sub(corr);
+        }
+    }
+    Ok(())
+}

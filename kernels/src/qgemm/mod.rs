@@ -1,0 +1,197 @@
+//! Reduced-precision convolutions and linear layers: int8 fixed point and fp16 storage.
+//!
+//! **int8** (`C_i32 = A_i8 * B_i8`, then an f32 epilogue): weights are symmetric per output channel
+//! (`w ~= q * scale[o]`, `q` in `[-127, 127]`), activations symmetric per tensor (`x ~= q * s`, see
+//! [`quantise`]), products summed exactly in i32, and each output is
+//! `((acc as f32) * (scale[o] * s)) + bias[o]` (that op order, no fused multiply-add, on every path).
+//! Micro-kernels ([`QIsa`], picked at run time): AVX-512 VNNI (`vpdpbusd` on `x + 128` with a per-row
+//! `128 * sum(w)` correction), AVX2 (`vpmaddubsw` on `|x|` and `w * sign(x)`, whose pair sums stay below
+//! `2 * 127 * 127 = 32258` so never saturate, then `vpmaddwd` by 1), NEON with SDOT (stable `asm!`), plain
+//! NEON (`smull` + `sadalp`) and portable loops. Integer sums are exact, so every path gives the same i32
+//! and, with the shared epilogue, the same f32 bits.
+//!
+//! **fp16 storage**: weights stored as IEEE half, widened to f32 once per call (F16C / `fcvtl`) into the
+//! packed SGEMM panels, then the fp32 micro-kernels of `crate::sgemm` (fp32 FMA accumulation). An fp16
+//! convolution is therefore bitwise equal to the fp32 one on f16-rounded weights.
+//!
+//! Convolutions (1x1 and 3x3, stride 1, "same" zero padding) run as an implicit GEMM over a zero-bordered
+//! copy of the input (`conv.rs`), linear layers as matrix-vector products. Layouts: `pack.rs` and
+//! `docs/performance.md` ("Quantised kernels").
+
+mod conv;
+mod fconv;
+mod kernels;
+mod pack;
+mod peak;
+mod run;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use conv::gemm_i32;
+pub use fconv::widen_f16;
+pub use peak::measure_int8_peak;
+pub use run::Kernel;
+pub use pack::{pack_f16, pack_f32, pack_i8, quantise_rows, PackedConv, PackedFormat, RowMajor};
+
+/// Rows (output channels) per packed weight panel, for every format and ISA.
+pub const MR: usize = 8;
+
+/// Inner-dimension values per int8 group: the 4 bytes one dot-product lane sums.
+pub const KG: usize = 4;
+
+/// Largest int8 inner dimension: `k * 255 * 127` (the VNNI path's offset sums) stays below `i32::MAX`.
+pub const MAX_K_I8: usize = 66_000;
+
+/// An error in a packed weight or a call's arguments; the message names the tensor or argument with
+/// the expected and found values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QError(pub String);
+
+impl std::fmt::Display for QError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for QError {}
+
+/// Result of the quantised kernels.
+pub type QResult<T> = Result<T, QError>;
+
+/// Returns `Err` with a formatted message when `cond` is false.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err($crate::qgemm::QError(format!($($msg)+)));
+        }
+    };
+}
+pub(crate) use ensure;
+
+/// Which int8 micro-kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QIsa {
+    /// AVX-512F + AVX-512 VNNI: 8 x 32 tiles of `vpdpbusd`.
+    Avx512Vnni,
+    /// AVX2: 8 x 8 tiles of `vpsignb` / `vpmaddubsw` / `vpmaddwd`.
+    Avx2,
+    /// aarch64 with the dot-product extension: 8 x 8 tiles of SDOT.
+    NeonDot,
+    /// aarch64 baseline NEON: 8 x 8 tiles of `smull` / `sadalp`.
+    Neon,
+    /// Plain loops, any CPU.
+    Portable,
+}
+
+impl QIsa {
+    /// The fastest int8 kernel the running CPU supports.
+    pub fn detect() -> QIsa {
+        QIsa::available()[0]
+    }
+
+    /// Every int8 kernel the running CPU can run, fastest first (the last is always `Portable`).
+    pub fn available() -> Vec<QIsa> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
+                v.push(QIsa::Avx512Vnni);
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                v.push(QIsa::Avx2);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                v.push(QIsa::NeonDot);
+            }
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                v.push(QIsa::Neon);
+            }
+        }
+        v.push(QIsa::Portable);
+        v
+    }
+
+    /// Output columns per micro-tile.
+    pub fn nr(self) -> usize {
+        match self {
+            QIsa::Avx512Vnni => 32,
+            _ => 8,
+        }
+    }
+
+    /// Whether the kernel reads activations as `x + 128` (unsigned) and needs the row-sum correction.
+    pub(crate) fn offset(self) -> bool {
+        self == QIsa::Avx512Vnni
+    }
+}
+
+/// The per-tensor activation scale of the dynamic mode: `max|x| / 127`, or 1 when `x` is all zeros or
+/// holds no finite value. Non-finite elements are ignored.
+pub fn act_scale_for(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected on this CPU.
+        return unsafe { max_abs_avx2(x) };
+    }
+    max_abs_scale(x)
+}
+
+/// [`max_abs_scale`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_abs_avx2(x: &[f32]) -> f32 {
+    max_abs_scale(x)
+}
+
+#[inline(always)]
+fn max_abs_scale(x: &[f32]) -> f32 {
+    // 16 independent lanes with a select (not `f32::max`) so the loop vectorises; `a < inf` drops NaN and inf.
+    let mut lanes = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *m = if a < f32::INFINITY && a > *m { a } else { *m };
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(tail) {
+        let a = v.abs();
+        *m = if a < f32::INFINITY && a > *m { a } else { *m };
+    }
+    let m = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+    if m > 0.0 {
+        m / 127.0
+    } else {
+        1.0
+    }
+}
+
+/// Symmetric int8 quantisation: `clamp(round_half_even(x / s), -127, 127)`. Ties round to even so that
+/// `x = (q + 0.5) * s` does not bias upwards; NaN maps to 0, infinities to +-127.
+#[inline]
+pub fn quantise(x: f32, s: f32) -> i8 {
+    // Clamping first is equivalent (the bounds are integers). Adding and removing 1.5 * 2^23 rounds to the
+    // nearest integer, ties to even, in the default rounding mode; unlike `round_ties_even` it vectorises
+    // without SSE4.1 (a libm call per element on baseline x86-64 was 20x slower than the whole int8 GEMM).
+    // The sum's low mantissa byte is then the two's-complement result (MAGIC's low bits are zero), which
+    // avoids a saturating float-to-int conversion that does not vectorise.
+    const MAGIC: f32 = 12_582_912.0;
+    let v = x / s;
+    let v = if v.is_nan() { 0.0 } else { v.clamp(-127.0, 127.0) };
+    (v + MAGIC).to_bits() as u8 as i8
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_conv;

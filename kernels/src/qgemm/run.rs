@@ -1,0 +1,118 @@
+//! Running a [`PackedConv`]: convolutions and linear layers, on the detected or a chosen kernel.
+
+use super::pack::{Packed, PackedConv};
+use super::{act_scale_for, conv, ensure, fconv, QError, QIsa, QResult};
+use crate::scratch::Scratch;
+use crate::sgemm::Isa;
+
+/// Which micro-kernel family runs a call: int8 weights need [`Kernel::I8`], float ones [`Kernel::Float`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    I8(QIsa),
+    Float(Isa),
+}
+
+impl PackedConv<'_> {
+    /// The fastest kernel for this weight's format on the running CPU.
+    pub fn kernel(&self) -> Kernel {
+        match self.w {
+            Packed::I8 { .. } => Kernel::I8(QIsa::detect()),
+            _ => Kernel::Float(Isa::detect()),
+        }
+    }
+
+    /// `out = conv(x, w) + bias` for `x` `[c_in, h, w]`, `out` `[c_out, h, w]` (stride 1, zero padding
+    /// `k / 2`). int8 weights quantise `x` with `act_scale` (`None`: [`act_scale_for`] of this `x`); float
+    /// weights ignore it. Allocation-free once `scratch` has grown; results are identical for any
+    /// thread count, and for int8 on every kernel.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        scratch: &mut Scratch,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        act_scale: Option<f32>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        self.run_on(self.kernel(), scratch, x, h, w, act_scale, bias, out)
+    }
+
+    /// [`PackedConv::run`] on a chosen kernel (tests and benches force each path). The kernel must run
+    /// on this CPU (see [`QIsa::available`] and `sgemm::Isa::detect`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_on(
+        &self,
+        kernel: Kernel,
+        scratch: &mut Scratch,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        act_scale: Option<f32>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        match (kernel, &self.w) {
+            (Kernel::I8(isa), Packed::I8 { .. }) => {
+                ensure!(QIsa::available().contains(&isa), "packed conv: int8 kernel {isa:?} does not run on this CPU");
+                conv::run_i8(isa, self, scratch, x, h, w, act_scale, bias, out)
+            }
+            (Kernel::Float(isa), Packed::F32(_) | Packed::F16(_)) => {
+                ensure!(float_runs(isa), "packed conv: float kernel {isa:?} does not run on this CPU");
+                fconv::run_float(isa, self, scratch, x, h, w, bias, out)
+            }
+            _ => Err(QError(format!("packed conv: kernel {kernel:?} cannot run a {:?} weight", self.format()))),
+        }
+    }
+
+    /// Linear layer `out[r] = W x[r] + bias` for `rows` row-major vectors `x` `[rows, c_in]` into `out`
+    /// `[rows, c_out]` (needs `k = 1`). int8: one activation scale for all rows (`None`: dynamic).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear(
+        &self,
+        scratch: &mut Scratch,
+        x: &[f32],
+        rows: usize,
+        act_scale: Option<f32>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        self.linear_on(self.kernel(), scratch, x, rows, act_scale, bias, out)
+    }
+
+    /// [`PackedConv::linear`] on a chosen kernel.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_on(
+        &self,
+        kernel: Kernel,
+        scratch: &mut Scratch,
+        x: &[f32],
+        rows: usize,
+        act_scale: Option<f32>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        let (ci, co) = (self.c_in, self.c_out);
+        ensure!(self.k == 1, "packed linear: weight has kernel size {}, expected 1", self.k);
+        ensure!(x.len() == rows * ci, "packed linear input: {} floats, [{rows}, {ci}] needs {}", x.len(), rows * ci);
+        ensure!(out.len() == rows * co, "packed linear output: {} floats, [{rows}, {co}] needs {}", out.len(), rows * co);
+        let s = Some(act_scale.unwrap_or_else(|| act_scale_for(x)));
+        for (xr, or) in x.chunks_exact(ci).zip(out.chunks_exact_mut(co)) {
+            self.run_on(kernel, scratch, xr, 1, 1, s, bias, or)?;
+        }
+        Ok(())
+    }
+}
+
+fn float_runs(isa: Isa) -> bool {
+    match isa {
+        Isa::Portable => true,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => std::is_x86_feature_detected!("avx512f"),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}

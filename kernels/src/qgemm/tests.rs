@@ -1,0 +1,133 @@
+//! The int8 GEMM core against a naive integer product on every path this CPU runs, the rounding rule,
+//! and the packed layouts (round trips, borrowing from bytes, rejected inputs).
+//!
+//! Integer results must be exactly equal: the products are exact and i32 sums are associative, so
+//! there is no tolerance anywhere in this file.
+
+use half::f16;
+
+use super::*;
+use crate::testing::seeded;
+
+/// Seeded int8 values in [-127, 127].
+pub(super) fn seeded_i8(seed: u64, len: usize) -> Vec<i8> {
+    seeded(seed, len).iter().map(|v| (v * 127.0).round() as i8).collect()
+}
+
+fn naive(m: usize, n: usize, k: usize, a: &[i8], b: &[i8]) -> Vec<i32> {
+    let mut c = vec![0i32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            let s: i64 = (0..k).map(|q| a[r * k + q] as i64 * b[q * n + j] as i64).sum();
+            c[r * n + j] = s as i32;
+        }
+    }
+    c
+}
+
+fn product(isa: QIsa, m: usize, n: usize, k: usize, a: &[i8], b: &[i8]) -> Vec<i32> {
+    let packed = PackedConv::from_i8(a, &vec![1.0; m], m, k, 1).expect("pack");
+    let mut c = vec![i32::MIN; m * n];
+    gemm_i32(isa, &packed, b, n, &mut c).expect("gemm_i32");
+    c
+}
+
+#[test]
+fn every_int8_path_equals_the_naive_integer_product_on_awkward_sizes() {
+    let shapes = [(1, 1, 1), (5, 13, 3), (8, 32, 4), (13, 33, 257), (17, 1, 600), (9, 70, 1153), (24, 8, 7)];
+    for isa in QIsa::available() {
+        for &(m, n, k) in &shapes {
+            let (a, b) = (seeded_i8(1, m * k), seeded_i8(2, k * n));
+            assert_eq!(product(isa, m, n, k, &a, &b), naive(m, n, k, &a, &b), "{isa:?} {m}x{n}x{k}");
+        }
+    }
+}
+
+#[test]
+fn extreme_values_neither_saturate_nor_overflow() {
+    // +-127 everywhere: the AVX2 pair sums reach 32258, the VNNI offset sums 255 * 127 * k.
+    let (m, n, k) = (9, 40, 4608);
+    for (sa, sb) in [(127i8, 127i8), (127, -127), (-127, -127)] {
+        let (a, b) = (vec![sa; m * k], vec![sb; k * n]);
+        let want = naive(m, n, k, &a, &b);
+        for isa in QIsa::available() {
+            assert_eq!(product(isa, m, n, k, &a, &b), want, "{isa:?} a={sa} b={sb}");
+        }
+    }
+}
+
+#[test]
+fn activations_round_half_to_even_and_clamp_symmetrically() {
+    let cases = [(0.5, 0), (1.5, 2), (2.5, 2), (-2.5, -2), (-0.5, 0), (126.5, 126), (200.0, 127), (-200.0, -127)];
+    for (x, q) in cases {
+        assert_eq!(quantise(x, 1.0), q, "quantise({x})");
+    }
+    assert_eq!(quantise(f32::NAN, 1.0), 0);
+    assert_eq!(quantise(f32::NEG_INFINITY, 0.5), -127);
+    assert_eq!(act_scale_for(&[0.0, -0.0]), 1.0);
+    assert_eq!(act_scale_for(&[1.0, -254.0, f32::NAN]), 2.0);
+}
+
+#[test]
+fn packed_weights_unpack_to_the_original_row_major_values() {
+    let (c_out, c_in, k) = (11, 6, 3);
+    let w = seeded(3, c_out * c_in * k * k);
+    let f32p = PackedConv::from_f32(&w, c_out, c_in, k).expect("f32");
+    assert_eq!(f32p.unpack_to_row_major(), RowMajor::F32(w.clone()));
+    let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+    let f16p = PackedConv::from_f16(&h, c_out, c_in, k).expect("f16");
+    assert_eq!(f16p.unpack_to_row_major(), RowMajor::F16(h));
+    let q = seeded_i8(4, c_out * c_in * k * k);
+    let scales = seeded(5, c_out).iter().map(|v| v.abs() + 0.01).collect::<Vec<_>>();
+    let i8p = PackedConv::from_i8(&q, &scales, c_out, c_in, k).expect("i8");
+    assert_eq!(i8p.unpack_to_row_major(), RowMajor::I8 { q, scales });
+}
+
+#[test]
+fn packed_bytes_are_borrowed_back_as_the_same_weight() {
+    let (c_out, c_in, k) = (9, 5, 3);
+    let w = seeded(6, c_out * c_in * k * k);
+    let owned = [
+        PackedConv::from_f32(&w, c_out, c_in, k).expect("f32"),
+        PackedConv::from_f16(&w.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>(), c_out, c_in, k).expect("f16"),
+        PackedConv::from_f32_as_i8(&w, c_out, c_in, k).expect("i8"),
+    ];
+    for p in &owned {
+        // Copy into f32 storage so the bytes are 4-byte aligned, as in the model file.
+        let mut store = vec![0f32; p.packed_bytes().len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<f32, u8>(&mut store)[..p.packed_bytes().len()].copy_from_slice(p.packed_bytes());
+        let bytes = &bytemuck::cast_slice::<f32, u8>(&store)[..p.packed_bytes().len()];
+        let back = PackedConv::from_packed_bytes(p.format(), c_out, c_in, k, bytes, p.scales()).expect("borrow");
+        assert_eq!(back.unpack_to_row_major(), p.unpack_to_row_major(), "{:?}", p.format());
+        assert_eq!(back.packed_bytes().as_ptr(), bytes.as_ptr(), "{:?} is borrowed, not copied", p.format());
+    }
+}
+
+#[test]
+fn malformed_packed_weights_are_rejected_with_the_reason() {
+    let (c_out, c_in, k) = (3, 2, 1);
+    let store = vec![0f32; 16];
+    let bytes: &[u8] = bytemuck::cast_slice(&store);
+    let err = |r: QResult<PackedConv>| r.err().map(|e| e.0).unwrap_or_default();
+    assert!(err(PackedConv::from_packed_bytes(PackedFormat::F32, c_out, c_in, k, &bytes[..60], None)).contains("expected 64"));
+    assert!(err(PackedConv::from_packed_bytes(PackedFormat::F16, c_out, c_in, k, &bytes[1..33], None)).contains("aligned"));
+    let i8_len = 8 * 4; // one panel of 8 rows x one group of 4
+    assert!(err(PackedConv::from_packed_bytes(PackedFormat::I8, c_out, c_in, k, &bytes[..i8_len], None)).contains("scales missing"));
+    let bad = [1.0, f32::NAN, 1.0];
+    assert!(err(PackedConv::from_packed_bytes(PackedFormat::I8, c_out, c_in, k, &bytes[..i8_len], Some(&bad))).contains("scale 1"));
+    let mut neg = vec![0u8; i8_len];
+    neg[5] = 0x80;
+    let ok = [1.0; 3];
+    assert!(err(PackedConv::from_packed_bytes(PackedFormat::I8, c_out, c_in, k, &neg, Some(&ok))).contains("-128 at byte offset 5"));
+    assert!(err(PackedConv::from_i8(&[0, 1, -128, 0, 0, 0], &ok, c_out, c_in, k)).contains("-128"));
+    assert!(err(PackedConv::from_f32(&[0.0; 5], c_out, c_in, k)).contains("needs 6"));
+    assert!(err(PackedConv::from_f32(&[0.0; 12], c_out, c_in, 2)).contains("odd"));
+}
+
+#[test]
+fn the_detected_kernels_are_the_ones_the_environment_expects() {
+    // scripts/test-aarch64.sh names the kernels each emulated CPU model must detect.
+    if let Ok(want) = std::env::var("GAGA_EXPECT_QISA") {
+        assert_eq!(format!("{:?}", QIsa::available()), want);
+    }
+}

@@ -1,0 +1,194 @@
+//! Packed convolutions and linear layers against the plain references, and against each other.
+//!
+//! - int8, every kernel: f32 outputs bitwise equal (exact integers, shared epilogue).
+//! - int8 vs the f32 convolution with **dequantised weights** on the **unquantised** input: the only error
+//!   left is activation rounding, `|x - q s| <= s / 2` per tap, so output `o` may differ by at most
+//!   `s / 2 * sum |w_deq[o, ..]|`, plus 1e-5 relative for f32 summation (the bound used below).
+//! - fp16 storage: bitwise equal to the fp32 kernels on f16-rounded weights (same micro-kernels, same
+//!   order); fp32 within `Tolerance::Fp32` of `reference::conv2d`.
+
+use half::f16;
+
+use super::tests::seeded_i8;
+use super::*;
+use crate::conv::Conv2d;
+use crate::reference;
+use crate::scratch::Scratch;
+use crate::sgemm::Isa;
+use crate::testing::{assert_close, seeded, Tolerance};
+
+/// (c_in, c_out, k, h, w): channel and row tails, 1x1 maps, several inner blocks (64 * 9 > 256).
+const SHAPES: &[(usize, usize, usize, usize, usize)] =
+    &[(3, 5, 3, 7, 9), (16, 8, 3, 8, 8), (13, 17, 1, 5, 11), (33, 9, 3, 1, 1), (64, 24, 3, 12, 40), (4, 3, 1, 1, 37)];
+
+fn float_isas() -> Vec<Isa> {
+    let mut v = vec![Isa::Portable];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            v.push(Isa::Avx2);
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            v.push(Isa::Avx512);
+        }
+    }
+    v
+}
+
+struct Case {
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    h: usize,
+    w: usize,
+    x: Vec<f32>,
+    wt: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+fn case(&(c_in, c_out, k, h, w): &(usize, usize, usize, usize, usize)) -> Case {
+    let x = seeded(11, c_in * h * w).iter().map(|v| v * 3.0).collect();
+    Case { c_in, c_out, k, h, w, x, wt: seeded(12, c_out * c_in * k * k), bias: seeded(13, c_out) }
+}
+
+fn run(p: &PackedConv, kernel: Kernel, c: &Case, s: Option<f32>) -> Vec<f32> {
+    let mut out = vec![f32::NAN; c.c_out * c.h * c.w];
+    p.run_on(kernel, &mut Scratch::new(), &c.x, c.h, c.w, s, Some(&c.bias), &mut out).expect("run");
+    out
+}
+
+fn reference_conv(c: &Case, wt: &[f32]) -> Vec<f32> {
+    let spec = Conv2d { c_in: c.c_in, c_out: c.c_out, kernel: c.k, stride: 1, pad: c.k / 2 };
+    let mut out = vec![0f32; c.c_out * c.h * c.w];
+    reference::conv2d(&spec, &c.x, c.h, c.w, wt, Some(&c.bias), &mut out);
+    out
+}
+
+#[test]
+fn int8_convolutions_are_bitwise_equal_on_every_kernel() {
+    for sh in SHAPES {
+        let c = case(sh);
+        let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
+        for s in [None, Some(0.02)] {
+            let want = run(&p, Kernel::I8(QIsa::Portable), &c, s);
+            for isa in QIsa::available() {
+                let got = run(&p, Kernel::I8(isa), &c, s);
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{isa:?} {sh:?} scale {s:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_convolutions_stay_within_the_activation_rounding_bound_of_the_dequantised_f32_conv() {
+    for sh in SHAPES {
+        let c = case(sh);
+        let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
+        let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
+        let row = c.c_in * c.k * c.k;
+        let deq: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / row]).collect();
+        let want = reference_conv(&c, &deq);
+        let s = act_scale_for(&c.x);
+        let got = run(&p, Kernel::I8(QIsa::detect()), &c, None);
+        let plane = c.h * c.w;
+        for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+            let o = i / plane;
+            let l1: f32 = deq[o * row..(o + 1) * row].iter().map(|v| v.abs()).sum();
+            let bound = s / 2.0 * l1 + 1e-5 * r.abs().max(1.0);
+            assert!((g - r).abs() <= bound, "{sh:?} element {i}: int8 {g} vs f32 {r}, bound {bound}");
+        }
+    }
+}
+
+#[test]
+fn fp16_storage_equals_fp32_on_rounded_weights_and_fp32_matches_the_reference() {
+    for sh in SHAPES {
+        let c = case(sh);
+        let h: Vec<f16> = c.wt.iter().map(|&v| f16::from_f32(v)).collect();
+        let rounded: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+        let p16 = PackedConv::from_f16(&h, c.c_out, c.c_in, c.k).expect("f16");
+        let p32 = PackedConv::from_f32(&rounded, c.c_out, c.c_in, c.k).expect("f32");
+        let want = reference_conv(&c, &rounded);
+        for isa in float_isas() {
+            let (a, b) = (run(&p16, Kernel::Float(isa), &c, None), run(&p32, Kernel::Float(isa), &c, None));
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa:?} {sh:?}: f16 vs f32 bits");
+            assert_close(&format!("{isa:?} {sh:?}"), &b, &want, Tolerance::Fp32);
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let c = case(&(24, 16, 3, 20, 30));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    let pool1 = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let p8 = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("i8");
+    let p16 = PackedConv::from_f16(&c.wt.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>(), c.c_out, c.c_in, c.k).expect("f16");
+    for (p, kernel) in [(&p8, Kernel::I8(QIsa::detect())), (&p16, Kernel::Float(Isa::detect()))] {
+        let one = pool1.install(|| run(p, kernel, &c, None));
+        let two = pool.install(|| run(p, kernel, &c, None));
+        assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "{kernel:?}");
+    }
+}
+
+#[test]
+fn linear_layers_match_the_reference_in_every_format() {
+    for &(rows, c_in, c_out) in &[(1, 512, 64), (3, 37, 19)] {
+        let x = seeded(21, rows * c_in);
+        let (wt, bias) = (seeded(22, c_out * c_in), seeded(23, c_out));
+        let mut want = vec![0f32; rows * c_out];
+        reference::linear(&x, rows, c_in, &wt, Some(&bias), c_out, &mut want);
+        let mut got = vec![0f32; rows * c_out];
+        let mut scratch = Scratch::new();
+        let p32 = PackedConv::from_f32(&wt, c_out, c_in, 1).expect("f32");
+        p32.linear(&mut scratch, &x, rows, None, Some(&bias), &mut got).expect("f32 linear");
+        assert_close("f32 linear", &got, &want, Tolerance::Fp32);
+        // int8: the bound of the conv test, with the largest row's l1 norm of the weight.
+        let p8 = PackedConv::from_f32_as_i8(&wt, c_out, c_in, 1).expect("i8");
+        p8.linear(&mut scratch, &x, rows, None, Some(&bias), &mut got).expect("i8 linear");
+        let l1 = wt.chunks(c_in).map(|r| r.iter().map(|v| v.abs()).sum::<f32>()).fold(0f32, f32::max);
+        let (s, wmax) = (act_scale_for(&x), wt.iter().fold(0f32, |m, v| m.max(v.abs())));
+        // Weight rounding (<= wmax / 254 per weight) times max|x|, plus activation rounding.
+        let bound = (wmax / 254.0) * c_in as f32 * (127.0 * s) + s / 2.0 * l1 * 1.01;
+        assert_close("i8 linear", &got, &want, Tolerance::Custom { abs: bound, rel: 0.0 });
+    }
+}
+
+#[test]
+fn bad_calls_return_errors_naming_the_argument() {
+    let c = case(&(4, 3, 3, 5, 5));
+    let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
+    let mut s = Scratch::new();
+    let mut out = vec![0f32; 3 * 25];
+    let e = |r: QResult<()>| r.err().map(|e| e.0).unwrap_or_default();
+    assert!(e(p.run(&mut s, &c.x[1..], 5, 5, None, None, &mut out)).contains("input"));
+    assert!(e(p.run(&mut s, &c.x, 5, 5, None, Some(&[0.0; 2]), &mut out)).contains("bias"));
+    assert!(e(p.run(&mut s, &c.x, 5, 5, Some(0.0), None, &mut out)).contains("activation scale"));
+    assert!(e(p.run(&mut s, &c.x, 5, 5, None, None, &mut out[1..])).contains("output"));
+    assert!(e(p.run_on(Kernel::Float(Isa::Portable), &mut s, &c.x, 5, 5, None, None, &mut out)).contains("cannot run"));
+    assert!(e(p.linear(&mut s, &c.x, 1, None, None, &mut out)).contains("kernel size 3"));
+}
+
+#[test]
+fn warmed_up_calls_do_not_grow_the_scratch() {
+    let c = case(&(16, 8, 3, 16, 16));
+    let mut s = Scratch::new();
+    let mut out = vec![0f32; c.c_out * c.h * c.w];
+    for p in [PackedConv::from_f32_as_i8(&c.wt, 8, 16, 3).expect("i8"), PackedConv::from_f32(&c.wt, 8, 16, 3).expect("f32")] {
+        p.run(&mut s, &c.x, c.h, c.w, None, Some(&c.bias), &mut out).expect("first");
+        let cap = s.capacity();
+        p.run(&mut s, &c.x, c.h, c.w, None, Some(&c.bias), &mut out).expect("second");
+        assert_eq!(s.capacity(), cap, "{:?}", p.format());
+    }
+}
+
+#[test]
+fn int8_weights_roundtrip_quantisation_within_half_a_step() {
+    let w = seeded(31, 6 * 20);
+    let (q, scales) = quantise_rows(&w, 6, 20).expect("quantise");
+    for (i, (&v, &qi)) in w.iter().zip(&q).enumerate() {
+        let s = scales[i / 20];
+        assert!((v - qi as f32 * s).abs() <= s / 2.0 * 1.0001, "weight {i}: {v} vs {qi} * {s}");
+    }
+    let _ = seeded_i8(1, 1);
+}

@@ -1,0 +1,38 @@
+//! Conversions for [`Layout::Panels`] tensors: the converter packs row-major weights into panels, and
+//! readers that want the checkpoint's layout (`Weights::f32`, the GPU upload) unpack them.
+
+use gaga_kernels::sgemm;
+
+use super::directory::{Layout, TensorEntry, PANEL_ROWS};
+
+// The file layout is the CPU micro-kernel's panel; they must not drift apart.
+const _: () = assert!(PANEL_ROWS as usize == sgemm::MR);
+
+/// `(m, kk)` of the matrix view of a weight of logical `shape` (rank >= 4), see [`Layout::Panels`].
+pub fn matrix_of(shape: &[usize]) -> Option<(usize, usize)> {
+    let r = shape.len();
+    (r >= 4).then(|| (shape[..r - 3].iter().product(), shape[r - 3..].iter().product()))
+}
+
+/// Row-major f32 `values` of logical `shape` packed into panels (as little-endian bytes).
+pub fn pack_f32(shape: &[usize], values: &[f32]) -> Option<Vec<u8>> {
+    let (m, kk) = matrix_of(shape)?;
+    if values.len() != m * kk {
+        return None;
+    }
+    let mut panels = vec![0f32; sgemm::packed_a_len(m, kk)];
+    sgemm::pack_a(m, kk, values, &mut panels);
+    Some(panels.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+/// The row-major f32 values of a validated panels `entry` whose bytes are `bytes`.
+pub fn unpack_f32(entry: &TensorEntry, bytes: &[u8]) -> Vec<f32> {
+    debug_assert_eq!(entry.layout, Layout::Panels);
+    let (m, kk) = matrix_of(&entry.shape_usize()).unwrap_or((0, 0));
+    let panels: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut out = vec![0f32; m * kk];
+    if panels.len() >= sgemm::packed_a_len(m, kk) {
+        sgemm::unpack_a(m, kk, &panels, &mut out);
+    }
+    out
+}
