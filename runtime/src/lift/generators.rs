@@ -15,7 +15,7 @@ use crate::weights::Weights;
 /// `F.normalize`'s default epsilon.
 const NORM_EPS: f32 = 1e-12;
 /// Upper bound of every scale: `sigmoid * 0.05` world units.
-const SCALE_MAX: f32 = 0.05;
+pub const SCALE_MAX: f32 = 0.05;
 
 /// Attributes of a run of Gaussians, laid out as in `Avatar`.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,7 +145,14 @@ pub fn plane_gaussians(
         }
         x = Some(y);
     }
-    let raw = x.unwrap_or_default();
+    Ok(plane_activations(&x.unwrap_or_default(), p, ch, index, points, dir))
+}
+
+/// A lifting generator's activations on its raw `[C + 9, P, P]` output: colours (quirk 1), opacity, scales,
+/// unit quaternions, and positions `points + sign * s * dir` (sign +1 for plane 0, -1 for plane 1). Shared
+/// by the CPU lift and the GPU lift (which reads the raw map back).
+pub fn plane_activations(raw: &[f32], p: usize, ch: usize, index: usize, points: &[f32], dir: &[f32; 3]) -> Gaussians {
+    let pp = p * p;
     let at = |c: usize, px: usize| raw[c * pp + px];
     let sign = if index == 0 { 1.0 } else { -1.0 };
     let mut g = Gaussians {
@@ -168,5 +175,5 @@ pub fn plane_gaussians(
         let s = sigmoid_scalar(at(ch + 8, px));
         g.positions.extend((0..3).map(|k| points[px * 3 + k] + sign * s * dir[k]));
     }
-    Ok(g)
+    g
 }

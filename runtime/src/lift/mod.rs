@@ -203,8 +203,9 @@ fn run(w: &dyn Weights, cfg: &ModelConfig, image: &Image, source: &SourceParams,
     Ok((avatar, trace))
 }
 
-/// Concatenates the three Gaussian sets in the official order.
-fn assemble(cfg: &ModelConfig, parts: [Gaussians; 3], shapecode: &[f32]) -> Avatar {
+/// Concatenates the vertex, plane 0 and plane 1 Gaussians in the official order (CPU and GPU lifts).
+pub(crate) fn assemble(cfg: &ModelConfig, parts: impl IntoIterator<Item = Gaussians>, shapecode: &[f32]) -> Avatar {
+    let parts: Vec<Gaussians> = parts.into_iter().collect();
     let count: usize = parts.iter().map(|g| g.count).sum();
     let mut a = Avatar {
         count,

@@ -28,17 +28,14 @@ use crate::camera::{harmonic_encoding, lifting_plane};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::lift::dpt::level_sizes;
-use crate::lift::generators::{normalize_across_rows, Gaussians};
+use crate::lift::assemble;
+use crate::lift::generators::{normalize_across_rows, plane_activations, Gaussians, SCALE_MAX};
 use crate::types::{Avatar, Image, SourceParams};
 use crate::weights::Weights;
 
 use graph::{Buf, Graph, Op, PipelineSlot};
 use network::Io;
 
-/// `F.normalize`'s default epsilon (as `crate::lift::generators`).
-const NORM_EPS: f32 = 1e-12;
-/// Upper bound of every scale (as `crate::lift::generators`).
-const SCALE_MAX: f32 = 0.05;
 
 /// The lift's weights, buffers and pipelines on one device. Borrows the weights (`'w`): imported
 /// tensors read the mapped model file directly.
@@ -202,57 +199,6 @@ fn vertex_activations(raw: &[f32], v: usize, ch: usize) -> Gaussians {
     }
     normalize_across_rows(&mut g.rotations, 4);
     g
-}
-
-/// A lifting generator's activations on raw `[C + 9, P, P]` (as `crate::lift::generators::plane_gaussians`,
-/// quirk 1 included: the colour sigmoid covers every channel of grid columns 0-2).
-fn plane_activations(raw: &[f32], p: usize, ch: usize, index: usize, points: &[f32], dir: &[f32; 3]) -> Gaussians {
-    let pp = p * p;
-    let at = |c: usize, px: usize| raw[c * pp + px];
-    let sign = if index == 0 { 1.0 } else { -1.0 };
-    let mut g = Gaussians {
-        count: pp,
-        positions: Vec::with_capacity(3 * pp),
-        colors: Vec::with_capacity(ch * pp),
-        opacities: Vec::with_capacity(pp),
-        scales: Vec::with_capacity(3 * pp),
-        rotations: Vec::with_capacity(4 * pp),
-    };
-    for px in 0..pp {
-        let squash = px % p < 3;
-        g.colors.extend((0..ch).map(|c| if squash { sigmoid_scalar(at(c, px)) } else { at(c, px) }));
-        g.opacities.push(sigmoid_scalar(at(ch, px)));
-        g.scales.extend((0..3).map(|k| sigmoid_scalar(at(ch + 1 + k, px)) * SCALE_MAX));
-        let q: [f32; 4] = std::array::from_fn(|k| at(ch + 4 + k, px));
-        let norm = q.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
-        g.rotations.extend(q.iter().map(|v| v / norm));
-        let s = sigmoid_scalar(at(ch + 8, px));
-        g.positions.extend((0..3).map(|k| points[px * 3 + k] + sign * s * dir[k]));
-    }
-    g
-}
-
-/// Concatenates vertex, plane 0 and plane 1 Gaussians in the official order.
-fn assemble(cfg: &ModelConfig, parts: Vec<Gaussians>, shapecode: &[f32]) -> Avatar {
-    let count: usize = parts.iter().map(|g| g.count).sum();
-    let mut a = Avatar {
-        count,
-        channels: cfg.gaussian_channels,
-        positions: Vec::with_capacity(3 * count),
-        colors: Vec::with_capacity(cfg.gaussian_channels * count),
-        opacities: Vec::with_capacity(count),
-        scales: Vec::with_capacity(3 * count),
-        rotations: Vec::with_capacity(4 * count),
-        shapecode: shapecode.to_vec(),
-    };
-    for g in parts {
-        a.positions.extend_from_slice(&g.positions);
-        a.colors.extend_from_slice(&g.colors);
-        a.opacities.extend_from_slice(&g.opacities);
-        a.scales.extend_from_slice(&g.scales);
-        a.rotations.extend_from_slice(&g.rotations);
-    }
-    a
 }
 
 #[cfg(test)]
