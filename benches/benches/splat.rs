@@ -35,9 +35,7 @@ fn bench_splat(c: &mut Criterion) {
     let mut group = c.benchmark_group("splat");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(set.len() as u64));
-    group.bench_function("frame 512x512x32, 180255 Gaussians", |b| {
-        b.iter(|| splat(black_box(&set), &cam, &bg, &mut out, &mut scratch))
-    });
+    group.bench_function("frame 512x512x32, 180255 Gaussians", |b| b.iter(|| splat(black_box(&set), &cam, &bg, &mut out, &mut scratch)));
     group.bench_function("preprocess+binning only", |b| b.iter(|| splat_stats(black_box(&set), &cam, &mut scratch)));
 
     // Fast vs reference on a scene the reference can finish: a 32x32-plane head at 64x64.

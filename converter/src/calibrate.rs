@@ -109,7 +109,11 @@ pub fn load_inputs(dir: &Path, image_size: usize) -> Result<Inputs> {
                     Err(_) => None,
                 };
                 let json = p.with_extension("json");
-                let params = if json.exists() { driving::read_source_params(&json)? } else { driving::parse_source_params(DEFAULT_SOURCE, "bundled source_params.json")? };
+                let params = if json.exists() {
+                    driving::read_source_params(&json)?
+                } else {
+                    driving::parse_source_params(DEFAULT_SOURCE, "bundled source_params.json")?
+                };
                 let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 portraits.push(Portrait { name, image: load_image(p, image_size, crop)?, params });
             }
@@ -252,7 +256,13 @@ fn activation_scales(fp32: &dyn Weights, cfg: &ModelConfig, samples: &[Sample]) 
 }
 
 /// Measures and decides on the fp32 model `fp32` (see the module comment).
-pub fn calibrate(fp32: &Model, inputs: &Inputs, opts: &CalibrateOptions, keep: &[crate::Keep], log: &mut dyn FnMut(&str)) -> Result<CalibrationReport> {
+pub fn calibrate(
+    fp32: &Model,
+    inputs: &Inputs,
+    opts: &CalibrateOptions,
+    keep: &[crate::Keep],
+    log: &mut dyn FnMut(&str),
+) -> Result<CalibrationReport> {
     let cfg = fp32.config().clone();
     let rules = default_rules();
     let mut policy = HashMap::new();
@@ -264,7 +274,12 @@ pub fn calibrate(fp32: &Model, inputs: &Inputs, opts: &CalibrateOptions, keep: &
     }
     let mut eligible: Vec<String> = policy.iter().filter(|(_, p)| **p == Precision::Int8).map(|(n, _)| n.clone()).collect();
     eligible.sort();
-    log(&format!("calibration: {} portraits x {} frames, {} int8 layers in the refiner", inputs.portraits.len(), opts.frames_per_portrait, eligible.len()));
+    log(&format!(
+        "calibration: {} portraits x {} frames, {} int8 layers in the refiner",
+        inputs.portraits.len(),
+        opts.frames_per_portrait,
+        eligible.len()
+    ));
     let samples = reference_samples(fp32, &cfg, inputs, opts.frames_per_portrait)?;
     let act_scales = activation_scales(fp32, &cfg, &samples)?;
     let mut act_scales = act_scales;
@@ -294,7 +309,10 @@ pub fn calibrate(fp32: &Model, inputs: &Inputs, opts: &CalibrateOptions, keep: &
         if let Some(s) = act_scales.remove(&name) {
             let after = score(&Simulated { base: fp32, precision: current.clone(), act_scales: &act_scales }, &cfg, &samples)?;
             if after > now {
-                let why = format!("{:.2} dB alone; whole refiner {now:.2} -> {after:.2} dB with a dynamic activation scale (goal {goal:.1} dB)", layers[i].psnr_alone);
+                let why = format!(
+                    "{:.2} dB alone; whole refiner {now:.2} -> {after:.2} dB with a dynamic activation scale (goal {goal:.1} dB)",
+                    layers[i].psnr_alone
+                );
                 log(&format!("  dynamic {name}: {why}"));
                 decisions.dynamic.push((name.clone(), why));
                 layers[i].act_scale = None;
@@ -311,7 +329,10 @@ pub fn calibrate(fp32: &Model, inputs: &Inputs, opts: &CalibrateOptions, keep: &
             log(&format!("  {} stays int8: fp16 would give {after:.2} dB, not above {now:.2} dB", layers[i].name));
             continue;
         }
-        let why = format!("{:.2} dB with only this layer int8; whole refiner {now:.2} -> {after:.2} dB keeping it fp16 (goal {goal:.1} dB)", layers[i].psnr_alone);
+        let why = format!(
+            "{:.2} dB with only this layer int8; whole refiner {now:.2} -> {after:.2} dB keeping it fp16 (goal {goal:.1} dB)",
+            layers[i].psnr_alone
+        );
         log(&format!("  keep fp16 {}: {why}", layers[i].name));
         decisions.fp16.push((layers[i].name.clone(), why));
         layers[i].kept_fp16 = true;
@@ -323,7 +344,14 @@ pub fn calibrate(fp32: &Model, inputs: &Inputs, opts: &CalibrateOptions, keep: &
         decisions.fp16.len(),
         decisions.dynamic.len()
     ));
-    Ok(CalibrationReport { portraits: inputs.portraits.len(), frames: samples.len(), layers, psnr_all_int8: all_int8, psnr_final: now, decisions })
+    Ok(CalibrationReport {
+        portraits: inputs.portraits.len(),
+        frames: samples.len(),
+        layers,
+        psnr_all_int8: all_int8,
+        psnr_final: now,
+        decisions,
+    })
 }
 
 /// Removes the intermediate fp32 file however calibration ends.
@@ -342,7 +370,10 @@ pub fn convert_calibrated(
     log: &mut dyn FnMut(&str),
 ) -> Result<(Summary, CalibrationReport)> {
     if opts.precision != Precision::Int8 {
-        return Err(Error::Config(format!("--calibrate sets int8 activation scales and decisions: it needs --precision int8, found {}", opts.precision.name())));
+        return Err(Error::Config(format!(
+            "--calibrate sets int8 activation scales and decisions: it needs --precision int8, found {}",
+            opts.precision.name()
+        )));
     }
     let name = opts.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = opts.output.with_file_name(format!(".{name}.calibration-fp32-{}", std::process::id()));
@@ -360,7 +391,12 @@ pub fn convert_calibrated(
 
 /// Applies the calibration to one planned entry: a kept layer becomes fp16 (no scale entry), a
 /// calibrated int8 conv gets its `@act_scale` entry. Returns the scale entry and the act entry.
-pub(crate) fn apply(job: &mut Job, entry: &mut TensorEntry, scale: Option<TensorEntry>, cal: &Calibrated) -> (Option<TensorEntry>, Option<(TensorEntry, f32)>) {
+pub(crate) fn apply(
+    job: &mut Job,
+    entry: &mut TensorEntry,
+    scale: Option<TensorEntry>,
+    cal: &Calibrated,
+) -> (Option<TensorEntry>, Option<(TensorEntry, f32)>) {
     if entry.dtype != DType::I8 {
         return (scale, None);
     }
@@ -375,7 +411,8 @@ pub(crate) fn apply(job: &mut Job, entry: &mut TensorEntry, scale: Option<Tensor
     let act = cal.act_scales.iter().find(|(n, _)| *n == entry.name).map(|&(_, s)| {
         let mut a = entry.clone();
         a.name = format!("{}@act_scale", entry.name);
-        (a.dtype, a.layout, a.quant_axis, a.reason, a.shape, a.length) = (DType::F32, Layout::RowMajor, None, Reason::Calibrated, vec![1], 4);
+        (a.dtype, a.layout, a.quant_axis, a.reason, a.shape, a.length) =
+            (DType::F32, Layout::RowMajor, None, Reason::Calibrated, vec![1], 4);
         (a, s)
     });
     (scale, act)
@@ -384,6 +421,7 @@ pub(crate) fn apply(job: &mut Job, entry: &mut TensorEntry, scale: Option<Tensor
 /// One recorded rule per calibrated decision (exact name, with the measurement): layers kept at fp16,
 /// and int8 layers left with a dynamic activation scale (no `@act_scale`).
 pub(crate) fn recorded_rules(cal: &Calibrated) -> Vec<PrecisionRule> {
-    let rule = |n: &String, p: &str, why: &String| PrecisionRule { pattern: n.clone(), precision: p.into(), reason: format!("calibrated: {why}") };
+    let rule =
+        |n: &String, p: &str, why: &String| PrecisionRule { pattern: n.clone(), precision: p.into(), reason: format!("calibrated: {why}") };
     cal.fp16.iter().map(|(n, why)| rule(n, "fp16", why)).chain(cal.dynamic.iter().map(|(n, why)| rule(n, "int8", why))).collect()
 }

@@ -43,14 +43,30 @@ fn a_real_clip_tracked_on_device_drives_a_lifted_photo_from_the_command_line() {
     ok(&["convert", "--checkpoint", &p("ck.pt"), "--flame", &p("flame.pt"), "--precision", "fp32", "-o", &p("m.gaga")]);
     // The tracker crops and fits the photo itself: no --params, no Python.
     ok(&["lift", "--model", &p("m.gaga"), "--image", &fetched("astronaut.png"), "--track", "-o", &p("a.gav")]);
-    let summary = ok(&["track", "--model", &p("m.gaga"), "--video", &fetched("carphone_pristine.mp4"), "--frames", "24", "-o", &p("c.jsonl")]);
+    let summary =
+        ok(&["track", "--model", &p("m.gaga"), "--video", &fetched("carphone_pristine.mp4"), "--frames", "24", "-o", &p("c.jsonl")]);
     let lines = std::fs::read_to_string(p("c.jsonl")).expect("tracked file");
     let frames: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     assert_eq!(frames.len(), 24, "one line per frame\n{summary}");
     let faces = frames.iter().filter(|f| f["face"] == serde_json::Value::Bool(true)).count();
     assert!(faces >= 23, "face on {faces} of 24 carphone frames\n{summary}");
-    ok(&["reenact", "--model", &p("m.gaga"), "--avatar", &p("a.gav"), "--driver", &p("c.jsonl"), "-o", &p("frames"), "--video", &p("c.avi")]);
-    let pngs = std::fs::read_dir(p("frames")).expect("frames dir").filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))).count();
+    ok(&[
+        "reenact",
+        "--model",
+        &p("m.gaga"),
+        "--avatar",
+        &p("a.gav"),
+        "--driver",
+        &p("c.jsonl"),
+        "-o",
+        &p("frames"),
+        "--video",
+        &p("c.avi"),
+    ]);
+    let pngs = std::fs::read_dir(p("frames"))
+        .expect("frames dir")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png")))
+        .count();
     assert_eq!(pngs, 24);
     let avi = std::fs::read(p("c.avi")).expect("video");
     assert!(avi.starts_with(b"RIFF") && avi.len() > 24 * 100, "an AVI with 24 frames, {} bytes", avi.len());

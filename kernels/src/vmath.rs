@@ -156,11 +156,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn sigmoid(x: &mut [f32]) {
         let one = _mm256_set1_ps(1.0);
-        map8(
-            x,
-            |v| _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v)))),
-            |v| 1.0 / (1.0 + exp_scalar(-v)),
-        );
+        map8(x, |v| _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v)))), |v| 1.0 / (1.0 + exp_scalar(-v)));
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -131,7 +131,10 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<GavHeader> {
         return Err(format_err(path, format!("not a .gav avatar: magic {head:?}, expected {MAGIC:?}")));
     }
     if bytes.len() < HEADER_LEN + TRAILER_LEN {
-        return Err(format_err(path, format!("truncated: a .gav file has at least {} bytes, found {}", HEADER_LEN + TRAILER_LEN, bytes.len())));
+        return Err(format_err(
+            path,
+            format!("truncated: a .gav file has at least {} bytes, found {}", HEADER_LEN + TRAILER_LEN, bytes.len()),
+        ));
     }
     let header = GavHeader {
         version: u32_at(bytes, 8),
@@ -147,7 +150,12 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<GavHeader> {
         Some(n) if n == bytes.len() as u64 => Ok(header),
         Some(n) if n > bytes.len() as u64 => Err(format_err(
             path,
-            format!("truncated: the header ({} Gaussians, {} channels) needs {n} bytes, found {}", header.count, header.channels, bytes.len()),
+            format!(
+                "truncated: the header ({} Gaussians, {} channels) needs {n} bytes, found {}",
+                header.count,
+                header.channels,
+                bytes.len()
+            ),
         )),
         Some(n) => Err(format_err(path, format!("{} trailing bytes after the {n} the header describes", bytes.len() as u64 - n))),
         None => Err(format_err(path, format!("header counts overflow: {} Gaussians of {} channels", header.count, header.channels))),
@@ -287,9 +295,7 @@ mod tests {
         bytes[0] = b'X';
         let err = load_err(&bytes, &cfg);
         assert!(err.contains("not a .gav avatar") && err.contains("magic"), "{err}");
-        let err = from_bytes(Path::new("model.gaga"), b"GAGAMODL", &cfg)
-            .expect_err("another format")
-            .to_string();
+        let err = from_bytes(Path::new("model.gaga"), b"GAGAMODL", &cfg).expect_err("another format").to_string();
         assert!(err.contains("model.gaga") && err.contains("magic"), "{err}");
     }
 

@@ -25,7 +25,9 @@ pub fn refiner_flops(cfg: &ModelConfig) -> Vec<Stage> {
         enc += res(u[k + 1], u[k], side(k + 1), side(k));
         up += res(u[k], u[k + 1], side(k), side(k + 1));
         sft += 2.0 * (conv(u[k + 1], u[k + 1], 3, side(k + 1)) + conv(u[k + 1], 2 * u[k + 1], 3, side(k + 1)));
-        dec += conv(d[k], d[k + 1], 3, side(k + 1)) + conv(d[k + 1], d[k + 1], 3, side(k + 1)) + conv(d[k + 1], r.out_channels, 1, side(k + 1));
+        dec += conv(d[k], d[k + 1], 3, side(k + 1))
+            + conv(d[k + 1], d[k + 1], 3, side(k + 1))
+            + conv(d[k + 1], r.out_channels, 1, side(k + 1));
         dec += 2.0 * (sd * (d[k] + 2 * d[k + 1])) as f64;
     }
     let style = 2.0 * (u[0] * 16 * sd + r.mlp_layers * sd * sd) as f64;

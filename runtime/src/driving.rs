@@ -114,7 +114,8 @@ fn transform_from(v: &[f32], source: &str, frame: &str) -> Result<Transform> {
 /// Parses the official tracker's pickle (`optim.pkl`, `smoothed.pkl`).
 pub fn parse_tracker_pickle(bytes: &[u8], source: &str) -> Result<Vec<DrivingFrame>> {
     let root = pickle::load(bytes, numpy::NUMPY_GLOBALS).map_err(|e| input_err(source, "-", "-", e.to_string()))?;
-    let entries = root.as_dict().ok_or_else(|| input_err(source, "-", "-", format!("expected a dict of frames, found a {}", root.kind())))?;
+    let entries =
+        root.as_dict().ok_or_else(|| input_err(source, "-", "-", format!("expected a dict of frames, found a {}", root.kind())))?;
     let mut frames = Vec::with_capacity(entries.len());
     for (k, record) in entries {
         let key = match k {
@@ -155,7 +156,9 @@ fn json_floats(v: &Json, source: &str, frame: &str, field: &str) -> Result<Vec<f
     };
     flat.iter()
         .enumerate()
-        .map(|(i, x)| x.as_f64().map(|f| f as f32).ok_or_else(|| input_err(source, frame, field, format!("value {i} is {x}, not a number"))))
+        .map(|(i, x)| {
+            x.as_f64().map(|f| f as f32).ok_or_else(|| input_err(source, frame, field, format!("value {i} is {x}, not a number")))
+        })
         .collect()
 }
 
@@ -180,9 +183,7 @@ pub fn parse_jsonl(text: &str, source: &str) -> Result<Vec<DrivingFrame>> {
         };
         // A frame without a face may leave out its parameters: it repeats the last frame's.
         let previous = frames.last();
-        let get = |field: &str| -> Result<Option<Vec<f32>>> {
-            obj.get(field).map(|v| json_floats(v, source, &key, field)).transpose()
-        };
+        let get = |field: &str| -> Result<Option<Vec<f32>>> { obj.get(field).map(|v| json_floats(v, source, &key, field)).transpose() };
         let need = |field: &str, prev: Option<Vec<f32>>| -> Result<Vec<f32>> {
             match (get(field)?, face, prev) {
                 (Some(v), _, _) => Ok(v),

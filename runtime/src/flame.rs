@@ -71,6 +71,26 @@ pub fn rodrigues(r: [f32; 3]) -> [[f32; 3]; 3] {
     out
 }
 
+/// The parent of every joint from `flame.kintree_table` `[2, joints]` (joint 0 is the root). Parents must
+/// come first so the chain can be built in index order (FLAME: [-1, 0, 1, 1, 1]).
+pub fn read_parents(w: &dyn Weights, joints: usize) -> Result<Vec<usize>> {
+    let kintree = w.f32_shaped("flame.kintree_table", &[2, joints])?;
+    let mut parents = vec![0usize; joints];
+    for (i, p) in parents.iter_mut().enumerate().skip(1) {
+        let raw = kintree[i];
+        if !(raw >= 0.0 && (raw as usize) < i && raw.fract() == 0.0) {
+            return Err(Error::Input {
+                source_name: "flame.kintree_table".into(),
+                frame: "-".into(),
+                field: format!("parent of joint {i}"),
+                what: format!("expected an earlier joint index in 0..{i}, found {raw}"),
+            });
+        }
+        *p = raw as usize;
+    }
+    Ok(parents)
+}
+
 /// The FLAME model with its per-source and per-frame working buffers. Reads `flame.*` tensors.
 pub struct Flame<'w> {
     vertices: usize,
@@ -117,21 +137,7 @@ impl<'w> Flame<'w> {
             return Err(Error::Config(format!("FLAME needs at least one joint, found {j}")));
         }
         let pose_dim = (j - 1) * POSE_FEATURE_PER_JOINT;
-        let kintree = w.f32_shaped("flame.kintree_table", &[2, j])?;
-        let mut parents = vec![0usize; j];
-        for (i, p) in parents.iter_mut().enumerate().skip(1) {
-            let raw = kintree[i];
-            // Parents must come first so the chain can be built in index order (FLAME: [-1, 0, 1, 1, 1]).
-            if !(raw >= 0.0 && (raw as usize) < i && raw.fract() == 0.0) {
-                return Err(Error::Input {
-                    source_name: "flame.kintree_table".into(),
-                    frame: "-".into(),
-                    field: format!("parent of joint {i}"),
-                    what: format!("expected an earlier joint index in 0..{i}, found {raw}"),
-                });
-            }
-            *p = raw as usize;
-        }
+        let parents = read_parents(w, j)?;
         Ok(Flame {
             vertices: v,
             shape_n: f.shape_params,

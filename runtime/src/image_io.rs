@@ -114,7 +114,10 @@ pub fn to_rgb8(img: &Image) -> Vec<u8> {
 
 fn check_image(path: &Path, img: &Image) -> Result<(u32, u32)> {
     if img.data.len() != 3 * img.width * img.height || img.width == 0 || img.height == 0 {
-        return Err(input_err(path, format!("image {}x{} holds {} values, expected {}", img.width, img.height, img.data.len(), 3 * img.width * img.height)));
+        return Err(input_err(
+            path,
+            format!("image {}x{} holds {} values, expected {}", img.width, img.height, img.data.len(), 3 * img.width * img.height),
+        ));
     }
     let dim = |v: usize| u32::try_from(v).map_err(|_| input_err(path, format!("side {v} is too large")));
     Ok((dim(img.width)?, dim(img.height)?))

@@ -69,10 +69,38 @@ pub struct Board {
 /// The four target boards (platform-notes.md, "Target boards"). The phone class spans 0.5-3.7 TFLOPS and
 /// 30-64 GB/s; it is modelled at the low end, so its prediction is a ceiling on time.
 pub const BOARDS: [Board; 4] = [
-    Board { name: "jetson-orin-nano", description: "Jetson Orin Nano 8 GB (Ampere, 1.3 TFLOPS fp32, 68 GB/s shared)", peak_tflops: 1.3, bandwidth_gbs: 68.0, efficiency: 0.4, mature_tflops: Some(1.6) },
-    Board { name: "jetson-agx-orin", description: "Jetson AGX Orin (Ampere, 5.3 TFLOPS fp32, ~205 GB/s)", peak_tflops: 5.3, bandwidth_gbs: 205.0, efficiency: 0.4, mature_tflops: Some(3.8) },
-    Board { name: "raspberry-pi-5", description: "Raspberry Pi 5 (V3D 7.1, ~0.1 TFLOPS fp32, ~17 GB/s)", peak_tflops: 0.1, bandwidth_gbs: 17.0, efficiency: 0.4, mature_tflops: None },
-    Board { name: "mali-g710-phone", description: "Mali-G710 phone (class 0.5-3.7 TFLOPS, 30-64 GB/s; low end used)", peak_tflops: 0.5, bandwidth_gbs: 30.0, efficiency: 0.4, mature_tflops: None },
+    Board {
+        name: "jetson-orin-nano",
+        description: "Jetson Orin Nano 8 GB (Ampere, 1.3 TFLOPS fp32, 68 GB/s shared)",
+        peak_tflops: 1.3,
+        bandwidth_gbs: 68.0,
+        efficiency: 0.4,
+        mature_tflops: Some(1.6),
+    },
+    Board {
+        name: "jetson-agx-orin",
+        description: "Jetson AGX Orin (Ampere, 5.3 TFLOPS fp32, ~205 GB/s)",
+        peak_tflops: 5.3,
+        bandwidth_gbs: 205.0,
+        efficiency: 0.4,
+        mature_tflops: Some(3.8),
+    },
+    Board {
+        name: "raspberry-pi-5",
+        description: "Raspberry Pi 5 (V3D 7.1, ~0.1 TFLOPS fp32, ~17 GB/s)",
+        peak_tflops: 0.1,
+        bandwidth_gbs: 17.0,
+        efficiency: 0.4,
+        mature_tflops: None,
+    },
+    Board {
+        name: "mali-g710-phone",
+        description: "Mali-G710 phone (class 0.5-3.7 TFLOPS, 30-64 GB/s; low end used)",
+        peak_tflops: 0.5,
+        bandwidth_gbs: 30.0,
+        efficiency: 0.4,
+        mature_tflops: None,
+    },
 ];
 
 /// The boards named `name` (`all` for every board); `None` for an unknown name.

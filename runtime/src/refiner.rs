@@ -30,8 +30,8 @@ mod tests_quant;
 
 use layers::{Condition, Conv, Observe, ResBlock, SLOPE};
 use modconv::{ModBufs, StyleConv, ToRgb};
-pub use noise::NoiseMode;
 use noise::Noise;
+pub use noise::NoiseMode;
 
 /// A linear layer's weight and bias.
 type Linear<'w> = (std::borrow::Cow<'w, [f32]>, std::borrow::Cow<'w, [f32]>);
@@ -100,19 +100,32 @@ impl<'w> Refiner<'w> {
             )));
         }
         if let Some(k) = (1..=levels).find(|&k| d[k] != 2 * u[k]) {
-            return Err(Error::Config(format!("refiner level {k}: SFT needs decoder channels = 2 x UNet channels, found {} and {}", d[k], u[k])));
+            return Err(Error::Config(format!(
+                "refiner level {k}: SFT needs decoder channels = 2 x UNet channels, found {} and {}",
+                d[k], u[k]
+            )));
         }
         let p = "upsampler";
         let sg = "upsampler.stylegan_decoder";
-        let down = (0..levels).map(|i| ResBlock::load(w, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1], false)).collect::<Result<_>>()?;
+        let down = (0..levels)
+            .map(|i| ResBlock::load(w, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1], false))
+            .collect::<Result<_>>()?;
         let up = (0..levels).map(|k| ResBlock::load(w, &format!("{p}.conv_body_up.{k}"), u[k], u[k + 1], true)).collect::<Result<_>>()?;
         let cond = (0..levels)
-            .map(|k| Ok((Condition::load(w, &format!("{p}.condition_scale.{k}"), u[k + 1])?, Condition::load(w, &format!("{p}.condition_shift.{k}"), u[k + 1])?)))
+            .map(|k| {
+                Ok((
+                    Condition::load(w, &format!("{p}.condition_scale.{k}"), u[k + 1])?,
+                    Condition::load(w, &format!("{p}.condition_shift.{k}"), u[k + 1])?,
+                ))
+            })
             .collect::<Result<_>>()?;
         let mlp = (0..r.mlp_layers)
             .map(|i| {
                 let n = 2 * i + 1;
-                Ok((w.f32_shaped(&format!("{sg}.style_mlp.{n}.weight"), &[sd, sd])?, w.f32_shaped(&format!("{sg}.style_mlp.{n}.bias"), &[sd])?))
+                Ok((
+                    w.f32_shaped(&format!("{sg}.style_mlp.{n}.weight"), &[sd, sd])?,
+                    w.f32_shaped(&format!("{sg}.style_mlp.{n}.bias"), &[sd])?,
+                ))
             })
             .collect::<Result<_>>()?;
         let mut convs = Vec::new();
@@ -120,7 +133,8 @@ impl<'w> Refiner<'w> {
             convs.push(StyleConv::load(w, &format!("{sg}.style_convs.{}", 2 * k - 2), d[k - 1], d[k], sd)?);
             convs.push(StyleConv::load(w, &format!("{sg}.style_convs.{}", 2 * k - 1), d[k], d[k], sd)?);
         }
-        let to_rgbs = (1..=levels).map(|k| ToRgb::load(w, &format!("{sg}.to_rgbs.{}", k - 1), d[k], r.out_channels, sd)).collect::<Result<_>>()?;
+        let to_rgbs =
+            (1..=levels).map(|k| ToRgb::load(w, &format!("{sg}.to_rgbs.{}", k - 1), d[k], r.out_channels, sd)).collect::<Result<_>>()?;
 
         let s = r.size;
         let maxk = |f: &dyn Fn(usize) -> usize, ks: std::ops::RangeInclusive<usize>| ks.map(f).max().unwrap_or(0);
@@ -154,7 +168,10 @@ impl<'w> Refiner<'w> {
             first: Conv::load(w, &format!("{p}.conv_body_first"), r.in_channels, u[levels], 1, true)?,
             down,
             final_conv: Conv::load(w, &format!("{p}.final_conv"), u[0], u[0], 3, true)?,
-            final_linear: (w.f32_shaped(&format!("{p}.final_linear.weight"), &[sd, u[0] * 16])?, w.f32_shaped(&format!("{p}.final_linear.bias"), &[sd])?),
+            final_linear: (
+                w.f32_shaped(&format!("{p}.final_linear.weight"), &[sd, u[0] * 16])?,
+                w.f32_shaped(&format!("{p}.final_linear.bias"), &[sd])?,
+            ),
             up,
             cond,
             mlp,
@@ -220,7 +237,10 @@ impl<'w> Refiner<'w> {
         for (a, b) in &self.cond {
             n += a.convs().iter().chain(b.convs().iter()).filter(|c| c.kernel.is_borrowed()).count();
         }
-        let mods = [&self.conv1.mc, &self.to_rgb1.mc].into_iter().chain(self.convs.iter().map(|c| &c.mc)).chain(self.to_rgbs.iter().map(|t| &t.mc));
+        let mods = [&self.conv1.mc, &self.to_rgb1.mc]
+            .into_iter()
+            .chain(self.convs.iter().map(|c| &c.mc))
+            .chain(self.to_rgbs.iter().map(|t| &t.mc));
         n + mods.filter(|m| m.kernel.is_borrowed()).count()
     }
 

@@ -112,7 +112,10 @@ impl<'w> FrameRenderer<'w> {
             return Err(avatar_error("count", format!("the model renders {} Gaussians, the avatar has {}", self.gaussians, avatar.count)));
         }
         if avatar.channels != self.channels {
-            return Err(avatar_error("channels", format!("the model uses {} feature channels, the avatar has {}", self.channels, avatar.channels)));
+            return Err(avatar_error(
+                "channels",
+                format!("the model uses {} feature channels, the avatar has {}", self.channels, avatar.channels),
+            ));
         }
         if avatar.positions.len() != 3 * avatar.count {
             return Err(avatar_error("positions", format!("expected {} values, found {}", 3 * avatar.count, avatar.positions.len())));
@@ -124,7 +127,12 @@ impl<'w> FrameRenderer<'w> {
     pub fn render(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<()> {
         let s = self.size;
         if out.width != s || out.height != s || out.data.len() != 3 * s * s {
-            return Err(Error::Other(format!("output image: expected {s}x{s} RGB, found {}x{} with {} values", out.width, out.height, out.data.len())));
+            return Err(Error::Other(format!(
+                "output image: expected {s}x{s} RGB, found {}x{} with {} values",
+                out.width,
+                out.height,
+                out.data.len()
+            )));
         }
         self.check_avatar(avatar)?;
 
@@ -154,7 +162,11 @@ impl<'w> FrameRenderer<'w> {
     /// `render` that also returns the frame's intermediates (allocates copies of them).
     pub fn render_traced(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<FrameTrace> {
         self.render(avatar, frame, out)?;
-        Ok(FrameTrace { flame_vertices: self.positions[..3 * self.vertices].to_vec(), splat: self.splat_image.clone(), rgb: self.rgb.clone() })
+        Ok(FrameTrace {
+            flame_vertices: self.positions[..3 * self.vertices].to_vec(),
+            splat: self.splat_image.clone(),
+            rgb: self.rgb.clone(),
+        })
     }
 
     /// Per-stage wall times of the last `render`.

@@ -69,9 +69,6 @@ impl Weights for WeightMap {
         self.tensors.get(name).map(|t| t.0.clone()).ok_or_else(|| Error::MissingTensor { name: name.to_string() })
     }
     fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>> {
-        self.tensors
-            .get(name)
-            .map(|t| Cow::Borrowed(t.1.as_slice()))
-            .ok_or_else(|| Error::MissingTensor { name: name.to_string() })
+        self.tensors.get(name).map(|t| Cow::Borrowed(t.1.as_slice())).ok_or_else(|| Error::MissingTensor { name: name.to_string() })
     }
 }

@@ -16,7 +16,10 @@ pub fn temporary_path(path: &Path) -> PathBuf {
 
 /// Runs `write` on a buffered temporary file next to `path`, syncs it and renames it to `path`. When
 /// `write` fails (its error is returned as is) or any step fails, the temporary file is removed.
-pub fn write_aside<T, E: From<Error>>(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> std::result::Result<T, E>) -> std::result::Result<T, E> {
+pub fn write_aside<T, E: From<Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let tmp = temporary_path(path);
     let result = (|| {
         let file = File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;

@@ -12,8 +12,8 @@ use gaga_converter::{convert, ConvertOptions, Precision};
 use gaga_runtime::eval::evaluate;
 use gaga_runtime::format::{DType, Reason, Stage};
 use gaga_runtime::image_io::save_png;
-use gaga_runtime::model::Model;
 use gaga_runtime::lift::lift;
+use gaga_runtime::model::Model;
 use gaga_runtime::render::RenderOptions;
 use gaga_runtime::{Image, ModelConfig, Weights};
 
@@ -41,7 +41,8 @@ fn portrait(size: usize, k: f32) -> Image {
             let (u, v) = (x as f32 / size as f32 * 2.0 - 1.0, y as f32 / size as f32 * 2.0 - 1.0);
             let face = ((u / 0.45).powi(2) + (v / 0.6).powi(2) < 1.0) as u8 as f32;
             for c in 0..3 {
-                img.data[c * size * size + y * size + x] = 0.1 + face * ([0.85, 0.65, 0.55][c] - 0.2 * v * k) + 0.05 * (u * 5.0 * k + c as f32).sin();
+                img.data[c * size * size + y * size + x] =
+                    0.1 + face * ([0.85, 0.65, 0.55][c] - 0.2 * v * k) + 0.05 * (u * 5.0 * k + c as f32).sin();
             }
         }
     }

@@ -27,7 +27,14 @@ fn small_models(dir: &Path, precisions: &[Precision]) -> Vec<Model> {
         .iter()
         .map(|&p| {
             let output = dir.join(format!("m-{}.gaga", p.name()));
-            let opts = ConvertOptions { checkpoint: ck.clone(), flame: fl.clone(), output: output.clone(), precision: p, keep: vec![], created_by: "tests/eval".into() };
+            let opts = ConvertOptions {
+                checkpoint: ck.clone(),
+                flame: fl.clone(),
+                output: output.clone(),
+                precision: p,
+                keep: vec![],
+                created_by: "tests/eval".into(),
+            };
             convert(&opts, &mut |_| {}).expect("convert");
             Model::open(&output).expect("open")
         })

@@ -156,7 +156,8 @@ fn run_parity(name: &str, cfg: ModelConfig) -> Result<Report> {
         return fail(format!("{name}.json: `frames` missing or zero"));
     }
     let scratch = Scratch::new(name)?;
-    let model = Model::open(rebuild_model(name, &cfg, &provenance, &scratch.0)?).map_err(|e| GoldenError(format!("opening the converted model: {e}")))?;
+    let model = Model::open(rebuild_model(name, &cfg, &provenance, &scratch.0)?)
+        .map_err(|e| GoldenError(format!("opening the converted model: {e}")))?;
     let mcfg = model.config().clone();
     if mcfg != cfg {
         return fail(format!("the converter inferred {mcfg:?}, the goldens were made at {cfg:?}"));
@@ -206,10 +207,20 @@ fn run_parity(name: &str, cfg: ModelConfig) -> Result<Report> {
         let want = |key: &str, shape: &[usize]| -> Result<Tensor> { g.any(key)?.index(f).and_then(|t| check_shape(key, t, shape)) };
         report.compare(&format!("frame[{f}].flame_vertices"), &t.flame_vertices, &want("frame.flame_vertices", &[v, 3])?, STRICT);
         let splat = want("frame.splat", &[ch, s, s])?;
-        report.compare(&format!("frame[{f}].splat"), &t.splat, &splat, Criterion::RelativeWithFlips { limit: REL_LIMIT, allowed: SPLAT_FLIPS });
+        report.compare(
+            &format!("frame[{f}].splat"),
+            &t.splat,
+            &splat,
+            Criterion::RelativeWithFlips { limit: REL_LIMIT, allowed: SPLAT_FLIPS },
+        );
         // Where the splats differ most: hard thresholds (alpha 1/255, T 1e-4) flip single pixels.
         for (i, ours, golden) in worst_elements(&t.splat, &splat.data, 3) {
-            println!("frame[{f}].splat worst: channel {} pixel (x {}, y {}): rust {ours} reference {golden}", i / (s * s), i % s, (i / s) % s);
+            println!(
+                "frame[{f}].splat worst: channel {} pixel (x {}, y {}): rust {ours} reference {golden}",
+                i / (s * s),
+                i % s,
+                (i / s) % s
+            );
         }
         let rgb = want("frame.rgb", &[3, s, s])?;
         report.compare(&format!("frame[{f}].rgb"), &t.rgb, &rgb, Criterion::Psnr(PSNR_FLOOR));
@@ -231,7 +242,8 @@ fn verdict(name: &str, report: Result<Report>) {
         Err(e) => panic!("{name} golden parity could not run: {e}"),
     };
     println!("golden parity ({name})\n{}", report.table());
-    let problems: Vec<String> = report.failures().iter().map(|s| format!("{} (rel.error {:.3e}, PSNR {:.1} dB)", s.name, s.rel_error, s.psnr)).collect();
+    let problems: Vec<String> =
+        report.failures().iter().map(|s| format!("{} (rel.error {:.3e}, PSNR {:.1} dB)", s.name, s.rel_error, s.psnr)).collect();
     assert!(problems.is_empty(), "{name} golden parity failed: {}", problems.join("; "));
 }
 

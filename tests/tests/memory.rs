@@ -14,7 +14,14 @@ fn releasing_the_lift_stage_lowers_resident_memory_and_keeps_the_weights_readabl
     let (ck, fl, out) = (dir.join("ck.pt"), dir.join("flame.pt"), dir.join("m.gaga"));
     write_checkpoint_file(&ck, &ModelConfig::small(), "small", 7).expect("seeded checkpoint");
     flame::build(7).write_file(&fl).expect("seeded FLAME");
-    let opts = ConvertOptions { checkpoint: ck, flame: fl, output: out.clone(), precision: Precision::Fp32, keep: vec![], created_by: "tests/memory".into() };
+    let opts = ConvertOptions {
+        checkpoint: ck,
+        flame: fl,
+        output: out.clone(),
+        precision: Precision::Fp32,
+        keep: vec![],
+        created_by: "tests/memory".into(),
+    };
     convert(&opts, &mut |_| {}).expect("convert");
     let m = Model::open(&out).expect("open");
     let lift: Vec<String> = m.tensors().iter().filter(|e| e.stage == Stage::Lift).map(|e| e.name.clone()).collect();

@@ -125,7 +125,14 @@ fn converted_fp32(test: &str) -> (Model, PathBuf) {
     let (ckpt, flame, model) = (dir.join("ckpt.pt"), dir.join("flame.pt"), dir.join("model.gaga"));
     gaga_converter::dev::write_checkpoint_file(&ckpt, &cfg, "small", 7).expect("seeded checkpoint");
     gaga_converter::dev::flame::build(7).write_file(&flame).expect("seeded FLAME");
-    let opts = ConvertOptions { checkpoint: ckpt, flame, output: model.clone(), precision: Precision::Fp32, keep: Vec::new(), created_by: test.into() };
+    let opts = ConvertOptions {
+        checkpoint: ckpt,
+        flame,
+        output: model.clone(),
+        precision: Precision::Fp32,
+        keep: Vec::new(),
+        created_by: test.into(),
+    };
     convert(&opts, &mut |_| {}).expect("converts");
     (Model::open(&model).expect("opens"), dir)
 }
@@ -168,7 +175,8 @@ fn the_session_lifts_on_the_gpu_within_the_planned_budget_and_renders_the_avatar
     let mut session = backend(false).open_session(&model, &cfg, common::TEST_BUDGET).expect("session");
     let s = cfg.image_size;
     let image = Image { width: s, height: s, data: gaga_kernels::testing::seeded(3, 3 * s * s).iter().map(|v| v.abs()).collect() };
-    let source = gaga_runtime::SourceParams { shapecode: vec![0.1; cfg.flame.shape_params], transform: gaga_runtime::render::testing::FRONTAL };
+    let source =
+        gaga_runtime::SourceParams { shapecode: vec![0.1; cfg.flame.shape_params], transform: gaga_runtime::render::testing::FRONTAL };
     let avatar = gaga_runtime::backend::Session::lift(&mut session, &image, &source).expect("gpu lift");
     let after = session.memory_report();
     let want = gaga_runtime::lift::lift(&model, &cfg, &image, &source).expect("cpu lift");

@@ -110,7 +110,13 @@ fn check_scene(gpu: &Gpu, what: &str, scene: &SyntheticHead, cfg: &ModelConfig, 
         assert_close(&format!("{what}: GPU vs twin"), &got, &twin, VS_TWIN);
         let exact = got.iter().zip(&want).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
         let times: Vec<String> = rec.timings().unwrap_or_default().iter().map(|(l, ms)| format!("{l} {ms:.2} ms")).collect();
-        println!("{what}: {} visible, {} pairs, {exact}/{} values bit-equal to the CPU; {}", stats.visible, stats.pairs, got.len(), times.join(", "));
+        println!(
+            "{what}: {} visible, {} pairs, {exact}/{} values bit-equal to the CPU; {}",
+            stats.visible,
+            stats.pairs,
+            got.len(),
+            times.join(", ")
+        );
     }
 }
 
@@ -148,7 +154,9 @@ fn gpu_splat_culls_non_finite_gaussians_like_the_cpu_splatter() {
 
 #[test]
 fn a_frame_beyond_the_pair_capacity_is_an_error_naming_both_counts() {
-    let Some(gpu) = common::open("a_frame_beyond_the_pair_capacity_is_an_error_naming_both_counts", common::TEST_BUDGET, None) else { return };
+    let Some(gpu) = common::open("a_frame_beyond_the_pair_capacity_is_an_error_naming_both_counts", common::TEST_BUDGET, None) else {
+        return;
+    };
     let head = SyntheticHead::new(300, 20, 32, 5);
     let cfg = config(300, 20);
     let gs = GpuSplat::with_capacity(&gpu, &cfg, 100).expect("GPU splat");
@@ -158,7 +166,9 @@ fn a_frame_beyond_the_pair_capacity_is_an_error_naming_both_counts() {
     let rec = Recorded::record(&gpu.ctx, &gs.dispatches(&out)).expect("record");
     rec.run().expect("run");
     let err = gs.check_overflow().expect_err("100 pairs cannot hold 1100 Gaussians");
-    let pairs = gaga_kernels::splat::splat_stats(&head.set(), &SplatCamera::from_transform(&FRONTAL, 12.0, SIZE, SIZE), &mut SplatScratch::new()).pairs;
+    let pairs =
+        gaga_kernels::splat::splat_stats(&head.set(), &SplatCamera::from_transform(&FRONTAL, 12.0, SIZE, SIZE), &mut SplatScratch::new())
+            .pairs;
     let text = err.to_string();
     assert!(text.contains(&format!("{pairs} tile-Gaussian pairs")) && text.contains("hold 100"), "{text}");
     common::assert_no_validation_messages(&gpu);
@@ -195,7 +205,9 @@ fn bad_inputs_are_errors_not_panics() {
 #[test]
 #[ignore]
 fn gpu_splat_at_official_size_matches_the_cpu_splatter() {
-    let Some(gpu) = common::open("gpu_splat_at_official_size_matches_the_cpu_splatter", gaga_runtime::backend::Budget { bytes: 512 << 20 }, None) else {
+    let Some(gpu) =
+        common::open("gpu_splat_at_official_size_matches_the_cpu_splatter", gaga_runtime::backend::Budget { bytes: 512 << 20 }, None)
+    else {
         return;
     };
     let cfg = ModelConfig::official();

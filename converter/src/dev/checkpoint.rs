@@ -133,15 +133,11 @@ mod tests {
 
     #[test]
     fn streamed_values_equal_in_memory_values() {
-        let spec = ParamSpec {
-            name: "x".into(),
-            shape: vec![3, CHUNK / 2 + 5],
-            init: super::super::init::Init::Normal { mean: 0.0, std: 1.0 },
-        };
+        let spec =
+            ParamSpec { name: "x".into(), shape: vec![3, CHUNK / 2 + 5], init: super::super::init::Init::Normal { mean: 0.0, std: 1.0 } };
         let mut bytes = Vec::new();
         stream_values(&spec, 4, &mut bytes).expect("write to memory");
-        let streamed: Vec<f32> =
-            bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let streamed: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         assert_eq!(streamed, spec.values(4));
     }
 

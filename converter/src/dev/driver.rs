@@ -13,10 +13,7 @@ const EXPR_LEN: usize = 100;
 /// The frontal source of spec section 3.3's worked example: R = diag(-1, 1, -1), T = (0, 0, 9.0144),
 /// the mean shape.
 pub fn frontal_source() -> SourceParams {
-    SourceParams {
-        shapecode: vec![0.0; 300],
-        transform: [[-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 9.0144]],
-    }
+    SourceParams { shapecode: vec![0.0; 300], transform: [[-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 9.0144]] }
 }
 
 fn rot_y(a: f32) -> [[f32; 3]; 3] {
@@ -59,9 +56,8 @@ fn turned(source: &Transform, h: [[f32; 3]; 3]) -> Transform {
 pub fn scripted(frames: usize, seed: u64, source: &SourceParams) -> Vec<DrivingFrame> {
     let tau = 2.0 * std::f32::consts::PI;
     let mut rng = TensorRng::new(seed, "driver");
-    let waves: Vec<(f32, f32, f32)> = (0..MOVING_EXPRESSIONS)
-        .map(|k| (1.5 / (1.0 + k as f32 / 2.0), 24.0 + 48.0 * rng.unit(), tau * rng.unit()))
-        .collect();
+    let waves: Vec<(f32, f32, f32)> =
+        (0..MOVING_EXPRESSIONS).map(|k| (1.5 / (1.0 + k as f32 / 2.0), 24.0 + 48.0 * rng.unit(), tau * rng.unit())).collect();
     (0..frames)
         .map(|t| {
             let t_f = t as f32;

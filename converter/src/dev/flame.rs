@@ -137,7 +137,8 @@ fn landmark_targets() -> Vec<[f32; 2]> {
     }
     for start in [-0.055f32, 0.012] {
         for k in 0..5 {
-            t.push([start + 0.043 * k as f32 / 4.0, 0.048 + 0.004 * (pi * k as f32 / 4.0).sin()]); // brows
+            t.push([start + 0.043 * k as f32 / 4.0, 0.048 + 0.004 * (pi * k as f32 / 4.0).sin()]);
+            // brows
         }
     }
     for k in 0..4 {

@@ -82,7 +82,8 @@ fn head_vertex(theta: f32, phi: f32) -> [f32; 3] {
     relief += 0.008 * gauss(x * x / 2.0 + (y + 0.066).powi(2), 0.013); // chin
     relief -= 0.003 * gauss(x * x / 6.0 + (y + 0.03).powi(2) * 4.0, 0.012); // mouth line
     for side in [-1.0, 1.0] {
-        relief -= 0.005 * gauss((x - side * EYE_X).powi(2) + (y - EYE_Y).powi(2), 0.016); // eye socket
+        relief -= 0.005 * gauss((x - side * EYE_X).powi(2) + (y - EYE_Y).powi(2), 0.016);
+        // eye socket
     }
     z += front * relief;
     [x, y, z]

@@ -22,10 +22,18 @@ pub enum Py {
     /// A `dict`, in insertion order.
     Dict(Vec<(Py, Py)>),
     /// A reference to `module.name` (a class or function).
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `callable(*args)`, then `SETITEMS` with `items` (how `OrderedDict` pickles its entries), then
     /// `BUILD` with `state` if present.
-    Reduce { callable: Box<Py>, args: Vec<Py>, items: Vec<(Py, Py)>, state: Option<Box<Py>> },
+    Reduce {
+        callable: Box<Py>,
+        args: Vec<Py>,
+        items: Vec<(Py, Py)>,
+        state: Option<Box<Py>>,
+    },
     /// A persistent id (`BINPERSID`): the loader resolves it, torch to a storage.
     PersistentId(Box<Py>),
 }
@@ -42,12 +50,7 @@ impl Py {
     /// An `OrderedDict` with the given entries and, when `attrs` is given, instance attributes set by
     /// `BUILD` (as `state_dict()` carries `_metadata`).
     pub fn ordered_dict(items: Vec<(Py, Py)>, attrs: Option<Py>) -> Py {
-        Py::Reduce {
-            callable: Box::new(Py::global("collections", "OrderedDict")),
-            args: Vec::new(),
-            items,
-            state: attrs.map(Box::new),
-        }
+        Py::Reduce { callable: Box::new(Py::global("collections", "OrderedDict")), args: Vec::new(), items, state: attrs.map(Box::new) }
     }
 }
 
@@ -251,11 +254,9 @@ mod tests {
     #[test]
     fn small_dict_matches_the_bytes_cpython_writes() {
         // pickle.dumps({'a': 1, 'b': (2, 3.5)}, protocol=2) from CPython 3.11.
-        let value = Py::Dict(vec![
-            (Py::str("a"), Py::Int(1)),
-            (Py::str("b"), Py::Tuple(vec![Py::Int(2), Py::Float(3.5)])),
-        ]);
-        let want: &[u8] = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02K\x02G@\x0c\x00\x00\x00\x00\x00\x00\x86q\x03u.";
+        let value = Py::Dict(vec![(Py::str("a"), Py::Int(1)), (Py::str("b"), Py::Tuple(vec![Py::Int(2), Py::Float(3.5)]))]);
+        let want: &[u8] =
+            b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02K\x02G@\x0c\x00\x00\x00\x00\x00\x00\x86q\x03u.";
         assert_eq!(to_pickle(&value), want);
     }
 

@@ -56,11 +56,12 @@ mod tests {
 
     #[test]
     fn streams_depend_on_seed_and_name_only() {
-        let a: Vec<f32> = (0..4).map({
-            let mut r = TensorRng::new(7, "x");
-            move |_| r.unit()
-        })
-        .collect();
+        let a: Vec<f32> = (0..4)
+            .map({
+                let mut r = TensorRng::new(7, "x");
+                move |_| r.unit()
+            })
+            .collect();
         let mut again = TensorRng::new(7, "x");
         let mut other_name = TensorRng::new(7, "y");
         let mut other_seed = TensorRng::new(8, "x");
@@ -77,8 +78,7 @@ mod tests {
         let n = 200_000;
         let mut r = TensorRng::new(1, "moments");
         for normal in [false, true] {
-            let v: Vec<f64> =
-                (0..n).map(|_| if normal { r.normal(0.5, 2.0) } else { r.uniform(0.5, 2.0) } as f64).collect();
+            let v: Vec<f64> = (0..n).map(|_| if normal { r.normal(0.5, 2.0) } else { r.uniform(0.5, 2.0) } as f64).collect();
             let mean = v.iter().sum::<f64>() / n as f64;
             let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
             assert!((mean - 0.5).abs() < 0.02, "normal={normal}: mean {mean}");

@@ -165,11 +165,7 @@ impl<W: Write> ZipWriter<W> {
     }
 
     /// Adds an entry whose bytes `fill` writes into the given sink.
-    pub fn add_streamed(
-        &mut self,
-        name: &str,
-        fill: impl FnOnce(&mut EntryWriter<'_, W>) -> io::Result<()>,
-    ) -> io::Result<()> {
+    pub fn add_streamed(&mut self, name: &str, fill: impl FnOnce(&mut EntryWriter<'_, W>) -> io::Result<()>) -> io::Result<()> {
         let full = format!("{}/{}", self.prefix, name);
         let offset = u32::try_from(self.pos).map_err(|_| too_big("archive"))?;
         let name_end = self.pos + 30 + full.len() as u64 + 4;
@@ -205,8 +201,8 @@ impl<W: Write> ZipWriter<W> {
     /// Writes the central directory and returns the output.
     pub fn finish(mut self) -> io::Result<W> {
         let start = u32::try_from(self.pos).map_err(|_| too_big("archive"))?;
-        let count = u16::try_from(self.entries.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "more than 65535 zip entries"))?;
+        let count =
+            u16::try_from(self.entries.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "more than 65535 zip entries"))?;
         let mut dir = Vec::new();
         for e in &self.entries {
             dir.extend_from_slice(&CENTRAL_HEADER.to_le_bytes());

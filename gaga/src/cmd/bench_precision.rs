@@ -39,7 +39,12 @@ pub fn run(b: &PrecisionBench) -> CmdResult {
     let cfg = models[0].config().clone();
     if let Some((m, p)) = models.iter().zip(&b.models).find(|(m, _)| m.config() != &cfg) {
         let _ = m;
-        return Err(format!("{}: configuration differs from {} (compare conversions of one checkpoint)", p.display(), b.models[0].display()).into());
+        return Err(format!(
+            "{}: configuration differs from {} (compare conversions of one checkpoint)",
+            p.display(),
+            b.models[0].display()
+        )
+        .into());
     }
     let avatar = match b.avatar {
         Some(p) => avatar::load(p, &cfg)?,
@@ -127,7 +132,8 @@ const COLOURS: [[f32; 3]; 5] = [[0.26, 0.45, 0.70], [0.90, 0.55, 0.20], [0.30, 0
 fn chart(rows: &[Row]) -> Image {
     let (w, h, margin) = (640usize, 360usize, 20usize);
     let mut img = Image { width: w, height: h, data: vec![1.0; 3 * w * h] };
-    let groups: Vec<Vec<f64>> = (0..4).map(|g| rows.iter().map(|r| if g < 3 { r.medians[g] } else { r.medians.iter().sum() }).collect()).collect();
+    let groups: Vec<Vec<f64>> =
+        (0..4).map(|g| rows.iter().map(|r| if g < 3 { r.medians[g] } else { r.medians.iter().sum() }).collect()).collect();
     let top = groups.iter().flatten().copied().fold(0.0, f64::max).max(1e-9);
     let group_w = (w - 2 * margin) / groups.len();
     let bar_w = (group_w * 3 / 4 / rows.len().max(1)).max(1);

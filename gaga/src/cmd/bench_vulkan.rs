@@ -20,7 +20,14 @@ pub fn parse_budget(text: &str) -> Result<Budget, String> {
     let t = text.trim();
     let lower = t.to_ascii_lowercase();
     let (number, unit) = match ["gib", "mib", "kib"].iter().find(|u| lower.ends_with(*u)) {
-        Some(u) => (&t[..t.len() - 3], match *u { "gib" => 1u64 << 30, "mib" => 1 << 20, _ => 1 << 10 }),
+        Some(u) => (
+            &t[..t.len() - 3],
+            match *u {
+                "gib" => 1u64 << 30,
+                "mib" => 1 << 20,
+                _ => 1 << 10,
+            },
+        ),
         None => (t, 1),
     };
     let n: u64 = number.trim().parse().map_err(|_| format!("--memory-budget: expected BYTES, N KiB, N MiB or N GiB, found `{text}`"))?;
@@ -64,7 +71,11 @@ pub fn run(b: &VulkanBench<'_>) -> CmdResult {
     if driver.is_empty() {
         return Err("the driver has no frames".into());
     }
-    let backend = VulkanBackend { options: ContextOptions { device: b.device, ..Default::default() }, cache_dir: default_cache_dir(), copy_weights: false };
+    let backend = VulkanBackend {
+        options: ContextOptions { device: b.device, ..Default::default() },
+        cache_dir: default_cache_dir(),
+        copy_weights: false,
+    };
     let mut session = backend.open_session(&model, &cfg, budget)?;
     if let Err(e) = session.gpu().cache.save() {
         log::warn!("saving the pipeline cache: {e}");
@@ -143,19 +154,32 @@ pub fn predict(board: &str, model: Option<&Path>, json_out: bool) -> CmdResult {
     println!("gaga bench --predict: {what}; time = max(FLOP / (peak x efficiency), bytes / bandwidth) per stage");
     for b in &list {
         println!("\n{} — {}; efficiency {:.0} %", b.name, b.description, 100.0 * b.efficiency);
-        println!("{:<16} {:>8} {:>9} {:>11} {:>10} {:>9} {:>10}", "stage", "GFLOP", "MB fp32", "compute ms", "memory ms", "ms fp32", "ms fp16");
+        println!(
+            "{:<16} {:>8} {:>9} {:>11} {:>10} {:>9} {:>10}",
+            "stage", "GFLOP", "MB fp32", "compute ms", "memory ms", "ms fp32", "ms fp16"
+        );
         let (rows32, total32) = predict_frame(&costs, b, Storage::Fp32);
         let (rows16, total16) = predict_frame(&costs, b, Storage::Fp16);
         for ((p, q), c) in rows32.iter().zip(&rows16).zip(&costs) {
             println!(
                 "{:<16} {:>8.3} {:>9.1} {:>11.2} {:>10.2} {:>9.2} {:>10.2}",
-                p.stage, c.flops / 1e9, c.bytes(Storage::Fp32) / 1e6, p.compute_ms, p.memory_ms, p.ms, q.ms
+                p.stage,
+                c.flops / 1e9,
+                c.bytes(Storage::Fp32) / 1e6,
+                p.compute_ms,
+                p.memory_ms,
+                p.ms,
+                q.ms
             );
         }
         println!("{:<16} {:>51.1} {:>10.1}   ({:.1} / {:.1} frames/s)", "frame", total32, total16, 1e3 / total32, 1e3 / total16);
         if b.mature_tflops.is_some() {
             let mature: f64 = rows16.iter().map(|p| p.mature_ms.unwrap_or(p.ms)).sum();
-            println!("at the mature runtime's {:.1} TFLOPS effective (fp16 storage): {mature:.1} ms ({:.1} frames/s)", b.mature_tflops.unwrap_or(0.0), 1e3 / mature);
+            println!(
+                "at the mature runtime's {:.1} TFLOPS effective (fp16 storage): {mature:.1} ms ({:.1} frames/s)",
+                b.mature_tflops.unwrap_or(0.0),
+                1e3 / mature
+            );
         }
     }
     Ok(())

@@ -68,7 +68,11 @@ pub fn run(args: Args) -> CmdResult {
     let summary = match &args.calibrate {
         None => convert(&opts, &mut show),
         Some(dir) => {
-            let copts = CalibrateOptions { target_psnr: args.calibrate_target, frames_per_portrait: args.calibrate_frames, ..CalibrateOptions::new(dir.clone()) };
+            let copts = CalibrateOptions {
+                target_psnr: args.calibrate_target,
+                frames_per_portrait: args.calibrate_frames,
+                ..CalibrateOptions::new(dir.clone())
+            };
             let quiet = args.quiet;
             convert_calibrated(&opts, &copts, &mut show, &mut |line| {
                 if !quiet {

@@ -109,8 +109,16 @@ fn to_json(args: &Args, r: &EvalReport) -> serde_json::Value {
 fn table(args: &Args, r: &EvalReport) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
-    let _ = writeln!(o, "gaga eval: {} against reference {}, {} frames", args.candidate.display(), args.reference.display(), r.frames.len());
-    let _ = writeln!(o, "{:>6} {:>9} {:>8}  {}", "frame", "PSNR dB", "SSIM", STAGES.map(|s| format!("{:>25}", format!("{s} max / rel"))).join(""));
+    let _ =
+        writeln!(o, "gaga eval: {} against reference {}, {} frames", args.candidate.display(), args.reference.display(), r.frames.len());
+    let _ = writeln!(
+        o,
+        "{:>6} {:>9} {:>8}  {}",
+        "frame",
+        "PSNR dB",
+        "SSIM",
+        STAGES.map(|s| format!("{:>25}", format!("{s} max / rel"))).join("")
+    );
     for (i, f) in r.frames.iter().enumerate() {
         let cells: String = f.stages.iter().map(|e| format!("{:>25}", format!("{:.2e} / {:.2e}", e.max_abs, e.rel_l2))).collect();
         let _ = writeln!(o, "{i:>6} {:>9} {:>8.5}  {cells}", db(f.psnr), f.ssim);

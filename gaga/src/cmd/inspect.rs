@@ -75,7 +75,8 @@ pub struct CalibrationView {
 
 pub fn calibration(m: &Model) -> CalibrationView {
     let dynamic = m.meta().precision.rules.iter().filter(|r| r.precision == "int8" && r.reason.starts_with("calibrated:"));
-    let mut v = CalibrationView { fp16: vec![], dynamic: dynamic.map(|r| (r.pattern.clone(), r.reason.clone())).collect(), act_scales: vec![] };
+    let mut v =
+        CalibrationView { fp16: vec![], dynamic: dynamic.map(|r| (r.pattern.clone(), r.reason.clone())).collect(), act_scales: vec![] };
     for e in m.tensors().iter().filter(|e| e.reason == gaga_runtime::format::Reason::Calibrated) {
         if let Some(base) = e.name.strip_suffix("@act_scale") {
             let value = m.tensor(&e.name).ok().and_then(|t| t.bytes.get(..4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));

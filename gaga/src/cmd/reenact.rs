@@ -75,7 +75,13 @@ pub fn medians_ms(times: &[FrameTimes]) -> [f64; 3] {
     for (s, slot) in out.iter_mut().enumerate() {
         let mut v: Vec<f64> = times.iter().map(|t| t.as_array()[s] * 1e3).collect();
         v.sort_by(f64::total_cmp);
-        *slot = if v.is_empty() { 0.0 } else if v.len() % 2 == 1 { v[v.len() / 2] } else { 0.5 * (v[v.len() / 2 - 1] + v[v.len() / 2]) };
+        *slot = if v.is_empty() {
+            0.0
+        } else if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            0.5 * (v[v.len() / 2 - 1] + v[v.len() / 2])
+        };
     }
     out
 }
@@ -117,7 +123,9 @@ pub fn run(args: Args) -> CmdResult {
     let mut image = Image::new(s, s);
     let mut times = Vec::with_capacity(frames.len());
     let bar = ProgressBar::new(frames.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} frames, {per_sec}, eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} frames, {per_sec}, eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     for (i, frame) in frames.iter().enumerate() {
         renderer.render(&avatar, frame, &mut image)?;
         times.push(renderer.times());

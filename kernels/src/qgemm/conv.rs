@@ -244,7 +244,18 @@ pub fn gemm_i32(isa: QIsa, a: &PackedConv, b: &[i8], n: usize, c: &mut [i32]) ->
     for s0 in (0..np).step_by(nr) {
         for p in 0..panels {
             // SAFETY: strip s0 of every group lies inside `bp` (np columns + slack); tile inside `ct`.
-            unsafe { micro_i8(isa, groups, q.as_ptr().add(p * groups * MR * KG), bp.as_ptr().add(s0 * KG), offs.as_ptr(), ct.as_mut_ptr().add(p * MR * np + s0), np, true) };
+            unsafe {
+                micro_i8(
+                    isa,
+                    groups,
+                    q.as_ptr().add(p * groups * MR * KG),
+                    bp.as_ptr().add(s0 * KG),
+                    offs.as_ptr(),
+                    ct.as_mut_ptr().add(p * MR * np + s0),
+                    np,
+                    true,
+                )
+            };
         }
     }
     for r in 0..m {

@@ -18,7 +18,16 @@ const NR: usize = 8;
 /// runs on this CPU.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(super) unsafe fn micro_i8(isa: QIsa, groups: usize, a: *const i8, b: *const u8, offs: *const u32, c: *mut i32, ldc: usize, first: bool) {
+pub(super) unsafe fn micro_i8(
+    isa: QIsa,
+    groups: usize,
+    a: *const i8,
+    b: *const u8,
+    offs: *const u32,
+    c: *mut i32,
+    ldc: usize,
+    first: bool,
+) {
     // SAFETY: forwarded; the ISA was detected on this CPU by the caller.
     unsafe {
         match isa {

@@ -32,9 +32,9 @@ mod x86;
 
 pub use conv::gemm_i32;
 pub use fconv::widen_f16;
+pub use pack::{pack_f16, pack_f32, pack_i8, quantise_rows, PackedConv, PackedFormat, RowMajor};
 pub use peak::measure_int8_peak;
 pub use run::Kernel;
-pub use pack::{pack_f16, pack_f32, pack_i8, quantise_rows, PackedConv, PackedFormat, RowMajor};
 
 /// Rows (output channels) per packed weight panel, for every format and ISA.
 pub const MR: usize = 8;

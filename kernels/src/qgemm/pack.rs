@@ -30,14 +30,21 @@ pub enum RowMajor {
     F32(Vec<f32>),
     F16(Vec<f16>),
     /// Values and the per-output-channel scales (`w ~= q * scales[o]`).
-    I8 { q: Vec<i8>, scales: Vec<f32> },
+    I8 {
+        q: Vec<i8>,
+        scales: Vec<f32>,
+    },
 }
 
 pub(super) enum Packed<'a> {
     F32(Cow<'a, [f32]>),
     F16(Cow<'a, [f16]>),
     /// `sums[r] = 128 * (sum of row r's packed values)`: the VNNI path's correction for reading `x + 128`.
-    I8 { q: Cow<'a, [i8]>, scales: Cow<'a, [f32]>, sums: Vec<i32> },
+    I8 {
+        q: Cow<'a, [i8]>,
+        scales: Cow<'a, [f32]>,
+        sums: Vec<i32>,
+    },
 }
 
 /// A convolution (or linear layer, `k = 1`) weight in a packed layout, ready for [`PackedConv::run`].
@@ -210,11 +217,7 @@ impl<'a> PackedConv<'a> {
         );
         #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.85.
         let aligned = (bytes.as_ptr() as usize) % elem == 0;
-        ensure!(
-            aligned,
-            "packed {format:?} weight: data at address {:#x} is not {elem}-byte aligned",
-            bytes.as_ptr() as usize
-        );
+        ensure!(aligned, "packed {format:?} weight: data at address {:#x} is not {elem}-byte aligned", bytes.as_ptr() as usize);
         let w = match format {
             PackedFormat::F32 => Packed::F32(Cow::Borrowed(bytemuck::cast_slice(bytes))),
             PackedFormat::F16 => Packed::F16(Cow::Borrowed(bytemuck::cast_slice(bytes))),

@@ -129,7 +129,12 @@ pub unsafe fn peak_loop_avx2(iters: u64) -> i32 {
     let mut lanes = [0i32; 8];
     for v in acc {
         // SAFETY: `lanes` holds 8 i32; storeu has no alignment requirement.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, _mm256_add_epi32(v, _mm256_loadu_si256(lanes.as_ptr() as *const __m256i))) };
+        unsafe {
+            _mm256_storeu_si256(
+                lanes.as_mut_ptr() as *mut __m256i,
+                _mm256_add_epi32(v, _mm256_loadu_si256(lanes.as_ptr() as *const __m256i)),
+            )
+        };
     }
     lanes.iter().fold(0, |s, v| s.wrapping_add(*v))
 }

@@ -72,11 +72,8 @@ impl Bins {
 
     /// Bytes currently held.
     pub fn capacity_bytes(&self) -> usize {
-        let words = self.keys.capacity()
-            + self.keys_tmp.capacity()
-            + self.order.capacity()
-            + self.order_tmp.capacity()
-            + self.list.capacity();
+        let words =
+            self.keys.capacity() + self.keys_tmp.capacity() + self.order.capacity() + self.order_tmp.capacity() + self.list.capacity();
         words * 4 + (self.offsets.capacity() + self.cursor.capacity()) * std::mem::size_of::<usize>()
     }
 

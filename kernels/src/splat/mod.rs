@@ -21,8 +21,8 @@
 //! including its quirks (unnormalised quaternions, the 0.3 blur, alpha clamp 0.99, `T < 1e-4` stop).
 
 mod bin;
-mod footprint;
 pub mod camera;
+mod footprint;
 pub mod project;
 mod raster;
 pub mod reference;
@@ -177,13 +177,7 @@ fn prepare(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScr
 ///
 /// Panics if `background` or `out` do not match the set's channel count and the camera's size (the
 /// caller's buffers, not input data).
-pub fn splat(
-    gaussians: &GaussianSet,
-    camera: &SplatCamera,
-    background: &[f32],
-    out: &mut [f32],
-    scratch: &mut SplatScratch,
-) -> SplatStats {
+pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &mut SplatScratch) -> SplatStats {
     let c = gaussians.channels();
     assert_eq!(background.len(), c, "splat: background has {} channels, Gaussians have {c}", background.len());
     let want = c * camera.height * camera.width;

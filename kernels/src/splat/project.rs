@@ -107,11 +107,7 @@ pub fn cov2d(t: [f32; 3], cam: &SplatCamera, cov: &[f32; 6]) -> [f32; 3] {
     let tz = t[2];
     let tx = (t[0] / tz).max(-limx).min(limx) * tz;
     let ty = (t[1] / tz).max(-limy).min(limy) * tz;
-    let j: Mat3 = [
-        [fx / tz, 0.0, -(fx * tx) / (tz * tz)],
-        [0.0, fy / tz, -(fy * ty) / (tz * tz)],
-        [0.0, 0.0, 0.0],
-    ];
+    let j: Mat3 = [[fx / tz, 0.0, -(fx * tx) / (tz * tz)], [0.0, fy / tz, -(fy * ty) / (tz * tz)], [0.0, 0.0, 0.0]];
     let v = &cam.view;
     let w: Mat3 = [[v[0][0], v[1][0], v[2][0]], [v[0][1], v[1][1], v[2][1]], [v[0][2], v[1][2], v[2][2]]];
     let tm = mul(&w, &j);
@@ -205,13 +201,8 @@ pub fn exp(x: f32) -> f32 {
     let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let r2 = r * r;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5)
-        * r2
-        + r
-        + 1.0;
+    let p =
+        (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5) * r2 + r + 1.0;
     // 2^n as two factors so results in the subnormal range are rounded once, not flushed. The integer n
     // is read from the mantissa of `shifted` (1.5 * 2^23 + n): `n as i32` would not vectorise.
     let n = shifted.to_bits() as i32 - 0x4B40_0000;

@@ -34,9 +34,7 @@ fn camera_matrices_match_the_official_python_for_an_oblique_transform() {
 fn worked_example_grid_corners_project_to_the_image_corners() {
     // Spec 3.3: plane points C + d R (u/12, v/12, 1) with C = -R T, d = |C . R(0,0,1)|, for the frontal camera.
     let cam = SplatCamera::from_transform(&FRONTAL, 12.0, 512, 512);
-    let rot = |v: [f64; 3]| -> [f64; 3] {
-        std::array::from_fn(|i| (0..3).map(|k| FRONTAL[i][k] as f64 * v[k]).sum())
-    };
+    let rot = |v: [f64; 3]| -> [f64; 3] { std::array::from_fn(|i| (0..3).map(|k| FRONTAL[i][k] as f64 * v[k]).sum()) };
     let t = [FRONTAL[0][3] as f64, FRONTAL[1][3] as f64, FRONTAL[2][3] as f64];
     let rt = rot(t);
     let centre = [-rt[0], -rt[1], -rt[2]];

@@ -11,18 +11,18 @@ pub use half::f16;
 
 pub mod bilinear;
 pub mod conv2d;
+pub mod demod;
 pub mod elementwise;
 pub mod flame;
 pub mod layout;
 pub mod lift_dense;
 pub mod lift_maps;
+pub mod matvec;
+pub mod refiner_conv;
 pub mod splat;
 pub mod splat_bin;
 pub mod splat_project;
 pub mod splat_raster;
-pub mod demod;
-pub mod matvec;
-pub mod refiner_conv;
 pub mod stored;
 
 /// Shipped SPIR-V of `kernels/shaders/conv2d.comp`.

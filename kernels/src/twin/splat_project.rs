@@ -77,20 +77,7 @@ pub fn project(p: &SplatPush, i: usize, pos: &[f32], attr: &[f32], cam: &SplatCa
         return None;
     }
     let f = f32::to_bits;
-    Some([
-        f(px),
-        f(py),
-        f(conic[0]),
-        f(conic[1]),
-        f(conic[2]),
-        f(a[7]),
-        f(t[2]),
-        r as u32,
-        rect.x0,
-        rect.y0,
-        rect.x1,
-        rect.y1,
-    ])
+    Some([f(px), f(py), f(conic[0]), f(conic[1]), f(conic[2]), f(a[7]), f(t[2]), r as u32, rect.x0, rect.y0, rect.x1, rect.y1])
 }
 
 #[cfg(test)]

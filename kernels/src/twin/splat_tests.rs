@@ -101,7 +101,14 @@ fn twin_reports_an_overflow_with_the_pairs_and_the_capacity() {
 #[test]
 fn splat_push_matches_every_splat_shaders_push_block() {
     let want: Vec<u32> = (0..std::mem::size_of::<SplatPush>() as u32 / 4).map(|i| 4 * i).collect();
-    for (name, spv) in [("project", PROJECT_SPV), ("scan", SCAN_SPV), ("fill", FILL_SPV), ("sort", SORT_SPV), ("raster", RASTER_SPV), ("raster_f16", RASTER_F16_SPV)] {
+    for (name, spv) in [
+        ("project", PROJECT_SPV),
+        ("scan", SCAN_SPV),
+        ("fill", FILL_SPV),
+        ("sort", SORT_SPV),
+        ("raster", RASTER_SPV),
+        ("raster_f16", RASTER_F16_SPV),
+    ] {
         assert_eq!(push_constant_offsets(spv), Some(want.clone()), "splat_{name}");
     }
 }

@@ -30,10 +30,12 @@ fn reference_lbs(w: &WeightMap, cfg: &ModelConfig, shape: &[f32], exp: &[f32], p
             let ang = r.iter().map(|x| (x + 1e-8).powi(2)).sum::<f64>().sqrt();
             let (x, y, z) = (r[0] / ang, r[1] / ang, r[2] / ang);
             let k = [[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]];
-            std::array::from_fn(|a| std::array::from_fn(|b| {
-                let kk: f64 = (0..3).map(|m| k[a][m] * k[m][b]).sum();
-                (a == b) as i32 as f64 + ang.sin() * k[a][b] + (1.0 - ang.cos()) * kk
-            }))
+            std::array::from_fn(|a| {
+                std::array::from_fn(|b| {
+                    let kk: f64 = (0..3).map(|m| k[a][m] * k[m][b]).sum();
+                    (a == b) as i32 as f64 + ang.sin() * k[a][b] + (1.0 - ang.cos()) * kk
+                })
+            })
         })
         .collect();
     let parents = [0usize, 0, 1, 1, 1];
@@ -45,17 +47,23 @@ fn reference_lbs(w: &WeightMap, cfg: &ModelConfig, shape: &[f32], exp: &[f32], p
             local[a][3] = jx[jj][a] - if jj > 0 { jx[parents[jj]][a] } else { 0.0 };
         }
         local[3][3] = 1.0;
-        g[jj] = if jj == 0 { local } else { std::array::from_fn(|a| std::array::from_fn(|b| (0..4).map(|m| g[parents[jj]][a][m] * local[m][b]).sum())) };
+        g[jj] = if jj == 0 {
+            local
+        } else {
+            std::array::from_fn(|a| std::array::from_fn(|b| (0..4).map(|m| g[parents[jj]][a][m] * local[m][b]).sum()))
+        };
     }
     for (jj, gj) in g.iter_mut().enumerate() {
         for a in 0..3 {
             gj[a][3] -= (0..3).map(|b| gj[a][b] * jx[jj][b]).sum::<f64>();
         }
     }
-    let pf: Vec<f64> = (1..j).flat_map(|jj| (0..9).map(move |q| (jj, q))).map(|(jj, q)| rots[jj][q / 3][q % 3] - (q / 3 == q % 3) as i32 as f64).collect();
+    let pf: Vec<f64> =
+        (1..j).flat_map(|jj| (0..9).map(move |q| (jj, q))).map(|(jj, q)| rots[jj][q / 3][q % 3] - (q / 3 == q % 3) as i32 as f64).collect();
     let mut out = vec![0f32; v * 3];
     for vi in 0..v {
-        let p: Vec<f64> = (0..3).map(|k| vs[vi * 3 + k] + (0..pf.len()).map(|q| pdirs[(vi * 3 + k) * pf.len() + q] * pf[q]).sum::<f64>()).collect();
+        let p: Vec<f64> =
+            (0..3).map(|k| vs[vi * 3 + k] + (0..pf.len()).map(|q| pdirs[(vi * 3 + k) * pf.len() + q] * pf[q]).sum::<f64>()).collect();
         for a in 0..3 {
             let x: f64 = (0..j).map(|jj| wts[vi * j + jj] * ((0..3).map(|b| g[jj][a][b] * p[b]).sum::<f64>() + g[jj][a][3])).sum();
             out[vi * 3 + a] = (x * cfg.flame.scale as f64) as f32;
@@ -93,7 +101,9 @@ fn zero_pose_and_expression_give_template_plus_shape_blendshapes_times_scale() {
     let (tmpl, dirs) = (&w.tensors["flame.v_template"].1, &w.tensors["flame.shapedirs"].1);
     let d = cfg.flame.shape_params + cfg.flame.expr_params;
     let want: Vec<f32> = (0..out.len())
-        .map(|i| (tmpl[i] as f64 + (0..shape.len()).map(|l| dirs[i * d + l] as f64 * shape[l] as f64).sum::<f64>()) as f32 * cfg.flame.scale)
+        .map(|i| {
+            (tmpl[i] as f64 + (0..shape.len()).map(|l| dirs[i * d + l] as f64 * shape[l] as f64).sum::<f64>()) as f32 * cfg.flame.scale
+        })
         .collect();
     // Identity rotations; only the chain's J_i - J_p + J_p round trip differs from exact (fp32 ulps).
     assert_close("rest pose", &out, &want, Tolerance::Fp32);

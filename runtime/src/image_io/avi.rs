@@ -46,7 +46,12 @@ impl AviWriter {
         let io = |e| Error::Io { path: path.to_path_buf(), source: e };
         let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
             (Ok(w), Ok(h)) if w > 0 && h > 0 && fps > 0 => (w, h),
-            _ => return Err(Error::Other(format!("{}: AVI needs sides in 1..65535 and fps > 0, found {width}x{height} at {fps}", path.display()))),
+            _ => {
+                return Err(Error::Other(format!(
+                    "{}: AVI needs sides in 1..65535 and fps > 0, found {width}x{height} at {fps}",
+                    path.display()
+                )))
+            }
         };
         let mut hdr = Vec::with_capacity(224);
         hdr.extend_from_slice(b"RIFF");
@@ -56,7 +61,9 @@ impl AviWriter {
         hdr.extend_from_slice(b"hdrlavih");
         hdr.extend_from_slice(&le32(56));
         let frame_bytes = (3 * width * height).min(u32::MAX as usize) as u32;
-        for v in [1_000_000 / fps, frame_bytes.saturating_mul(fps), 0, 0x10 /* AVIF_HASINDEX */, 0, 0, 1, 0, w as u32, h as u32, 0, 0, 0, 0] {
+        for v in
+            [1_000_000 / fps, frame_bytes.saturating_mul(fps), 0, 0x10 /* AVIF_HASINDEX */, 0, 0, 1, 0, w as u32, h as u32, 0, 0, 0, 0]
+        {
             hdr.extend_from_slice(&le32(v)); // frames and buffer size patched
         }
         hdr.extend_from_slice(b"LIST");
@@ -127,7 +134,13 @@ impl AviWriter {
         let mut head = [0u8; 8];
         head[..4].copy_from_slice(b"00dc");
         head[4..].copy_from_slice(&le32(len));
-        let res = self.out.write_all(&head).and_then(|_| self.out.write_all(jpeg)).and_then(|_| if len & 1 == 1 { self.out.write_all(&[0]) } else { Ok(()) });
+        let res = self.out.write_all(&head).and_then(|_| self.out.write_all(jpeg)).and_then(|_| {
+            if len & 1 == 1 {
+                self.out.write_all(&[0])
+            } else {
+                Ok(())
+            }
+        });
         res.map_err(|e| self.io(e))?;
         self.pos = end;
         Ok(())
@@ -153,7 +166,14 @@ impl AviWriter {
         let total = self.pos + idx.len() as u64;
         let frames = self.index.len() as u32;
         let buffer = self.max_chunk + 8;
-        let patches = [(RIFF_SIZE, (total - 8) as u32), (AVIH_TOTAL_FRAMES, frames), (AVIH_SUGGESTED_BUFFER, buffer), (STRH_LENGTH, frames), (STRH_SUGGESTED_BUFFER, buffer), (MOVI_SIZE, movi_size)];
+        let patches = [
+            (RIFF_SIZE, (total - 8) as u32),
+            (AVIH_TOTAL_FRAMES, frames),
+            (AVIH_SUGGESTED_BUFFER, buffer),
+            (STRH_LENGTH, frames),
+            (STRH_SUGGESTED_BUFFER, buffer),
+            (MOVI_SIZE, movi_size),
+        ];
         let res = (|| -> std::io::Result<()> {
             self.out.write_all(&idx)?;
             for (at, v) in patches {

@@ -140,7 +140,15 @@ fn ffprobe_reads_the_avi_as_mjpeg() {
     }
     w.finish().expect("finish");
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,nb_read_frames,r_frame_rate", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,r_frame_rate",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&path)
         .output()
         .expect("ffprobe runs");

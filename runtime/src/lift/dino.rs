@@ -215,9 +215,7 @@ mod tests {
             let mut attn = vec![vec![0f64; dim]; x.len()];
             for h in 0..heads {
                 for i in 0..x.len() {
-                    let score = |j: usize| {
-                        (0..hd).map(|e| qkv[i][h * hd + e] * qkv[j][dim + h * hd + e]).sum::<f64>() / (hd as f64).sqrt()
-                    };
+                    let score = |j: usize| (0..hd).map(|e| qkv[i][h * hd + e] * qkv[j][dim + h * hd + e]).sum::<f64>() / (hd as f64).sqrt();
                     let scores: Vec<f64> = (0..x.len()).map(score).collect();
                     let m = scores.iter().cloned().fold(f64::MIN, f64::max);
                     let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();

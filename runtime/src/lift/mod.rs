@@ -190,16 +190,7 @@ fn run(w: &dyn Weights, cfg: &ModelConfig, image: &Image, source: &SourceParams,
     let avatar = assemble(cfg, [vertex, plane0, plane1], &source.shapecode);
     times.total = start.elapsed().as_secs_f64();
     log::info!("lift: total {:.1} ms, {} Gaussians", times.total * 1e3, avatar.count);
-    let trace = LiftTrace {
-        dino_input,
-        dino_layers: layers,
-        global_feature: global,
-        feature_map,
-        plane_points,
-        plane_dirs,
-        direnc,
-        times,
-    };
+    let trace = LiftTrace { dino_input, dino_layers: layers, global_feature: global, feature_map, plane_points, plane_dirs, direnc, times };
     Ok((avatar, trace))
 }
 

@@ -81,12 +81,7 @@ pub fn lift_tensors(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     }
     for l in ["gs_generator_l0", "gs_generator_l1"] {
         let h = cfg.lift_hidden;
-        let convs = [
-            (0, h, cfg.feature_dim + cfg.direnc_dim(), 3),
-            (2, h, h, 3),
-            (4, h, h, 3),
-            (6, cfg.gaussian_channels + 9, h, 1),
-        ];
+        let convs = [(0, h, cfg.feature_dim + cfg.direnc_dim(), 3), (2, h, h, 3), (4, h, h, 3), (6, cfg.gaussian_channels + 9, h, 1)];
         for (i, out, inp, k) in convs {
             add(format!("{l}.gaussian_conv.{i}.weight"), vec![out, inp, k, k]);
             add(format!("{l}.gaussian_conv.{i}.bias"), vec![out]);

@@ -87,8 +87,7 @@ fn planes_sit_behind_and_in_front_of_the_lifting_plane_along_the_camera_axis() {
 fn both_lifting_generators_read_the_same_feature_map() {
     let cfg = ModelConfig::small();
     let mut w = seeded_weights(&cfg);
-    let l0 =
-        w.tensors.iter().filter(|(k, _)| k.starts_with("gs_generator_l0.")).map(|(k, t)| (k.clone(), t.clone())).collect::<Vec<_>>();
+    let l0 = w.tensors.iter().filter(|(k, _)| k.starts_with("gs_generator_l0.")).map(|(k, t)| (k.clone(), t.clone())).collect::<Vec<_>>();
     for (k, t) in l0 {
         w.tensors.insert(k.replace("gs_generator_l0.", "gs_generator_l1."), t);
     }
@@ -151,7 +150,11 @@ fn naive_vertex(w: &WeightMap, cfg: &ModelConfig, vertex: usize, global: &[f32],
         (0..b.len())
             .map(|o| {
                 let y = b[o] as f64 + x.iter().enumerate().map(|(i, v)| wt[o * x.len() + i] as f64 * v).sum::<f64>();
-                if relu { y.max(0.0) } else { y }
+                if relu {
+                    y.max(0.0)
+                } else {
+                    y
+                }
             })
             .collect()
     };

@@ -77,7 +77,16 @@ impl<'w> ResBlock<'w> {
 
     /// `x` is `[c_in, h, h]`; writes `[c_out, h', h']` into `out`; `t1`, `t2` are temporaries.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, s: &mut Scratch, x: &[f32], h: usize, t1: &mut [f32], t2: &mut [f32], out: &mut [f32], obs: &mut Observe) -> Result<()> {
+    pub fn run(
+        &self,
+        s: &mut Scratch,
+        x: &[f32],
+        h: usize,
+        t1: &mut [f32],
+        t2: &mut [f32],
+        out: &mut [f32],
+        obs: &mut Observe,
+    ) -> Result<()> {
         let (ci, co, h2) = (self.conv1.spec.c_in, self.conv2.spec.c_out, self.out_side(h));
         let (n_in, n_lo, n_out) = (ci * h * h, ci * h2 * h2, co * h2 * h2);
         self.conv1.run(s, x, h, h, t1, obs)?;

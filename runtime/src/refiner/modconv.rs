@@ -117,7 +117,17 @@ impl<'w> ModConv<'w> {
 
     /// Runs on `x` `[c_in, h, h]` with the factors of the last `modulate`.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, scratch: &mut Scratch, x: &[f32], h: usize, s: &[f32], f: &[f32], scaled: &mut [f32], out: &mut [f32], obs: &mut Observe) -> Result<()> {
+    pub fn run(
+        &self,
+        scratch: &mut Scratch,
+        x: &[f32],
+        h: usize,
+        s: &[f32],
+        f: &[f32],
+        scaled: &mut [f32],
+        out: &mut [f32],
+        obs: &mut Observe,
+    ) -> Result<()> {
         self.run_raw(scratch, x, h, None, s, scaled, out, obs)?;
         scale_channels_in_place(&mut out[..self.c_out * h * h], &f[..self.c_out], h * h);
         Ok(())

@@ -59,7 +59,15 @@ fn reference_refiner(w: &WeightMap, cfg: &ModelConfig, x: &[f32]) -> Vec<f32> {
     let conv = |name: &str, x: &[f32], ci: usize, co: usize, k: usize, h: usize, bias: bool| {
         let mut out = vec![0f32; co * h * h];
         let b = bias.then(|| t(&format!("{name}.bias")));
-        reference::conv2d(&Conv2d { c_in: ci, c_out: co, kernel: k, stride: 1, pad: k / 2 }, x, h, h, &t(&format!("{name}.weight")), b.as_deref(), &mut out);
+        reference::conv2d(
+            &Conv2d { c_in: ci, c_out: co, kernel: k, stride: 1, pad: k / 2 },
+            x,
+            h,
+            h,
+            &t(&format!("{name}.weight")),
+            b.as_deref(),
+            &mut out,
+        );
         out
     };
     let lrelu = |mut v: Vec<f32>| {
@@ -81,7 +89,14 @@ fn reference_refiner(w: &WeightMap, cfg: &ModelConfig, x: &[f32]) -> Vec<f32> {
     let mut feat = lrelu(conv("upsampler.conv_body_first", x, r.in_channels, u[levels], 1, r.size, true));
     let mut skips = Vec::new();
     for i in 0..levels {
-        feat = resblock(&format!("upsampler.conv_body_down.{i}"), &feat, u[levels - i], u[levels - i - 1], side(levels - i), side(levels - i - 1));
+        feat = resblock(
+            &format!("upsampler.conv_body_down.{i}"),
+            &feat,
+            u[levels - i],
+            u[levels - i - 1],
+            side(levels - i),
+            side(levels - i - 1),
+        );
         skips.insert(0, feat.clone());
     }
     feat = lrelu(conv("upsampler.final_conv", &feat, u[0], u[0], 3, 4, true));
@@ -102,7 +117,15 @@ fn reference_refiner(w: &WeightMap, cfg: &ModelConfig, x: &[f32]) -> Vec<f32> {
     let mut lat: Vec<f32> = style.iter().map(|v| v * norm).collect();
     for i in 0..r.mlp_layers {
         let mut o = vec![0f32; sd];
-        reference::linear(&lat, 1, sd, &t(&format!("{sg}.style_mlp.{}.weight", 2 * i + 1)), Some(&t(&format!("{sg}.style_mlp.{}.bias", 2 * i + 1))), sd, &mut o);
+        reference::linear(
+            &lat,
+            1,
+            sd,
+            &t(&format!("{sg}.style_mlp.{}.weight", 2 * i + 1)),
+            Some(&t(&format!("{sg}.style_mlp.{}.bias", 2 * i + 1))),
+            sd,
+            &mut o,
+        );
         lat = lrelu(o);
     }
     let modconv = |p: &str, x: &[f32], ci: usize, co: usize, k: usize, h: usize, demod: bool| {

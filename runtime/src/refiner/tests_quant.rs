@@ -72,7 +72,14 @@ impl Weights for Quantised {
         };
         let shape = self.shape(name)?;
         let quant_axis = scales.as_ref().map(|_| shape.len() - 4);
-        Ok(Stored { dtype: *dtype, layout: Layout::RowMajor, shape, bytes: Cow::Borrowed(bytes), scales: scales.as_deref().map(Cow::Borrowed), quant_axis })
+        Ok(Stored {
+            dtype: *dtype,
+            layout: Layout::RowMajor,
+            shape,
+            bytes: Cow::Borrowed(bytes),
+            scales: scales.as_deref().map(Cow::Borrowed),
+            quant_axis,
+        })
     }
 }
 

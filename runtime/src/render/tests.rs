@@ -30,7 +30,8 @@ fn traced_stages_match_direct_calls_and_the_avatar_is_untouched() {
 
     let mut positions = avatar.positions.clone();
     positions[..verts.len()].copy_from_slice(&verts);
-    let set = GaussianSet::new(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels).expect("set");
+    let set =
+        GaussianSet::new(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels).expect("set");
     let mut img = vec![0f32; cfg.gaussian_channels * s * s];
     let cam = SplatCamera::from_transform(&frame.transform, cfg.focal, s, s);
     splat(&set, &cam, &vec![0.0; cfg.gaussian_channels], &mut img, &mut SplatScratch::new());

@@ -73,9 +73,8 @@ fn landmarks_index_real_faces_with_convex_barycentrics() {
 fn displacement(dirs: &[f32], first: usize, coeffs: &[f32]) -> Vec<f32> {
     (0..VERTICES)
         .map(|i| {
-            let d: Vec<f32> = (0..3)
-                .map(|c| coeffs.iter().enumerate().map(|(k, x)| x * dirs[(i * 3 + c) * 400 + first + k]).sum())
-                .collect();
+            let d: Vec<f32> =
+                (0..3).map(|c| coeffs.iter().enumerate().map(|(k, x)| x * dirs[(i * 3 + c) * 400 + first + k]).sum()).collect();
             (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt()
         })
         .collect()

@@ -72,20 +72,7 @@ impl<'w> FlameHost<'w> {
             return Err(Error::Config(format!("FLAME needs at least one joint, found {j}")));
         }
         let d = f.shape_params + e;
-        let kintree = w.f32_shaped("flame.kintree_table", &[2, j])?;
-        let mut parents = vec![0usize; j];
-        for (i, p) in parents.iter_mut().enumerate().skip(1) {
-            let raw = kintree[i];
-            if !(raw >= 0.0 && (raw as usize) < i && raw.fract() == 0.0) {
-                return Err(Error::Input {
-                    source_name: "flame.kintree_table".into(),
-                    frame: "-".into(),
-                    field: format!("parent of joint {i}"),
-                    what: format!("expected an earlier joint index in 0..{i}, found {raw}"),
-                });
-            }
-            *p = raw as usize;
-        }
+        let parents = crate::flame::read_parents(w, j)?;
         let shapedirs = w.f32_shaped("flame.shapedirs", &[v, 3, d])?;
         let j_regressor = w.f32_shaped("flame.J_regressor", &[j, v])?;
         let mut jreg_expr = vec![0f32; j * 3 * e];
@@ -250,7 +237,14 @@ impl<'w> GpuFlame<'w> {
         let (v, j) = (f.vertices, f.joints);
         let d = f.shape_params + f.expr_params;
         let pd = (j.max(1) - 1) * 9;
-        let push = FlamePush { vertices: v as u32, expr: f.expr_params as u32, stride: d as u32, pose: pd as u32, joints: j as u32, scale: f.scale };
+        let push = FlamePush {
+            vertices: v as u32,
+            expr: f.expr_params as u32,
+            stride: d as u32,
+            pose: pd as u32,
+            joints: j as u32,
+            scale: f.scale,
+        };
         let mut up = WeightUpload::new(gpu, w, import);
         let shapedirs = up.f32("flame.shapedirs", &[v, 3, d])?;
         let posedirs = up.f32("flame.posedirs", &[v, 3, pd])?;
@@ -287,7 +281,13 @@ impl<'w> GpuFlame<'w> {
             return Err(Error::Vulkan(format!("buffer `{}`: {} bytes, FLAME writes {need}", positions.name(), positions.size())));
         }
         let buffers = vec![&self.identity, &self.shapedirs.buffer, &self.posedirs.buffer, &self.lbs.buffer, &self.params, positions];
-        Ok(Dispatch { label: "flame".into(), pipeline: &self.pipeline, buffers, push: bytemuck::bytes_of(&self.push).to_vec(), groups: self.push.dispatch() })
+        Ok(Dispatch {
+            label: "flame".into(),
+            pipeline: &self.pipeline,
+            buffers,
+            push: bytemuck::bytes_of(&self.push).to_vec(),
+            groups: self.push.dispatch(),
+        })
     }
 }
 
@@ -310,7 +310,8 @@ mod tests {
         assert!(host.set_identity(&avatar.shapecode).expect("identity"));
         assert!(!host.set_identity(&avatar.shapecode).expect("same identity"), "a repeated identity is not recomputed");
         let v = cfg.flame.vertices;
-        let (sd, pd, lbs) = (w.f32("flame.shapedirs").expect("sd"), w.f32("flame.posedirs").expect("pd"), w.f32("flame.weights").expect("w"));
+        let (sd, pd, lbs) =
+            (w.f32("flame.shapedirs").expect("sd"), w.f32("flame.posedirs").expect("pd"), w.f32("flame.weights").expect("w"));
         for i in 0..3 {
             let frame = driving_frame(&cfg, i);
             let mut want = vec![0f32; 3 * v];

@@ -176,7 +176,16 @@ impl Memory {
         s.holders.push((id, name.to_string(), charged));
         drop(s);
         let allocation = Some(allocation);
-        Ok(Buffer { raw, size, id, name: name.to_string(), allocation, imported: vk::DeviceMemory::null(), memory: self.clone(), _not_sync: PhantomData })
+        Ok(Buffer {
+            raw,
+            size,
+            id,
+            name: name.to_string(),
+            allocation,
+            imported: vk::DeviceMemory::null(),
+            memory: self.clone(),
+            _not_sync: PhantomData,
+        })
     }
 
     /// A read-only storage buffer over `bytes` in host memory, imported with `VK_EXT_external_memory_host`
@@ -205,7 +214,8 @@ impl Memory {
         }
         let mut external = vk::ExternalMemoryBufferCreateInfo::default().handle_types(handle);
         let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC;
-        let info = vk::BufferCreateInfo::default().size(size).usage(usage).sharing_mode(vk::SharingMode::EXCLUSIVE).push_next(&mut external);
+        let info =
+            vk::BufferCreateInfo::default().size(size).usage(usage).sharing_mode(vk::SharingMode::EXCLUSIVE).push_next(&mut external);
         // SAFETY: a valid create info on a live device.
         let raw = unsafe { device.create_buffer(&info, None) }.map_err(|e| vk_err(&format!("creating imported buffer `{name}`"), e))?;
         // SAFETY: `raw` was just created on this device.
@@ -223,7 +233,8 @@ impl Memory {
             return Err(e);
         }
         let mut import = vk::ImportMemoryHostPointerInfoEXT::default().handle_type(handle).host_pointer(host_ptr);
-        let alloc = vk::MemoryAllocateInfo::default().allocation_size(span.len).memory_type_index(types.trailing_zeros()).push_next(&mut import);
+        let alloc =
+            vk::MemoryAllocateInfo::default().allocation_size(span.len).memory_type_index(types.trailing_zeros()).push_next(&mut import);
         // SAFETY: the pointer, size and memory type were validated above; the caller keeps the pages alive.
         let memory = match unsafe { device.allocate_memory(&alloc, None) } {
             Ok(m) => m,
@@ -248,7 +259,16 @@ impl Memory {
         s.used += span.len;
         s.holders.push((id, name.to_string(), span.len));
         drop(s);
-        Ok(Some(Buffer { raw, size, id, name: name.to_string(), allocation: None, imported: memory, memory: self.clone(), _not_sync: PhantomData }))
+        Ok(Some(Buffer {
+            raw,
+            size,
+            id,
+            name: name.to_string(),
+            allocation: None,
+            imported: memory,
+            memory: self.clone(),
+            _not_sync: PhantomData,
+        }))
     }
 }
 

@@ -40,19 +40,19 @@ pub mod memory;
 pub mod ops;
 pub mod pipeline;
 pub mod probe;
+pub mod refiner;
 pub mod session;
 pub mod splat;
-pub mod refiner;
 pub mod weights;
 
 pub use cache::PipelineCache;
 pub use chunks::plan_chunks;
 pub use command::{Dispatch, Recorded};
 pub use device::{Context, ContextOptions, Requirement};
+pub use lift::GpuLift;
 pub use memory::{Buffer, Memory, MemoryLocation, MemoryReport};
 pub use pipeline::ComputePipeline;
 pub use probe::{DeviceKind, DeviceProbe};
-pub use lift::GpuLift;
 pub use session::VulkanSession;
 
 /// The error for a failed Vulkan call: the step and the `VkResult`.

@@ -163,7 +163,17 @@ impl<'w> VulkanSession<'w> {
             dispatches.extend(st.refiner.dispatches(&st.image, &st.rgb));
             Recorded::record(&gpu.ctx, &dispatches)
         })?;
-        Ok(VulkanSession { frame, host, avatar: None, weights: w, config: cfg.clone(), last: Vec::new(), last_gpu: Vec::new(), planned, gpu })
+        Ok(VulkanSession {
+            frame,
+            host,
+            avatar: None,
+            weights: w,
+            config: cfg.clone(),
+            last: Vec::new(),
+            last_gpu: Vec::new(),
+            planned,
+            gpu,
+        })
     }
 
     /// The device, its memory and validation counters.
@@ -216,7 +226,12 @@ impl Session for VulkanSession<'_> {
     fn render(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<()> {
         let s = self.config.image_size;
         if out.width != s || out.height != s || out.data.len() != 3 * s * s {
-            return Err(Error::Other(format!("output image: expected {s}x{s} RGB, found {}x{} with {} values", out.width, out.height, out.data.len())));
+            return Err(Error::Other(format!(
+                "output image: expected {s}x{s} RGB, found {}x{} with {} values",
+                out.width,
+                out.height,
+                out.data.len()
+            )));
         }
         self.check_avatar(avatar)?;
         let t0 = Instant::now();

@@ -121,8 +121,7 @@ impl GpuSplat {
         let fill = pipe("splat_fill", tw::FILL_SPV, 6)?;
         let sort = pipe("splat_sort", tw::SORT_SPV, 5)?;
         let raster = pipe("splat_raster", tw::RASTER_SPV, 7)?;
-        let raster_f16 =
-            if gpu.ctx.probe().storage_buffer_16bit { Some(pipe("splat_raster_f16", tw::RASTER_F16_SPV, 7)?) } else { None };
+        let raster_f16 = if gpu.ctx.probe().storage_buffer_16bit { Some(pipe("splat_raster_f16", tw::RASTER_F16_SPV, 7)?) } else { None };
         let mut bufs = Vec::new();
         for (name, bytes, location) in layout(cfg, capacity) {
             bufs.push(gpu.memory.buffer(name, bytes, location)?);

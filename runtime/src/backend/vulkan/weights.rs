@@ -99,7 +99,8 @@ impl<'w> WeightUpload<'w> {
         let ranges = plan_chunks(name, bytes.len() as u64, unit, self.align, self.max_range)?;
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
-            let piece_name = if out.is_empty() && r.end == bytes.len() as u64 { name.to_string() } else { format!("{name}[{}..{}]", r.start, r.end) };
+            let piece_name =
+                if out.is_empty() && r.end == bytes.len() as u64 { name.to_string() } else { format!("{name}[{}..{}]", r.start, r.end) };
             let piece = &bytes[r.start as usize..r.end as usize];
             out.push(match &bytes {
                 std::borrow::Cow::Borrowed(b) => self.bytes(&piece_name, &b[r.start as usize..r.end as usize], r.start, dtype)?,

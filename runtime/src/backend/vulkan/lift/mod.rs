@@ -27,15 +27,14 @@ use crate::backend::StageTimes;
 use crate::camera::{harmonic_encoding, lifting_plane};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::lift::dpt::level_sizes;
 use crate::lift::assemble;
+use crate::lift::dpt::level_sizes;
 use crate::lift::generators::{normalize_across_rows, plane_activations, Gaussians, SCALE_MAX};
 use crate::types::{Avatar, Image, SourceParams};
 use crate::weights::Weights;
 
 use graph::{Buf, Graph, Op, PipelineSlot};
 use network::Io;
-
 
 /// The lift's weights, buffers and pipelines on one device. Borrows the weights (`'w`): imported
 /// tensors read the mapped model file directly.
