@@ -70,10 +70,31 @@ fn a_real_clip_tracked_on_device_drives_a_lifted_photo_from_the_command_line() {
     assert_eq!(pngs, 24);
     let avi = std::fs::read(p("c.avi")).expect("video");
     assert!(avi.starts_with(b"RIFF") && avi.len() > 24 * 100, "an AVI with 24 frames, {} bytes", avi.len());
-    // Frames differ when the tracked expression and pose do.
     let first = std::fs::read(dir.join("frames").join(first_png(&dir.join("frames")))).expect("png");
     assert!(!first.is_empty());
+
+    // The kiosk loop: clip -> tracker -> render -> overlay -> a framebuffer file, on the CPU and on Vulkan.
+    for backend in ["cpu", "vulkan"] {
+        if backend == "vulkan" && !vulkan_available() {
+            eprintln!("kiosk on Vulkan skipped: no Vulkan device (CI sets GAGA_REQUIRE_VULKAN=1 and installs lavapipe)");
+            continue;
+        }
+        let fb = p(&format!("fb-{backend}.raw"));
+        let display = format!("fb:{fb}:96x80:32");
+        let video = fetched("carphone_pristine.mp4");
+        let args = ["kiosk", "--model", &p("m.gaga"), "--avatar", &p("a.gav"), "--video", &video, "--frames", "4"];
+        let report = ok(&[&args[..], &["--backend", backend, "--display", &display]].concat());
+        let bytes = std::fs::read(&fb).expect("framebuffer file");
+        assert_eq!(bytes.len(), 96 * 80 * 4, "{backend}: one 96x80 XRGB8888 frame\n{report}");
+        assert!(bytes.iter().any(|&b| b != 0), "{backend}: the kiosk drew something\n{report}");
+    }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A Vulkan device is there, or required (`GAGA_REQUIRE_VULKAN=1`: then a missing one fails the test).
+fn vulkan_available() -> bool {
+    std::env::var("GAGA_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
+        || gaga_runtime::backend::vulkan::list_devices().is_ok_and(|d| !d.is_empty())
 }
 
 fn first_png(dir: &Path) -> String {
