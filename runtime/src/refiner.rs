@@ -20,7 +20,7 @@ use crate::weights::Weights;
 
 mod layers;
 pub mod modconv;
-mod noise;
+pub(crate) mod noise;
 pub mod packed;
 pub mod testing;
 #[cfg(test)]

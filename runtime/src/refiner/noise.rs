@@ -54,8 +54,9 @@ impl<'w> Noise<'w> {
     }
 }
 
-/// SplitMix64 with Box-Muller: small, allocation-free, good enough for noise injection.
-struct SplitMix(u64);
+/// SplitMix64 with Box-Muller: small, allocation-free, good enough for noise injection. Shared with the
+/// Vulkan refiner so `NoiseMode::Random` draws the same maps on both backends.
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
     fn next_u64(&mut self) -> u64 {
@@ -71,7 +72,8 @@ impl SplitMix {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
-    fn fill_normal(&mut self, out: &mut [f32]) {
+    /// Standard normal values, drawn in pairs (so a map of even length takes whole pairs).
+    pub(crate) fn fill_normal(&mut self, out: &mut [f32]) {
         for pair in out.chunks_mut(2) {
             let (r, t) = ((-2.0 * self.unit().ln()).sqrt(), std::f64::consts::TAU * self.unit());
             pair[0] = (r * t.cos()) as f32;

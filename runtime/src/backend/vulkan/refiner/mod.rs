@@ -16,7 +16,9 @@ use super::memory::{Buffer, MemoryLocation};
 use super::pipeline::ComputePipeline;
 use super::Gpu;
 use crate::config::ModelConfig;
+use crate::config::RefinerConfig;
 use crate::error::{Error, Result};
+use crate::refiner::noise::SplitMix;
 use crate::refiner::NoiseMode;
 use crate::weights::Weights;
 use program::{Fill, Kernel, Program, Slot};
@@ -38,6 +40,17 @@ pub struct GpuRefiner {
     buffers: Vec<Buffer>,
     in_bytes: u64,
     out_bytes: u64,
+    /// `NoiseMode::Random`: the generator, the host copy of the maps, and the noise buffer's index.
+    random: Option<std::sync::Mutex<RandomNoise>>,
+}
+
+/// Per-frame noise drawn on the host like the CPU refiner's (same generator, same map order), then
+/// written into the one noise buffer before each replay.
+struct RandomNoise {
+    rng: SplitMix,
+    maps: Vec<f32>,
+    lengths: Vec<usize>,
+    buffer: usize,
 }
 
 /// What a kernel needs to become a pipeline and a dispatch.
@@ -81,15 +94,19 @@ impl GpuRefiner {
         Ok(network::build(w, cfg)?.buffers.into_iter().map(|b| (b.name, b.bytes)).collect())
     }
 
-    /// Allocates and fills every buffer and builds the pipelines. `NoiseMode::Random` is refused:
-    /// per-frame random noise on the GPU is not implemented yet (use `NoiseMode::Stored`).
+    /// Allocates and fills every buffer and builds the pipelines. With `NoiseMode::Random`, each
+    /// [`GpuRefiner::before_frame`] draws new noise maps exactly as the CPU refiner does per call.
     pub fn new(gpu: &Gpu, w: &dyn Weights, cfg: &ModelConfig, noise: NoiseMode) -> Result<GpuRefiner> {
-        if let NoiseMode::Random { .. } = noise {
-            return Err(Error::Vulkan(
-                "the Vulkan refiner does not support NoiseMode::Random yet (per-frame random noise); use NoiseMode::Stored".into(),
-            ));
-        }
-        let Program { buffers: specs, steps, .. } = network::build(w, cfg)?;
+        let Program { buffers: specs, steps, noise: (noise_buffer, noise_len) } = network::build(w, cfg)?;
+        let random = match noise {
+            NoiseMode::Stored => None,
+            NoiseMode::Random { seed } => Some(std::sync::Mutex::new(RandomNoise {
+                rng: SplitMix(seed),
+                maps: vec![0.0; noise_len],
+                lengths: (0..cfg.refiner.style_convs()).map(|i| RefinerConfig::noise_size(i).pow(2)).collect(),
+                buffer: noise_buffer,
+            })),
+        };
         let mut buffers = Vec::with_capacity(specs.len());
         for spec in &specs {
             let location = match spec.fill {
@@ -125,6 +142,7 @@ impl GpuRefiner {
             buffers,
             in_bytes: r.in_channels as u64 * plane,
             out_bytes: r.out_channels as u64 * plane,
+            random,
         })
     }
 
@@ -180,8 +198,17 @@ impl GpuRefiner {
             .collect()
     }
 
-    /// Per-frame host writes before a replay. With stored noise there are none.
+    /// Per-frame host writes before a replay: new noise maps in `NoiseMode::Random` (none with stored noise).
     pub fn before_frame(&self) -> Result<()> {
-        Ok(())
+        let Some(random) = &self.random else { return Ok(()) };
+        let mut guard = random.lock().map_err(|_| Error::Vulkan("refiner noise state poisoned by an earlier panic".into()))?;
+        let RandomNoise { rng, maps, lengths, buffer } = &mut *guard;
+        let mut rest = &mut maps[..];
+        for &n in lengths.iter() {
+            let (map, tail) = rest.split_at_mut(n);
+            rng.fill_normal(map);
+            rest = tail;
+        }
+        self.buffers[*buffer].write(maps)
     }
 }
