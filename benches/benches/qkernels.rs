@@ -5,7 +5,9 @@
 //! ms, GOP/s, percent of peak; fp32/fp16 against the f32 FMA peak, int8 against the measured int8 peak of
 //! the detected kernel, `qgemm::measure_int8_peak`), then the per-frame estimate (every refiner convolution
 //! at its real shape in fp32 and int8), then criterion (`qkernels/<format>/<shape>`, 10 samples, 2 s).
-//! `GAGA_BENCH_SUMMARY=0` skips the printed part; `GAGA_BENCH_SUMMARY=shapes` skips the per-frame estimate.
+//! `GAGA_BENCH_SUMMARY=0` skips the printed part; `GAGA_BENCH_SUMMARY=shapes` skips the per-frame estimate;
+//! `GAGA_BENCH_SUMMARY=layers` prints only the int8 per-layer profile (every distinct refiner convolution,
+//! slowest first: whole call, kernel with a given activation scale, the max-abs pass alone; `layers_profile`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -133,6 +135,72 @@ fn refiner_estimate() {
     }
 }
 
+/// The int8 refiner per layer, slowest first: whole call (dynamic scale), the call with a fixed activation
+/// scale (quantise + kernel + epilogue), and the max-abs pass alone, with GOP/s and percent of int8 peak.
+fn layers_profile() {
+    let threads = rayon::current_num_threads();
+    let qisa = QIsa::detect();
+    let qpeak = measure_int8_peak(qisa, threads).unwrap_or_else(|| peak::measure_fma_peak(threads));
+    println!("Threads {threads}; int8 peak ({qisa:?}): {qpeak:.0} GOP/s");
+    let mut layers: Vec<(usize, usize, usize, usize, usize)> = Vec::new();
+    for (ci, co, k, r, n) in refiner_convs() {
+        match layers.iter_mut().find(|l| (l.0, l.1, l.2, l.3) == (ci, co, k, r)) {
+            Some(l) => l.4 += n,
+            None => layers.push((ci, co, k, r, n)),
+        }
+    }
+    // `GAGA_BENCH_LAYER=ci,co,k,r` keeps one layer (for a profiler).
+    if let Ok(only) = std::env::var("GAGA_BENCH_LAYER") {
+        layers.retain(|l| format!("{},{},{},{}", l.0, l.1, l.2, l.3) == only);
+    }
+    let mut rows = Vec::new();
+    let (mut total, mut total_fixed, mut total_ops) = (0.0, 0.0, 0.0);
+    for &(ci, co, k, r, n) in &layers {
+        let x = seeded(1, ci * r * r);
+        let (wt, b) = (seeded(2, co * ci * k * k), seeded(3, co));
+        let Ok(p) = PackedConv::from_f32_as_i8(&wt, co, ci, k) else { continue };
+        let mut out = vec![0f32; co * r * r];
+        let mut scratch = Scratch::new();
+        let mut call = |s: Option<f32>| {
+            let res = p.run(&mut scratch, black_box(&x), r, r, s, Some(&b), &mut out);
+            assert!(res.is_ok(), "int8 conv failed: {res:?}");
+        };
+        let whole = median_time(5, &mut || call(None));
+        let fixed = median_time(5, &mut || call(Some(0.01)));
+        let maxabs = median_time(5, &mut || {
+            black_box(gaga_kernels::qgemm::act_scale_for(black_box(&x)));
+        });
+        let o = ops(ci, co, k, r);
+        let nf = n as f64;
+        total += whole * nf;
+        total_fixed += fixed * nf;
+        total_ops += o * nf;
+        rows.push((
+            whole * nf,
+            format!(
+                "| {k}x{k} {ci}->{co} @{r} x{n} | {:.2} | {:.0}% | {:.2} | {:.0}% | {:.2} |",
+                whole * 1e3,
+                100.0 * o / whole / 1e9 / qpeak,
+                fixed * 1e3,
+                100.0 * o / fixed / 1e9 / qpeak,
+                maxabs * 1e3
+            ),
+        ));
+    }
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!("\n| layer x count | whole ms | % peak | fixed-scale ms | % peak | max-abs ms |\n|---|---|---|---|---|---|");
+    for (_, r) in &rows {
+        println!("{r}");
+    }
+    println!(
+        "\nint8 refiner convolutions: {:.0} ms ({:.0}% of peak), with fixed scales {:.0} ms ({:.0}%)",
+        total * 1e3,
+        100.0 * total_ops / total / 1e9 / qpeak,
+        total_fixed * 1e3,
+        100.0 * total_ops / total_fixed / 1e9 / qpeak
+    );
+}
+
 fn criterion_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("qkernels");
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
@@ -150,6 +218,10 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not and should stay quick.
     let benching = std::env::args().any(|a| a == "--bench");
     let mode = std::env::var("GAGA_BENCH_SUMMARY").unwrap_or_default();
+    if benching && mode == "layers" {
+        layers_profile();
+        return;
+    }
     if benching && mode != "0" {
         summary(mode != "shapes");
     }

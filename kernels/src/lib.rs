@@ -27,3 +27,4 @@ pub mod splat;
 pub mod testing;
 pub mod twin;
 pub mod vmath;
+pub mod winograd;

@@ -1,6 +1,9 @@
 //! FLAME evaluation for the per-frame path (spec §4.1; `FLAME.py` + `lbs.py` of the official code).
 //!
-//! Per source, `set_identity` precomputes `v_template + shapedirs[.., ..S] . shape` once. Per frame, `pose`
+//! Per source, `set_identity` precomputes `v_template + shapedirs[.., ..S] . shape` once; the shape
+//! directions (23 MiB of the 25 MiB of FLAME at official size) are read only then, and their pages are
+//! released from the resident set right after (`Weights::release_tensor`), while a frame reads a compact
+//! copy of the expression directions (6 MiB). Per frame, `pose`
 //! adds the expression blendshapes, regresses the joints from the full shaped mesh (so they follow the
 //! expression, as `lbs.py` does), builds the five joint rotations (Rodrigues), the pose correctives, the
 //! rigid chain and the linear blend skinning, and scales by `cfg.flame.scale`. Every buffer is allocated
@@ -98,9 +101,14 @@ pub struct Flame<'w> {
     expr_n: usize,
     joints: usize,
     scale: f32,
+    /// The source of `flame.shapedirs`, to release its pages after each identity (when it can be kept:
+    /// the renderer must stay `Send`).
+    weights: Option<&'w (dyn Weights + Sync)>,
     v_template: Cow<'w, [f32]>,
-    /// `[V, 3, shape_n + expr_n]`, as stored.
+    /// `[V, 3, shape_n + expr_n]`, as stored; read by `set_identity` only.
     shapedirs: Cow<'w, [f32]>,
+    /// `[V, 3, expr_n]`: the expression columns of `shapedirs`, the part a frame reads.
+    exprdirs: Vec<f32>,
     /// `[V, 3, (J - 1) * 9]`, as stored; `lbs.py`'s reshape to `[36, V*3]` is the transpose of this.
     posedirs: Cow<'w, [f32]>,
     j_regressor: Cow<'w, [f32]>,
@@ -138,14 +146,20 @@ impl<'w> Flame<'w> {
         }
         let pose_dim = (j - 1) * POSE_FEATURE_PER_JOINT;
         let parents = read_parents(w, j)?;
+        let (shape_n, expr_n) = (f.shape_params, f.expr_params);
+        let shapedirs = w.f32_shaped("flame.shapedirs", &[v, 3, shape_n + expr_n])?;
+        let exprdirs: Vec<f32> = shapedirs.chunks_exact(shape_n + expr_n).flat_map(|row| &row[shape_n..]).copied().collect();
+        w.release_tensor("flame.shapedirs")?;
         Ok(Flame {
             vertices: v,
             shape_n: f.shape_params,
             expr_n: f.expr_params,
             joints: j,
             scale: f.scale,
+            weights: w.as_sync(),
             v_template: w.f32_shaped("flame.v_template", &[v, 3])?,
-            shapedirs: w.f32_shaped("flame.shapedirs", &[v, 3, f.shape_params + f.expr_params])?,
+            shapedirs,
+            exprdirs,
             posedirs: w.f32_shaped("flame.posedirs", &[v, 3, pose_dim])?,
             j_regressor: w.f32_shaped("flame.J_regressor", &[j, v])?,
             lbs_weights: w.f32_shaped("flame.weights", &[v, j])?,
@@ -180,6 +194,10 @@ impl<'w> Flame<'w> {
             Some(v) => v.copy_from_slice(shapecode),
             None => self.identity = Some(shapecode.to_vec()),
         }
+        // Frames never read the shape directions: their pages come back only for the next identity.
+        if let Some(w) = self.weights {
+            w.release_tensor("flame.shapedirs")?;
+        }
         Ok(())
     }
 
@@ -193,11 +211,11 @@ impl<'w> Flame<'w> {
         }
         let (v, j) = (self.vertices, self.joints);
         assert_eq!(out.len(), v * 3, "FLAME output length");
-        let d = self.shape_n + self.expr_n;
+        let e = self.expr_n;
 
         // 1. Expression blendshapes on top of the baked identity.
         for (i, vs) in self.v_shaped.iter_mut().enumerate() {
-            let dirs = &self.shapedirs[i * d + self.shape_n..(i + 1) * d];
+            let dirs = &self.exprdirs[i * e..(i + 1) * e];
             *vs = self.v_identity[i] + dot(dirs, expcode);
         }
         // 2. Joints from the full shaped mesh.

@@ -117,25 +117,38 @@ impl Model {
     /// page-cache copies from this process's resident set; a later read (another lift) faults them back
     /// in from the file, unchanged. In-memory models (`from_bytes`) release nothing.
     pub fn release(&self, stage: Stage) -> Result<u64> {
-        let Backing::Map(map) = &self.backing else { return Ok(0) };
-        let base = self.header.preamble.data.offset;
         let mut released = 0;
         for (start, end) in stage_runs(self.tensors(), stage) {
-            // Inward to a 64 KiB boundary: a multiple of every page size Linux uses (4, 16, 64 KiB).
-            let (s, e) = ((base + start).next_multiple_of(RELEASE_ALIGN), (base + end) / RELEASE_ALIGN * RELEASE_ALIGN);
-            if e <= s {
-                continue;
-            }
-            #[cfg(unix)]
-            // SAFETY: DontNeed on a read-only, file-backed shared map drops only clean pages, which are
-            // re-read from the file on the next access; no reference into the map sees different bytes.
-            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, s as usize, (e - s) as usize) }
-                .map_err(|source| Error::Io { path: self.path.clone(), source })?;
-            released += e - s;
+            released += self.advise_dont_need(start, end)?;
         }
+        Ok(released)
+    }
+
+    /// Drops the pages lying entirely inside tensor `name`'s bytes from the resident set (see
+    /// [`Model::release`]; here for one tensor whose values a kernel has copied). Returns the bytes
+    /// advised: 0 for in-memory models and for tensors too small to cover an aligned 64 KiB block.
+    pub fn release_tensor(&self, name: &str) -> Result<u64> {
+        let entry = self.header.entry(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
+        self.advise_dont_need(entry.offset, entry.offset + entry.length)
+    }
+
+    /// `MADV_DONTNEED` on the whole 64 KiB blocks inside data-section bytes `[start, end)`.
+    fn advise_dont_need(&self, start: u64, end: u64) -> Result<u64> {
+        let Backing::Map(map) = &self.backing else { return Ok(0) };
+        let base = self.header.preamble.data.offset;
+        // Inward to a 64 KiB boundary: a multiple of every page size Linux uses (4, 16, 64 KiB).
+        let (s, e) = ((base + start).next_multiple_of(RELEASE_ALIGN), (base + end) / RELEASE_ALIGN * RELEASE_ALIGN);
+        if e <= s {
+            return Ok(0);
+        }
+        #[cfg(unix)]
+        // SAFETY: DontNeed on a read-only, file-backed shared map drops only clean pages, which are
+        // re-read from the file on the next access; no reference into the map sees different bytes.
+        unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, s as usize, (e - s) as usize) }
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
         #[cfg(not(unix))]
         let _ = map;
-        Ok(released)
+        Ok(e - s)
     }
 
     fn dequantise_i8(&self, t: TensorRef<'_>) -> Result<Vec<f32>> {
@@ -182,9 +195,13 @@ pub struct Resident {
     pub now: u64,
     /// `VmHWM`: the peak since the process started or since [`reset_peak_resident`].
     pub peak: u64,
+    /// `RssAnon`: the resident part of anonymous memory (heap, arenas, packed weights); 0 when absent.
+    pub anonymous: u64,
+    /// `RssFile`: resident file-backed pages (the mapped model, the executable); 0 when absent.
+    pub file: u64,
 }
 
-/// Reads `VmRSS` and `VmHWM` (Linux); `None` where `/proc` is not available.
+/// Reads `VmRSS`, `VmHWM`, `RssAnon` and `RssFile` (Linux); `None` where `/proc` is not available.
 pub fn resident() -> Option<Resident> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |key: &str| -> Option<u64> {
@@ -192,7 +209,12 @@ pub fn resident() -> Option<Resident> {
         let kb: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kb * 1024)
     };
-    Some(Resident { now: field("VmRSS:")?, peak: field("VmHWM:")? })
+    Some(Resident {
+        now: field("VmRSS:")?,
+        peak: field("VmHWM:")?,
+        anonymous: field("RssAnon:").unwrap_or(0),
+        file: field("RssFile:").unwrap_or(0),
+    })
 }
 
 /// Resets `VmHWM` to the current resident size (Linux >= 4.0, writing 5 to `/proc/self/clear_refs`),
@@ -229,6 +251,12 @@ impl Weights for Model {
             // Validation allows panels for f32 only; readers of `f32` get the checkpoint's layout.
             return Ok(Cow::Owned(crate::format::panels::unpack_f32(t.entry, t.bytes)));
         }
+        if matches!(t.entry.layout, crate::format::Layout::QPanelsF16 | crate::format::Layout::QPanelsI8) {
+            // The qgemm layouts (f16 / int8 refiner weights packed by `gaga convert --pack-refiner`).
+            let scales = self.stored(name)?.scales;
+            let v = crate::format::panels::unpack_q_f32(t.entry, t.bytes, scales.as_deref()).map_err(Error::Other)?;
+            return Ok(Cow::Owned(v));
+        }
         match t.dtype() {
             DType::F32 if cfg!(target_endian = "little") => match bytemuck::try_cast_slice::<u8, f32>(t.bytes) {
                 Ok(v) => Ok(Cow::Borrowed(v)),
@@ -237,6 +265,14 @@ impl Weights for Model {
             DType::I8 => Ok(Cow::Owned(self.dequantise_i8(t)?)),
             other => Ok(Cow::Owned(to_f32_copy(t.bytes, other))),
         }
+    }
+
+    fn release_tensor(&self, name: &str) -> Result<u64> {
+        Model::release_tensor(self, name)
+    }
+
+    fn as_sync(&self) -> Option<&(dyn Weights + Sync)> {
+        Some(self)
     }
 
     fn stored(&self, name: &str) -> Result<crate::weights::Stored<'_>> {

@@ -12,44 +12,34 @@
 use gaga_kernels::act::{leaky_relu, sigmoid};
 use gaga_kernels::conv::Scratch;
 use gaga_kernels::fused::{add_assign, bilinear_fast};
-use gaga_kernels::linear::linear;
+
+use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 
+mod arena;
 mod layers;
 pub mod modconv;
 pub(crate) mod noise;
 pub mod packed;
+pub mod plan;
 pub mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_quant;
 
-use layers::{Condition, Conv, Observe, ResBlock, SLOPE};
+use arena::carve;
+use layers::{Condition, Conv, Linear, Observe, ResBlock, SLOPE};
 use modconv::{ModBufs, StyleConv, ToRgb};
 use noise::Noise;
 pub use noise::NoiseMode;
+use plan::side;
 
-/// A linear layer's weight and bias.
-type Linear<'w> = (std::borrow::Cow<'w, [f32]>, std::borrow::Cow<'w, [f32]>);
-
-/// Working buffers, sized once for the largest map each role ever holds.
-struct Buffers {
-    feat_a: Vec<f32>,
-    feat_b: Vec<f32>,
-    t1: Vec<f32>,
-    t2: Vec<f32>,
-    skips: Vec<Vec<f32>>,
-    scale: Vec<f32>,
-    shift: Vec<f32>,
-    dout: Vec<f32>,
-    dtmp: Vec<f32>,
-    din: Vec<f32>,
-    rgb_a: Vec<f32>,
-    rgb_b: Vec<f32>,
+/// The small per-frame vectors (style code, latent, per-layer modulation); the maps live in the arena.
+struct Vectors {
     style: Vec<f32>,
     latent: Vec<f32>,
     m: ModBufs,
@@ -76,35 +66,25 @@ pub struct Refiner<'w> {
     to_rgbs: Vec<ToRgb<'w>>,
     noise: Noise<'w>,
     scratch: Scratch,
-    b: Buffers,
-}
-
-/// Side of level `k` (4, 8, ...).
-fn side(k: usize) -> usize {
-    4 << k
+    /// Every activation map, placed by lifetime (`plan.rs`, `arena.rs`).
+    arena: Vec<f32>,
+    plan: arena::Plan,
+    ids: plan::Ids,
+    v: Vectors,
 }
 
 impl<'w> Refiner<'w> {
     /// Loads every `upsampler.*` tensor for `cfg.refiner` and allocates the working buffers.
     pub fn new(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode) -> Result<Self> {
+        Self::with_arena(w, cfg, noise, true)
+    }
+
+    /// [`Refiner::new`] with the arena planned (`shared`) or one region per buffer (tests compare the two).
+    pub(crate) fn with_arena(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, shared: bool) -> Result<Self> {
         let r = &cfg.refiner;
+        plan::validate(r)?;
         let (u, d, sd) = (r.unet_channels.clone(), r.decoder_channels.clone(), r.style_dim);
         let levels = r.levels();
-        if levels == 0 || d.len() != u.len() || side(levels) != r.size {
-            return Err(Error::Config(format!(
-                "refiner: size {} needs {} UNet and decoder channel entries (4x4 .. size), found {} and {}",
-                r.size,
-                (r.size.max(4) / 4).trailing_zeros() + 1,
-                u.len(),
-                d.len()
-            )));
-        }
-        if let Some(k) = (1..=levels).find(|&k| d[k] != 2 * u[k]) {
-            return Err(Error::Config(format!(
-                "refiner level {k}: SFT needs decoder channels = 2 x UNet channels, found {} and {}",
-                d[k], u[k]
-            )));
-        }
         let p = "upsampler";
         let sg = "upsampler.stylegan_decoder";
         let down = (0..levels)
@@ -119,15 +99,7 @@ impl<'w> Refiner<'w> {
                 ))
             })
             .collect::<Result<_>>()?;
-        let mlp = (0..r.mlp_layers)
-            .map(|i| {
-                let n = 2 * i + 1;
-                Ok((
-                    w.f32_shaped(&format!("{sg}.style_mlp.{n}.weight"), &[sd, sd])?,
-                    w.f32_shaped(&format!("{sg}.style_mlp.{n}.bias"), &[sd])?,
-                ))
-            })
-            .collect::<Result<_>>()?;
+        let mlp = (0..r.mlp_layers).map(|i| Linear::load(w, &format!("{sg}.style_mlp.{}", 2 * i + 1), sd, sd)).collect::<Result<_>>()?;
         let mut convs = Vec::new();
         for k in 1..=levels {
             convs.push(StyleConv::load(w, &format!("{sg}.style_convs.{}", 2 * k - 2), d[k - 1], d[k], sd)?);
@@ -137,30 +109,11 @@ impl<'w> Refiner<'w> {
             (1..=levels).map(|k| ToRgb::load(w, &format!("{sg}.to_rgbs.{}", k - 1), d[k], r.out_channels, sd)).collect::<Result<_>>()?;
 
         let s = r.size;
-        let maxk = |f: &dyn Fn(usize) -> usize, ks: std::ops::RangeInclusive<usize>| ks.map(f).max().unwrap_or(0);
-        let cap_feat = maxk(&|k| u[k] * side(k) * side(k), 0..=levels);
-        let cap_t = maxk(&|k| u[k].max(u[k + 1]) * side(k + 1) * side(k + 1), 0..=levels - 1);
-        let cap_d = maxk(&|k| d[k] * side(k) * side(k), 0..=levels);
-        let cap_din = maxk(&|k| d[k.saturating_sub(1)].max(d[k]) * side(k) * side(k), 0..=levels);
+        let (schedule, ids) = plan::schedule(r);
+        let plan = arena::Plan::place(schedule, shared);
+        plan.check()?;
         let maxc = d.iter().chain(&u).copied().max().unwrap_or(0).max(r.out_channels);
-        let b = Buffers {
-            feat_a: vec![0.0; cap_feat.max(r.in_channels * s * s)],
-            feat_b: vec![0.0; cap_feat],
-            t1: vec![0.0; cap_t],
-            t2: vec![0.0; cap_t],
-            skips: (0..levels).map(|k| vec![0.0; u[k] * side(k) * side(k)]).collect(),
-            scale: vec![0.0; cap_d],
-            shift: vec![0.0; cap_d],
-            // dout and dtmp swap roles, so they share one size.
-            dout: vec![0.0; cap_d.max(cap_din).max(r.out_channels * s * s)],
-            dtmp: vec![0.0; cap_d.max(cap_din).max(r.out_channels * s * s)],
-            din: vec![0.0; cap_din],
-            rgb_a: vec![0.0; r.out_channels * s * s],
-            rgb_b: vec![0.0; r.out_channels * s * s],
-            style: vec![0.0; sd],
-            latent: vec![0.0; sd],
-            m: ModBufs { s: vec![0.0; maxc], f: vec![0.0; maxc] },
-        };
+        let v = Vectors { style: vec![0.0; sd], latent: vec![0.0; sd], m: ModBufs { s: vec![0.0; maxc], f: vec![0.0; maxc] } };
         Ok(Refiner {
             size: s,
             in_ch: r.in_channels,
@@ -168,10 +121,7 @@ impl<'w> Refiner<'w> {
             first: Conv::load(w, &format!("{p}.conv_body_first"), r.in_channels, u[levels], 1, true)?,
             down,
             final_conv: Conv::load(w, &format!("{p}.final_conv"), u[0], u[0], 3, true)?,
-            final_linear: (
-                w.f32_shaped(&format!("{p}.final_linear.weight"), &[sd, u[0] * 16])?,
-                w.f32_shaped(&format!("{p}.final_linear.bias"), &[sd])?,
-            ),
+            final_linear: Linear::load(w, &format!("{p}.final_linear"), sd, u[0] * 16)?,
             up,
             cond,
             mlp,
@@ -182,7 +132,11 @@ impl<'w> Refiner<'w> {
             to_rgbs,
             noise: Noise::new(w, cfg, noise)?,
             scratch: Scratch::new(),
-            b,
+            // Zeroed pages are mapped lazily: resident memory grows to the arena's touched extent.
+            arena: vec![0.0; plan.len()],
+            plan,
+            ids,
+            v,
             u,
             d,
         })
@@ -197,7 +151,20 @@ impl<'w> Refiner<'w> {
     /// final sigmoid, so in (0, 1)). Allocates nothing once the kernels' scratch has grown on the first
     /// call.
     pub fn run(&mut self, splat: &[f32], out: &mut [f32]) -> Result<()> {
-        self.run_inner(splat, out, &mut |_, _| {})
+        self.run_inner(Some(splat), out, &mut |_, _| {})
+    }
+
+    /// The arena's input region `[in_channels, size, size]`: a caller that splats straight into it and
+    /// then calls [`Refiner::run_input`] needs no splat image of its own (32 MiB at official size; the
+    /// region is reused by later maps of the run). Its contents are unspecified after a run.
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        let r = self.plan.region(self.ids.input);
+        &mut self.arena[r.offset..r.offset + r.len]
+    }
+
+    /// [`Refiner::run`] on the input written into [`Refiner::input_mut`] since the last run.
+    pub fn run_input(&mut self, out: &mut [f32]) -> Result<()> {
+        self.run_inner(None, out, &mut |_, _| {})
     }
 
     /// [`Refiner::run`] that also hands every convolution's input activation to `observe`, with the
@@ -206,7 +173,7 @@ impl<'w> Refiner<'w> {
     /// upsampled) input the kernel multiplies, i.e. what an int8 activation scale must cover. Used by
     /// calibration; the callback may allocate.
     pub fn run_observed(&mut self, splat: &[f32], out: &mut [f32], observe: &mut dyn FnMut(&str, &[f32])) -> Result<()> {
-        self.run_inner(splat, out, observe)
+        self.run_inner(Some(splat), out, observe)
     }
 
     /// Storage precision of every convolution, by weight name, in run order (for reports and tests).
@@ -244,71 +211,101 @@ impl<'w> Refiner<'w> {
         n + mods.filter(|m| m.kernel.is_borrowed()).count()
     }
 
-    fn run_inner(&mut self, splat: &[f32], out: &mut [f32], obs: &mut Observe) -> Result<()> {
+    /// Bytes of the activation arena (planned at load; see `plan.rs`).
+    pub fn arena_bytes(&self) -> usize {
+        4 * self.arena.len()
+    }
+
+    /// The run on `splat`, or (None) on the arena's input region.
+    fn run_inner(&mut self, splat: Option<&[f32]>, out: &mut [f32], obs: &mut Observe) -> Result<()> {
         let s = self.size;
-        for (what, found, want) in [("splat input", splat.len(), self.in_ch * s * s), ("RGB output", out.len(), self.out_ch * s * s)] {
+        let n_in = splat.map_or(self.in_ch * s * s, <[f32]>::len);
+        for (what, found, want) in [("splat input", n_in, self.in_ch * s * s), ("RGB output", out.len(), self.out_ch * s * s)] {
             if found != want {
                 return Err(Error::Other(format!("refiner {what}: expected {want} floats ([C, {s}, {s}]), found {found}")));
             }
         }
         self.noise.next_frame();
         let levels = self.down.len();
-        let (u, d) = (&self.u, &self.d);
-        let Buffers { feat_a, feat_b, t1, t2, skips, scale, shift, dout, dtmp, din, rgb_a, rgb_b, style, latent, m } = &mut self.b;
-        let sc = &mut self.scratch;
+        let (u, d, oc) = (&self.u, &self.d, self.out_ch);
+        let (ids, a, sc) = (&self.ids, &mut self.arena[..], &mut self.scratch);
+        let r = |id| self.plan.region(id);
+        let Vectors { style, latent, m } = &mut self.v;
 
         // Encoder: the down blocks write straight into the skip buffers (skips[k] at side(k)).
-        self.first.run(sc, splat, s, s, feat_a, obs)?;
-        leaky_relu(&mut feat_a[..u[levels] * s * s], SLOPE);
-        for (i, block) in self.down.iter().enumerate() {
+        let [input, first] = carve(a, [r(ids.input), r(ids.first)])?;
+        self.first.run(sc, splat.unwrap_or(&*input), s, s, first, obs)?;
+        leaky_relu(&mut first[..u[levels] * s * s], SLOPE);
+        for (i, (block, t)) in self.down.iter().zip(&ids.down).enumerate() {
             let lo = levels - 1 - i;
-            let (lower, upper) = skips.split_at_mut(lo + 1);
-            let input: &[f32] = if i == 0 { feat_a } else { &upper[0] };
-            block.run(sc, input, side(lo + 1), t1, t2, &mut lower[lo], obs)?;
+            let input = if i == 0 { ids.first } else { ids.skips[lo + 1] };
+            let [x, t1, t2, skip] = carve(a, [r(input), r(t.t1), r(t.t2), r(ids.skips[lo])])?;
+            block.run(sc, x, side(lo + 1), t1, t2, skip, obs)?;
         }
-        self.final_conv.run(sc, &skips[0], 4, 4, feat_a, obs)?;
+        let [skip0, head] = carve(a, [r(ids.skips[0]), r(ids.head)])?;
+        self.final_conv.run(sc, skip0, 4, 4, head, obs)?;
         let n4 = u[0] * 16;
-        leaky_relu(&mut feat_a[..n4], SLOPE);
+        leaky_relu(&mut head[..n4], SLOPE);
         let sd = style.len();
-        linear(&feat_a[..n4], 1, n4, &self.final_linear.0, Some(&self.final_linear.1), sd, style);
+        self.final_linear.run(&head[..n4], style);
 
         // Style MLP: NormStyleCode, then Linear + LeakyReLU(0.2) layers.
         let norm = 1.0 / (style.iter().map(|v| v * v).sum::<f32>() / sd as f32 + 1e-8).sqrt();
         style.iter_mut().for_each(|v| *v *= norm);
-        for (wt, bias) in &self.mlp {
-            linear(style, 1, sd, wt, Some(bias), sd, latent);
+        for layer in &self.mlp {
+            layer.run(style, latent);
             leaky_relu(latent, SLOPE);
             style.copy_from_slice(latent);
         }
         let lat: &[f32] = style;
 
         // Decoder at 4x4.
-        self.conv1.run(sc, lat, &self.constant, 4, false, self.noise.get(0), None, m, din, dout, obs)?;
-        self.to_rgb1.run(sc, lat, dout, 4, None, m, din, rgb_a, obs)?;
+        let [din, dec] = carve(a, [r(ids.din0), r(ids.dec0)])?;
+        self.conv1.run(sc, lat, &self.constant, 4, false, self.noise.get(0), None, m, din, dec, obs)?;
+        let [dec, din, rgb] = carve(a, [r(ids.dec0), r(ids.din_rgb0), r(ids.rgb0)])?;
+        self.to_rgb1.run(sc, lat, dec, 4, None, m, din, rgb, obs)?;
 
-        for k in 0..levels {
+        let (mut feat, mut dec, mut rgb) = (ids.head, ids.dec0, ids.rgb0);
+        for (k, l) in ids.levels.iter().enumerate() {
             let (h, h2) = (side(k), side(k + 1));
-            // UNet up block k and its condition maps at side(k + 1).
-            add_assign(&mut feat_a[..u[k] * h * h], &skips[k]);
-            self.up[k].run(sc, feat_a, h, t1, t2, feat_b, obs)?;
-            std::mem::swap(feat_a, feat_b);
-            self.cond[k].0.run(sc, feat_a, h2, t1, scale, obs)?;
-            self.cond[k].1.run(sc, feat_a, h2, t1, shift, obs)?;
+            // UNet up block k at side(k + 1).
+            let [x, skip, t1, t2, f] = carve(a, [r(feat), r(ids.skips[k]), r(l.t1), r(l.t2), r(l.feat)])?;
+            add_assign(&mut x[..u[k] * h * h], &skip[..u[k] * h * h]);
+            self.up[k].run(sc, x, h, t1, t2, f, obs)?;
 
-            // Decoder level k + 1: upsample, conv1, SFT, conv2, to_rgb with the upsampled skip.
+            // Decoder level k + 1. conv1 upsamples while it modulates; its SFT condition is applied after
+            // it in place (the same two roundings as `act * scale + shift` in one pass), so the condition's
+            // maps are computed only once the 2x-wide upsampled input is dead.
             let n = d[k + 1] * h2 * h2;
-            // Upsample + modulation in one pass; the SFT condition fused into conv1's epilogue.
-            let sft = Some((&scale[..n], &shift[..n]));
-            self.convs[2 * k].run(sc, lat, &dout[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), sft, m, din, dtmp, obs)?;
-            std::mem::swap(dout, dtmp);
-            self.convs[2 * k + 1].run(sc, lat, dout, h2, false, self.noise.get(2 * k + 2), None, m, din, dtmp, obs)?;
-            std::mem::swap(dout, dtmp);
-            let nrgb = self.out_ch * h2 * h2;
-            bilinear_fast(&rgb_a[..self.out_ch * h * h], self.out_ch, h, h, h2, h2, &mut rgb_b[..nrgb]);
-            self.to_rgbs[k].run(sc, lat, dout, h2, Some(&rgb_b[..nrgb]), m, din, rgb_a, obs)?;
+            let [prev, din, e] = carve(a, [r(dec), r(l.din_up), r(l.e)])?;
+            self.convs[2 * k].run(sc, lat, &prev[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), None, m, din, e, obs)?;
+            let [f, ct, cx, e] = carve(a, [r(l.feat), r(l.cond_t), r(l.cond_x), r(l.e)])?;
+            self.cond[k].0.run(sc, f, h2, ct, cx, obs)?;
+            mul_assign(&mut e[..n], &cx[..n]);
+            self.cond[k].1.run(sc, f, h2, ct, cx, obs)?;
+            add_assign(&mut e[..n], &cx[..n]);
+            let [e, din, dk] = carve(a, [r(l.e), r(l.din2), r(l.dec)])?;
+            self.convs[2 * k + 1].run(sc, lat, e, h2, false, self.noise.get(2 * k + 2), None, m, din, dk, obs)?;
+
+            let nrgb = oc * h2 * h2;
+            let [prev, dk, up, din, rk] = carve(a, [r(rgb), r(l.dec), r(l.rgb_up), r(l.din3), r(l.rgb)])?;
+            bilinear_fast(&prev[..oc * h * h], oc, h, h, h2, h2, &mut up[..nrgb]);
+            self.to_rgbs[k].run(sc, lat, dk, h2, Some(&up[..nrgb]), m, din, rk, obs)?;
+            (feat, dec, rgb) = (l.feat, l.dec, l.rgb);
         }
-        out.copy_from_slice(&rgb_a[..out.len()]);
+        let [rgb] = carve(a, [r(rgb)])?;
+        out.copy_from_slice(&rgb[..out.len()]);
         sigmoid(out);
         Ok(())
+    }
+}
+
+/// `dst[i] *= src[i]` (the SFT scale), in parallel for large maps like `add_assign`.
+fn mul_assign(dst: &mut [f32], src: &[f32]) {
+    const CHUNK: usize = 1 << 16;
+    if dst.len() < CHUNK {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d *= s);
+    } else {
+        dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d *= s));
     }
 }

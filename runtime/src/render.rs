@@ -5,6 +5,12 @@
 //! avatar itself is never mutated). Once warmed up, FLAME, the splat and the refiner's own code allocate
 //! nothing per frame; the `gemm` crate under the convolutions still allocates packing buffers per call
 //! (`tests/tests/no_alloc_frame.rs` checks the first part and holds the ignored whole-frame test).
+//!
+//! Static Gaussians: their 3D covariances are computed once and reused by the splat scratch (keyed bitwise
+//! on each Gaussian's scale and rotation, so another avatar simply recomputes them on its first frame).
+//! Their positions are still copied into the working buffer each frame (2 MiB, well under a millisecond),
+//! which keeps `GaussianSet` one contiguous array. The splat is written straight into the refiner's
+//! planned input region (`Refiner::input_mut`), so the frame holds no separate 32-channel image.
 
 use std::time::Instant;
 
@@ -67,7 +73,6 @@ pub struct FrameRenderer<'w> {
     flame: Flame<'w>,
     refiner: Refiner<'w>,
     positions: Vec<f32>,
-    splat_image: Vec<f32>,
     background: Vec<f32>,
     splat_scratch: SplatScratch,
     rgb: Vec<f32>,
@@ -98,7 +103,6 @@ impl<'w> FrameRenderer<'w> {
             flame: Flame::new(w, cfg)?,
             refiner: Refiner::new(w, cfg, options.noise)?,
             positions: vec![0.0; n * 3],
-            splat_image: vec![0.0; cfg.gaussian_channels * s * s],
             background: vec![0.0; cfg.gaussian_channels],
             splat_scratch: SplatScratch::new(),
             rgb: vec![0.0; cfg.refiner.out_channels * s * s],
@@ -125,6 +129,12 @@ impl<'w> FrameRenderer<'w> {
 
     /// Renders `frame` of `avatar` into `out` (`size` x `size`, RGB in [0, 1]).
     pub fn render(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<()> {
+        self.render_inner(avatar, frame, out, None)
+    }
+
+    /// `render`; with `splat_copy`, the splatted feature image is copied there before the refiner reuses
+    /// its memory (the splat is written straight into the refiner's input region: no image of its own).
+    fn render_inner(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image, splat_copy: Option<&mut Vec<f32>>) -> Result<()> {
         let s = self.size;
         if out.width != s || out.height != s || out.data.len() != 3 * s * s {
             return Err(Error::Other(format!(
@@ -149,10 +159,14 @@ impl<'w> FrameRenderer<'w> {
         let set = GaussianSet::new(&self.positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels)
             .map_err(|e| avatar_error(e.field, format!("expected {} values, found {}", e.expected, e.found)))?;
         let camera = SplatCamera::from_transform(&frame.transform, self.focal, s, s);
-        splat(&set, &camera, &self.background, &mut self.splat_image, &mut self.splat_scratch);
+        splat(&set, &camera, &self.background, self.refiner.input_mut(), &mut self.splat_scratch);
+        if let Some(copy) = splat_copy {
+            copy.clear();
+            copy.extend_from_slice(self.refiner.input_mut());
+        }
 
         let t2 = Instant::now();
-        self.refiner.run(&self.splat_image, &mut self.rgb)?;
+        self.refiner.run_input(&mut self.rgb)?;
         out.data.iter_mut().zip(&self.rgb).for_each(|(o, v)| *o = v.clamp(0.0, 1.0));
         let t3 = Instant::now();
         self.times = FrameTimes { flame: (t1 - t0).as_secs_f64(), splat: (t2 - t1).as_secs_f64(), refine: (t3 - t2).as_secs_f64() };
@@ -161,12 +175,9 @@ impl<'w> FrameRenderer<'w> {
 
     /// `render` that also returns the frame's intermediates (allocates copies of them).
     pub fn render_traced(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<FrameTrace> {
-        self.render(avatar, frame, out)?;
-        Ok(FrameTrace {
-            flame_vertices: self.positions[..3 * self.vertices].to_vec(),
-            splat: self.splat_image.clone(),
-            rgb: self.rgb.clone(),
-        })
+        let mut splat = Vec::new();
+        self.render_inner(avatar, frame, out, Some(&mut splat))?;
+        Ok(FrameTrace { flame_vertices: self.positions[..3 * self.vertices].to_vec(), splat, rgb: self.rgb.clone() })
     }
 
     /// Per-stage wall times of the last `render`.

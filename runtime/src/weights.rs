@@ -39,6 +39,20 @@ pub trait Weights {
         self.f32(name)
     }
 
+    /// Hints that `name`'s stored bytes will not be read again (the caller keeps its own packed or
+    /// dequantised copy), so a file-backed source may drop their pages from the resident set; a later
+    /// read still works (the pages come back from the file). Returns the bytes released; sources held in
+    /// memory release nothing (the default).
+    fn release_tensor(&self, name: &str) -> Result<u64> {
+        self.shape(name).map(|_| 0)
+    }
+
+    /// This source as one that may be shared between threads, when it is (`Model`): per-frame objects
+    /// that must stay `Send` keep this to call [`Weights::release_tensor`] later. None by default.
+    fn as_sync(&self) -> Option<&(dyn Weights + Sync)> {
+        None
+    }
+
     /// The tensor as stored (dtype, layout, bytes, int8 scales). The default, for sources that hold
     /// only f32 (like `WeightMap`), lends the f32 values as bytes.
     fn stored(&self, name: &str) -> Result<Stored<'_>> {

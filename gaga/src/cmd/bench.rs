@@ -158,6 +158,8 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let after_frames = gaga_runtime::model::resident();
+    let planned = super::bench_memory::Planned::new(&model, &cfg, &avatar);
     let peak = gaga_kernels::peak::measure_fma_peak(threads);
     let med = medians_ms(&times);
     let flops = [flame_flops(&cfg), f64::NAN, total(&refiner_flops(&cfg))];
@@ -182,6 +184,7 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
             "model": model_path.display().to_string(), "avatar": source, "frames": args.frames, "threads": threads,
             "fma_peak_gflops": peak, "stages": rows, "frame_median_ms": frame_ms, "fps": 1e3 / frame_ms,
             "resident_after_load_bytes": after_load.map(|r| r.now), "peak_resident_bytes": gaga_runtime::model::resident().map(|r| r.peak),
+            "memory": super::bench_memory::json(&planned, after_load, after_frames),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -195,10 +198,7 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
     }
     println!("{:<8} {frame_ms:>12.2}   ({:.2} frames/s)", "frame", 1e3 / frame_ms);
     println!("FMA peak measured: {peak:.1} GFLOP/s on {threads} threads");
-    if let (Some(load), Some(end)) = (after_load, gaga_runtime::model::resident()) {
-        let mib = |b: u64| b as f64 / 1048576.0;
-        println!("resident: {:.1} MiB after load, {:.1} MiB peak (VmHWM, whole run)", mib(load.now), mib(end.peak));
-    }
+    super::bench_memory::print(&planned, after_load, after_frames);
     Ok(())
 }
 

@@ -39,8 +39,9 @@ pub struct Args {
     /// With --calibrate: smallest PSNR (dB) against fp32 to reach on the calibration frames (plus a 2 dB margin).
     #[arg(long, default_value_t = 35.0, requires = "calibrate")]
     pub calibrate_target: f64,
-    /// Store the refiner's fp32 conv weights pre-packed in the CPU kernels' panel layout (read zero-copy
-    /// at load; readers before this layout reject the file). Off by default: docs/format.md.
+    /// Store the refiner's conv weights pre-packed in the CPU kernels' layouts (fp32 panels, fp16 / int8
+    /// qgemm panels; read zero-copy at load; readers before these layouts and the Vulkan refiner (fp16 /
+    /// int8) reject the file). Off by default: docs/converter.md.
     #[arg(long)]
     pub pack_refiner: bool,
 }
@@ -86,7 +87,7 @@ pub fn run(args: Args) -> CmdResult {
     let summary = summary?;
     if args.pack_refiner {
         let p = gaga_converter::pack::pack_refiner(&opts.output, &opts.output)?;
-        println!("packed {} refiner weights in the panel layout", p.packed);
+        println!("packed {} refiner weights in the CPU kernels' layouts", p.packed);
     }
     println!(
         "{}: {} tensors, {} bytes ({:.1} MiB), {} source tensors left out",

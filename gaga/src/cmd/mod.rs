@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod bench_camera;
+pub mod bench_memory;
 pub mod bench_precision;
 pub mod bench_vulkan;
 pub mod boards;

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::kernels::micro_i8;
 use super::pack::{Packed, PackedConv};
-use super::{act_scale_for, ensure, quantise, QError, QIsa, QResult, KG, MR};
+use super::{act_scale_for, ensure, quantise_lane, QError, QIsa, QResult, KG, MR};
 use crate::matmul::{threads, SyncPtr};
 use crate::scratch::{run_tiled_in, tiled_len, Scratch};
 
@@ -21,9 +21,6 @@ const NC: usize = 256;
 
 /// Inner groups per block: a 32-column strip of 64 groups is 8 KiB, the 8-row panel slice 2 KiB (L1).
 const KCG: usize = 64;
-
-/// Pixels quantised per step into the stack buffer.
-const QCHUNK: usize = 64;
 
 /// Checked sizes of one call.
 pub(super) struct Geometry {
@@ -140,6 +137,62 @@ unsafe fn epilogue(
     bias: Option<&[f32]>,
     dst: SyncPtr,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected; the rest is the caller's contract.
+        unsafe { epilogue_avx2(ct, ldc, j0, ncols, g, w, h, scales, s, corr, bias, dst) };
+        return;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { epilogue_body(ct, ldc, j0, ncols, g, w, h, scales, s, corr, bias, dst) }
+}
+
+/// [`epilogue_body`] compiled for AVX2 (the same IEEE multiply then add per element, 8 lanes; no FMA
+/// contraction, which Rust never does implicitly).
+///
+/// # Safety
+/// As [`epilogue`], on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn epilogue_avx2(
+    ct: &[i32],
+    ldc: usize,
+    j0: usize,
+    ncols: usize,
+    g: &Geometry,
+    w: usize,
+    h: usize,
+    scales: &[f32],
+    s: f32,
+    corr: &[i32],
+    bias: Option<&[f32]>,
+    dst: SyncPtr,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { epilogue_body(ct, ldc, j0, ncols, g, w, h, scales, s, corr, bias, dst) }
+}
+
+/// The epilogue's loops.
+///
+/// # Safety
+/// As [`epilogue`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn epilogue_body(
+    ct: &[i32],
+    ldc: usize,
+    j0: usize,
+    ncols: usize,
+    g: &Geometry,
+    w: usize,
+    h: usize,
+    scales: &[f32],
+    s: f32,
+    corr: &[i32],
+    bias: Option<&[f32]>,
+    dst: SyncPtr,
+) {
     for (o, &ws) in scales.iter().enumerate() {
         let (sc, c, b) = (ws * s, corr.get(o).copied().unwrap_or(0), bias.map_or(0.0, |b| b[o]));
         let row = &ct[o * ldc..o * ldc + ncols];
@@ -191,29 +244,45 @@ unsafe fn quantise_group_avx2(x: &[f32], c_in: usize, h: usize, w: usize, g: &Ge
     quantise_group(x, c_in, h, w, g, s, flip, cg, dst);
 }
 
-/// Channel group `cg` of [`quantise_map`] into its plane `dst`.
+/// Channel group `cg` of [`quantise_map`] into its plane `dst`: border words first, then each row's
+/// pixels as one u32 of four quantised channels (32-bit lanes throughout, so the loop vectorises).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn quantise_group(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, flip: u8, cg: usize, dst: &mut [u32]) {
-    dst.fill(u32::from_le_bytes([flip; 4]));
-    let mut tmp = [[flip; QCHUNK]; KG];
+    let zero = u32::from_le_bytes([flip; 4]);
+    let flip4 = zero;
+    // Top border rows and the left border of the first row; later gaps are filled row by row.
+    let first = (g.p * g.wp + g.p).min(dst.len());
+    dst[..first].fill(zero);
     for y in 0..h {
-        for x0 in (0..w).step_by(QCHUNK) {
-            let n = QCHUNK.min(w - x0);
-            for (t, row) in tmp.iter_mut().enumerate() {
-                let ci = cg * KG + t;
-                if ci < c_in {
-                    let src = &x[(ci * h + y) * w + x0..][..n];
-                    for (d, &v) in row.iter_mut().zip(src) {
-                        *d = (quantise(v, s) as u8) ^ flip;
-                    }
+        let base = (y + g.p) * g.wp + g.p;
+        let row = &mut dst[base..base + w];
+        let src = |t: usize| {
+            let ci = cg * KG + t;
+            (ci < c_in).then(|| &x[(ci * h + y) * w..][..w])
+        };
+        match (src(0), src(1), src(2), src(3)) {
+            (Some(a), Some(b), Some(c), Some(d)) => {
+                for ((((px, &va), &vb), &vc), &vd) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+                    let q = (quantise_lane(va, s) & 0xff)
+                        | (quantise_lane(vb, s) & 0xff) << 8
+                        | (quantise_lane(vc, s) & 0xff) << 16
+                        | quantise_lane(vd, s) << 24;
+                    *px = q ^ flip4;
                 }
             }
-            let base = (y + g.p) * g.wp + g.p + x0;
-            for (i, px) in dst[base..base + n].iter_mut().enumerate() {
-                *px = u32::from_le_bytes([tmp[0][i], tmp[1][i], tmp[2][i], tmp[3][i]]);
+            (a, b, c, d) => {
+                // A partial last group: missing channels stay zero (`flip` on offset ISAs).
+                for (i, px) in row.iter_mut().enumerate() {
+                    let lane = |src: Option<&[f32]>| src.map_or(0, |v| quantise_lane(v[i], s) & 0xff);
+                    let q = lane(a) | lane(b) << 8 | lane(c) << 16 | lane(d) << 24;
+                    *px = q ^ flip4;
+                }
             }
         }
+        // Right border of this row and left border of the next (or the bottom border after the last).
+        let end = if y + 1 < h { base + g.wp } else { dst.len() };
+        dst[base + w..end].fill(zero);
     }
 }
 

@@ -32,7 +32,7 @@ mod x86;
 
 pub use conv::gemm_i32;
 pub use fconv::widen_f16;
-pub use pack::{pack_f16, pack_f32, pack_i8, quantise_rows, PackedConv, PackedFormat, RowMajor};
+pub use pack::{pack_f16, pack_f32, pack_i8, packed_len, quantise_rows, PackedConv, PackedFormat, RowMajor};
 pub use peak::measure_int8_peak;
 pub use run::Kernel;
 
@@ -41,6 +41,10 @@ pub const MR: usize = 8;
 
 /// Inner-dimension values per int8 group: the 4 bytes one dot-product lane sums.
 pub const KG: usize = 4;
+
+/// Version of the F16 / I8 packed layouts (`pack.rs`). A model file records it in its layout tag, so a
+/// file packed by another version is refused rather than misread: bump it whenever either layout changes.
+pub const PACK_VERSION: u32 = 1;
 
 /// Largest int8 inner dimension: `k * 255 * 127` (the VNNI path's offset sums) stays below `i32::MAX`.
 pub const MAX_K_I8: usize = 66_000;
@@ -132,28 +136,46 @@ impl QIsa {
 }
 
 /// The per-tensor activation scale of the dynamic mode: `max|x| / 127`, or 1 when `x` is all zeros or
-/// holds no finite value. Non-finite elements are ignored.
+/// holds no finite value. Non-finite elements are ignored. Large inputs are split over the thread pool
+/// (a maximum is exact in any order, so the result does not depend on the split).
 pub fn act_scale_for(x: &[f32]) -> f32 {
+    // Below this many floats a second thread costs more than it saves.
+    const PAR_MIN: usize = 1 << 16;
+    let m = if x.len() >= PAR_MIN && crate::matmul::threads() > 1 {
+        use rayon::prelude::*;
+        x.par_chunks(PAR_MIN).map(max_abs).reduce(|| 0.0, |a, b| if b > a { b } else { a })
+    } else {
+        max_abs(x)
+    };
+    if m > 0.0 {
+        m / 127.0
+    } else {
+        1.0
+    }
+}
+
+/// Largest finite `|x|` (0 for none), AVX2-compiled when the CPU has it.
+fn max_abs(x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 was detected on this CPU.
         return unsafe { max_abs_avx2(x) };
     }
-    max_abs_scale(x)
+    max_abs_plain(x)
 }
 
-/// [`max_abs_scale`] compiled for AVX2.
+/// [`max_abs_plain`] compiled for AVX2.
 ///
 /// # Safety
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn max_abs_avx2(x: &[f32]) -> f32 {
-    max_abs_scale(x)
+    max_abs_plain(x)
 }
 
 #[inline(always)]
-fn max_abs_scale(x: &[f32]) -> f32 {
+fn max_abs_plain(x: &[f32]) -> f32 {
     // 16 independent lanes with a select (not `f32::max`) so the loop vectorises; `a < inf` drops NaN and inf.
     let mut lanes = [0f32; 16];
     let chunks = x.chunks_exact(16);
@@ -168,12 +190,7 @@ fn max_abs_scale(x: &[f32]) -> f32 {
         let a = v.abs();
         *m = if a < f32::INFINITY && a > *m { a } else { *m };
     }
-    let m = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
-    if m > 0.0 {
-        m / 127.0
-    } else {
-        1.0
-    }
+    lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m })
 }
 
 /// Symmetric int8 quantisation: `clamp(round_half_even(x / s), -127, 127)`. Ties round to even so that
@@ -185,10 +202,17 @@ pub fn quantise(x: f32, s: f32) -> i8 {
     // without SSE4.1 (a libm call per element on baseline x86-64 was 20x slower than the whole int8 GEMM).
     // The sum's low mantissa byte is then the two's-complement result (MAGIC's low bits are zero), which
     // avoids a saturating float-to-int conversion that does not vectorise.
+    quantise_lane(x, s) as u8 as i8
+}
+
+/// [`quantise`]'s two's-complement byte in the low 8 bits of a u32 (upper bits arbitrary): the form
+/// that vectorises as 32-bit lanes when four channels are packed into one word.
+#[inline(always)]
+pub(crate) fn quantise_lane(x: f32, s: f32) -> u32 {
     const MAGIC: f32 = 12_582_912.0;
     let v = x / s;
     let v = if v.is_nan() { 0.0 } else { v.clamp(-127.0, 127.0) };
-    (v + MAGIC).to_bits() as u8 as i8
+    (v + MAGIC).to_bits()
 }
 
 #[cfg(test)]

@@ -78,6 +78,15 @@ pub(super) fn i8_len(c_out: usize, c_in: usize, k: usize) -> usize {
     c_out.div_ceil(MR) * MR * k * k * c_in.div_ceil(KG) * KG
 }
 
+/// Bytes of a weight `[c_out, c_in, k, k]` packed in `format` (what [`PackedConv::packed_bytes`] returns).
+pub fn packed_len(format: PackedFormat, c_out: usize, c_in: usize, k: usize) -> usize {
+    match format {
+        PackedFormat::F32 => 4 * float_len(c_out, c_in, k),
+        PackedFormat::F16 => 2 * float_len(c_out, c_in, k),
+        PackedFormat::I8 => i8_len(c_out, c_in, k),
+    }
+}
+
 fn pack_float<T: Copy + Default>(w: &[T], c_out: usize, c_in: usize, k: usize) -> Vec<T> {
     let kk = c_in * k * k;
     let mut out = vec![T::default(); float_len(c_out, c_in, k)];
@@ -233,6 +242,25 @@ impl<'a> PackedConv<'a> {
             }
         };
         Ok(PackedConv { c_out, c_in, k, w })
+    }
+
+    /// The same weight owning its values (copies whatever was borrowed).
+    pub fn into_owned(self) -> PackedConv<'static> {
+        let w = match self.w {
+            Packed::F32(v) => Packed::F32(Cow::Owned(v.into_owned())),
+            Packed::F16(v) => Packed::F16(Cow::Owned(v.into_owned())),
+            Packed::I8 { q, scales, sums } => Packed::I8 { q: Cow::Owned(q.into_owned()), scales: Cow::Owned(scales.into_owned()), sums },
+        };
+        PackedConv { c_out: self.c_out, c_in: self.c_in, k: self.k, w }
+    }
+
+    /// True when the weight values are borrowed (e.g. from a memory-mapped model file), not owned.
+    pub fn is_borrowed(&self) -> bool {
+        match &self.w {
+            Packed::F32(v) => matches!(v, Cow::Borrowed(_)),
+            Packed::F16(v) => matches!(v, Cow::Borrowed(_)),
+            Packed::I8 { q, .. } => matches!(q, Cow::Borrowed(_)),
+        }
     }
 
     /// The storage format.

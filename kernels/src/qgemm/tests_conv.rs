@@ -79,6 +79,52 @@ fn int8_convolutions_are_bitwise_equal_on_every_kernel() {
     }
 }
 
+/// The int8 convolution written out: `quantise` each input tap (zero outside the map), exact i32 sums,
+/// then the shared epilogue `(acc as f32) * (scale[o] * s) + bias[o]`.
+fn naive_int8_conv(c: &Case, q: &[i8], scales: &[f32], s: f32) -> Vec<f32> {
+    let (k, p) = (c.k, c.k / 2);
+    let mut out = vec![0f32; c.c_out * c.h * c.w];
+    for o in 0..c.c_out {
+        for y in 0..c.h {
+            for x in 0..c.w {
+                let mut acc = 0i32;
+                for ci in 0..c.c_in {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (sy, sx) = ((y + ky).wrapping_sub(p), (x + kx).wrapping_sub(p));
+                            if sy < c.h && sx < c.w {
+                                let a = quantise(c.x[(ci * c.h + sy) * c.w + sx], s) as i32;
+                                acc += a * q[((o * c.c_in + ci) * k + ky) * k + kx] as i32;
+                            }
+                        }
+                    }
+                }
+                out[(o * c.h + y) * c.w + x] = (acc as f32) * (scales[o] * s) + c.bias[o];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn int8_convolutions_equal_the_written_out_integer_convolution_bit_for_bit() {
+    // Exact integers and one epilogue: no tolerance. Scale 0.02 saturates many inputs at +-127.
+    for sh in SHAPES.iter().chain(&[(7, 9, 3, 3, 70), (8, 8, 3, 2, 1)]) {
+        let c = case(sh);
+        let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
+        let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
+        for s in [None, Some(0.02)] {
+            let want = naive_int8_conv(&c, &q, &scales, s.unwrap_or_else(|| act_scale_for(&c.x)));
+            for isa in QIsa::available() {
+                let got = run(&p, Kernel::I8(isa), &c, s);
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{isa:?} {sh:?} scale {s:?} element {i}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn int8_convolutions_stay_within_the_activation_rounding_bound_of_the_dequantised_f32_conv() {
     for sh in SHAPES {

@@ -4,9 +4,20 @@
 //! Gaussian index order, so each tile's list is ordered by depth, ties by lower index. Here one stable LSD
 //! radix sort on the 32-bit depth bits (over the visible Gaussians, in index order) gives that global order,
 //! and a counting pass plus a scatter in that order fills every tile's list already sorted: no 64-bit keys
-//! and no per-tile sort. Depths are > 0.2, so their bit patterns order like the values.
+//! and no per-tile sort. Count and scatter run in parallel over chunks of the order (see `build`). Depths are > 0.2, so their bit patterns order like the values.
+
+use rayon::prelude::*;
 
 use super::project::Projected;
+
+/// Pieces the depth order is cut into for the parallel count and scatter (any number gives the same
+/// lists; a few per core balance the work).
+const SCATTER_CHUNKS: usize = 8;
+
+/// The tile lists, written through by disjoint slots from several threads.
+struct ListPtr(*mut u32);
+// SAFETY: only used for writes to disjoint indices (see the scatter in `Bins::build`).
+unsafe impl Sync for ListPtr {}
 
 /// Reusable buffers of the binning stage (grown, never shrunk).
 #[derive(Default, Debug)]
@@ -18,6 +29,7 @@ pub struct Bins {
     order_tmp: Vec<u32>,
     /// `offsets[t]..offsets[t + 1]` is tile t's range in `list`.
     pub offsets: Vec<usize>,
+    /// Per (chunk, tile): first a count, then the next free slot in `list`.
     cursor: Vec<usize>,
     /// Gaussian indices per tile, tile-major, each tile front to back.
     pub list: Vec<u32>,
@@ -37,32 +49,45 @@ impl Bins {
         radix_sort(&mut self.keys, &mut self.order, &mut self.keys_tmp, &mut self.order_tmp);
 
         let tiles = grid.0 * grid.1;
+        // Count and scatter in parallel over contiguous chunks of the depth order: chunk c's entries for
+        // tile t go after those of chunks < c, so every tile's list is the same as one serial pass makes.
+        let chunk = self.order.len().div_ceil(SCATTER_CHUNKS).max(1);
+        let chunks = self.order.len().div_ceil(chunk);
+        self.cursor.clear();
+        self.cursor.resize(chunks * tiles, 0);
+        let order = &self.order;
+        // `tiles.max(1)`: rayon rejects chunks of 0; a 0-tile image has no visible Gaussians anyway.
+        order.par_chunks(chunk).zip(self.cursor.par_chunks_mut(tiles.max(1))).for_each(|(part, counts)| {
+            for &g in part {
+                for_each_tile(projected, g, grid.0, |t| counts[t] += 1);
+            }
+        });
         self.offsets.clear();
         self.offsets.resize(tiles + 1, 0);
-        for &g in &self.order {
-            let r = projected[g as usize].rect;
-            for ty in r.y0 as usize..r.y1 as usize {
-                for tx in r.x0 as usize..r.x1 as usize {
-                    self.offsets[ty * grid.0 + tx + 1] += 1;
-                }
-            }
-        }
+        let mut next = 0;
         for t in 0..tiles {
-            self.offsets[t + 1] += self.offsets[t];
-        }
-        self.cursor.clear();
-        self.cursor.extend_from_slice(&self.offsets[..tiles]);
-        self.list.resize(self.offsets[tiles], 0);
-        for &g in &self.order {
-            let r = projected[g as usize].rect;
-            for ty in r.y0 as usize..r.y1 as usize {
-                for tx in r.x0 as usize..r.x1 as usize {
-                    let c = &mut self.cursor[ty * grid.0 + tx];
-                    self.list[*c] = g;
-                    *c += 1;
-                }
+            self.offsets[t] = next;
+            for c in 0..chunks {
+                let count = self.cursor[c * tiles + t];
+                self.cursor[c * tiles + t] = next;
+                next += count;
             }
         }
+        self.offsets[tiles] = next;
+        self.list.resize(next, 0);
+        let list = ListPtr(self.list.as_mut_ptr());
+        order.par_chunks(chunk).zip(self.cursor.par_chunks_mut(tiles.max(1))).for_each(|(part, cursor)| {
+            let list = &list;
+            for &g in part {
+                for_each_tile(projected, g, grid.0, |t| {
+                    // SAFETY: `cursor[t]` walks chunk c's own slots of tile t, `count` of them starting where
+                    // the prefix sum put it; all slots of all (chunk, tile) pairs are disjoint and below
+                    // `next`, the length `list` was resized to, and `list` outlives this loop.
+                    unsafe { *list.0.add(cursor[t]) = g };
+                    cursor[t] += 1;
+                });
+            }
+        });
     }
 
     /// Tile `t`'s Gaussians, front to back.
@@ -80,6 +105,17 @@ impl Bins {
     /// Tile-Gaussian pairs of the last build.
     pub fn pairs(&self) -> usize {
         self.offsets.last().copied().unwrap_or(0)
+    }
+}
+
+/// Calls `f` with the index of every tile Gaussian `g`'s rectangle covers, row by row.
+#[inline(always)]
+fn for_each_tile(projected: &[Projected], g: u32, grid_x: usize, mut f: impl FnMut(usize)) {
+    let r = projected[g as usize].rect;
+    for ty in r.y0 as usize..r.y1 as usize {
+        for tx in r.x0 as usize..r.x1 as usize {
+            f(ty * grid_x + tx);
+        }
     }
 }
 

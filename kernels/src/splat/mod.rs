@@ -2,9 +2,11 @@
 //! rasteriser (`xg-chu/diff-gaussian-rasterization`, the Inria 3DGS kernel with 32 channels).
 //!
 //! Data flow per frame: `project` preprocesses every Gaussian in parallel (near cull, EWA conic, radius,
-//! tile rectangle) -> `bin` orders the visible ones by depth and lists them per 16x16 tile -> `raster`
-//! blends each tile front to back, tiles in parallel (`footprint` bounds where a Gaussian can matter, to
-//! skip work). `reference` is the plain per-pixel oracle; `synthetic` builds a head-like scene for benches.
+//! tile rectangle; the 3D covariance comes from `cache` when the Gaussian's scale and rotation are bitwise
+//! those of an earlier frame) -> `bin` orders the visible ones by depth and lists them per 16x16 tile (count
+//! and scatter in parallel chunks) -> `raster` blends each tile front to back, tiles in parallel
+//! (`footprint` bounds where a Gaussian can matter, to skip work; `raster_x86` is the AVX-512 blend).
+//! `reference` is the plain per-pixel oracle; `synthetic` builds a head-like scene for benches.
 //!
 //! Rounding: every float operation follows the CUDA source's order in f32 (`ndc2Pix` in f64, as its double
 //! literals make it), and `project::exp` stays within CUDA `expf`'s 2 ulp. The GPU may contract some
@@ -12,8 +14,9 @@
 //! differently, so agreement with a GPU run is to rounding, not bitwise. The fast path and the reference
 //! agree bitwise, for any thread count.
 //!
-//! Performance (synthetic head, 180,255 Gaussians, 512x512x32, 2 x86-64 cores, AVX2): about 0.37 CPU-s per
-//! frame, i.e. about 190 ms on two idle cores; preprocessing and binning take about 15 % of it.
+//! Performance (official size, 2 x86-64 cores with AVX-512): see `docs/performance.md` ("CPU splat");
+//! `tests_fast::official_size_stage_times_old_vs_new` times the previous and current build of each stage
+//! in one process.
 //!
 //! Deviation from the official kernel, by design: a Gaussian with a non-finite attribute (position, scale,
 //! rotation, opacity or any colour channel), or whose projection overflows, is culled, so NaN and Inf inputs
@@ -21,15 +24,20 @@
 //! including its quirks (unnormalised quaternions, the 0.3 blur, alpha clamp 0.99, `T < 1e-4` stop).
 
 mod bin;
+mod cache;
 pub mod camera;
 mod footprint;
 pub mod project;
 mod raster;
+#[cfg(target_arch = "x86_64")]
+mod raster_x86;
 pub mod reference;
 pub mod synthetic;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fast;
 #[cfg(test)]
 mod tests_project;
 
@@ -148,6 +156,9 @@ pub struct SplatStats {
 pub struct SplatScratch {
     projected: Vec<Projected>,
     bins: bin::Bins,
+    /// Per-Gaussian 3D covariances from earlier frames (`cache`), used unless `no_cov_cache`.
+    covs: Vec<cache::CovEntry>,
+    no_cov_cache: bool,
 }
 
 impl SplatScratch {
@@ -157,7 +168,18 @@ impl SplatScratch {
 
     /// Bytes currently held.
     pub fn capacity_bytes(&self) -> usize {
-        self.projected.capacity() * std::mem::size_of::<Projected>() + self.bins.capacity_bytes()
+        self.projected.capacity() * std::mem::size_of::<Projected>()
+            + self.covs.capacity() * std::mem::size_of::<cache::CovEntry>()
+            + self.bins.capacity_bytes()
+    }
+
+    /// Keep (the default) or stop keeping 3D covariances across frames; only speed changes, never the
+    /// output. Off, every frame recomputes all of them (the A/B baseline for benches).
+    pub fn set_covariance_cache(&mut self, on: bool) {
+        self.no_cov_cache = !on;
+        if !on {
+            self.covs = Vec::new();
+        }
     }
 }
 
@@ -165,9 +187,16 @@ impl SplatScratch {
 fn prepare(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScratch) -> SplatStats {
     let n = gaussians.len();
     scratch.projected.resize(n, Projected::default());
-    scratch.projected.par_iter_mut().with_min_len(1024).enumerate().for_each(|(i, p)| {
-        *p = project::project(gaussians, i, camera).unwrap_or_default();
-    });
+    if scratch.no_cov_cache {
+        scratch.projected.par_iter_mut().with_min_len(1024).enumerate().for_each(|(i, p)| {
+            *p = project::project(gaussians, i, camera).unwrap_or_default();
+        });
+    } else {
+        scratch.covs.resize(n, cache::CovEntry::default());
+        scratch.projected.par_iter_mut().zip(&mut scratch.covs).with_min_len(1024).enumerate().for_each(|(i, (p, entry))| {
+            *p = project::project_with(gaussians, i, camera, |s, r| entry.get(s, r)).unwrap_or_default();
+        });
+    }
     scratch.bins.build(&scratch.projected, camera.tile_grid());
     SplatStats { visible: scratch.bins.order.len(), pairs: scratch.bins.pairs() }
 }

@@ -76,7 +76,7 @@ pub(super) fn render(scene: &Scene, cam: &SplatCamera, bg: &[f32]) -> Vec<f32> {
     out
 }
 
-fn render_reference(scene: &Scene, cam: &SplatCamera, bg: &[f32]) -> Vec<f32> {
+pub(super) fn render_reference(scene: &Scene, cam: &SplatCamera, bg: &[f32]) -> Vec<f32> {
     let mut out = vec![f32::NAN; scene.channels * cam.width * cam.height];
     reference::splat(&scene.set(), cam, bg, &mut out);
     out

@@ -40,8 +40,8 @@ impl DType {
     }
 }
 
-/// How elements are arranged. Codes 2..=255 stay reserved for other packed layouts (for example blocked
-/// conv weights for a GPU backend or the fixed-point kernels' own panels).
+/// How elements are arranged. Codes 4..=255 stay reserved for other packed layouts (for example blocked
+/// conv weights for a GPU backend).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
     /// As in the checkpoint.
@@ -51,6 +51,13 @@ pub enum Layout {
     /// others; rows are grouped in panels of [`PANEL_ROWS`], zero-padded, element `(row, q)` at
     /// `(row / 8) * 8 * kk + q * 8 + row % 8`.
     Panels = 1,
+    /// f16 refiner conv weights in the layout `gaga_kernels::qgemm` reads (`PackedFormat::F16`): the
+    /// [`Layout::Panels`] arrangement with IEEE half elements. Version in the declared name.
+    QPanelsF16 = 2,
+    /// int8 refiner conv weights `[.., c_in, k, k]` (square odd `k`) in `qgemm`'s `PackedFormat::I8`:
+    /// 8-row panels of 4-channel groups, tap-major; scales stay in `<name>@scale`. Version in the
+    /// declared name.
+    QPanelsI8 = 3,
 }
 
 /// Rows per panel of [`Layout::Panels`] (the SGEMM micro-kernel's `MR`).
@@ -61,10 +68,12 @@ impl Layout {
         match self {
             Layout::RowMajor => "row-major",
             Layout::Panels => "panels8",
+            Layout::QPanelsF16 => "qpanels8-f16",
+            Layout::QPanelsI8 => "qpanels8x4-i8",
         }
     }
     fn from_code(c: u8) -> Option<Self> {
-        [Layout::RowMajor, Layout::Panels].into_iter().find(|l| *l as u8 == c)
+        [Layout::RowMajor, Layout::Panels, Layout::QPanelsF16, Layout::QPanelsI8].into_iter().find(|l| *l as u8 == c)
     }
 }
 
@@ -163,9 +172,17 @@ impl TensorEntry {
     pub fn expected_length(&self) -> Option<u64> {
         let elements = match self.layout {
             Layout::RowMajor => self.numel()?,
-            Layout::Panels => {
+            Layout::Panels | Layout::QPanelsF16 => {
                 let (m, kk) = self.panel_matrix()?;
                 m.div_ceil(PANEL_ROWS).checked_mul(PANEL_ROWS)?.checked_mul(kk)?
+            }
+            Layout::QPanelsI8 => {
+                let (m, c_in, k) = self.conv_dims()?;
+                // Inner groups of 4 channels per tap, each group padded to whole 4 bytes.
+                m.div_ceil(PANEL_ROWS)
+                    .checked_mul(PANEL_ROWS)?
+                    .checked_mul(k.checked_mul(k)?)?
+                    .checked_mul(c_in.div_ceil(4).checked_mul(4)?)?
             }
         };
         elements.checked_mul(self.dtype.size() as u64)
@@ -180,6 +197,17 @@ impl TensorEntry {
         let prod = |d: &[u64]| d.iter().try_fold(1u64, |a, &v| a.checked_mul(v));
         Some((prod(&self.shape[..r - 3])?, prod(&self.shape[r - 3..])?))
     }
+    /// `(c_out, c_in, k)` of a conv weight `[.., c_out, c_in, k, k]` (leading dims fold into `c_out`), or
+    /// `None` below rank 4, for a non-square or even kernel, or on overflow.
+    pub fn conv_dims(&self) -> Option<(u64, u64, u64)> {
+        let r = self.shape.len();
+        if r < 4 || self.shape[r - 1] != self.shape[r - 2] || self.shape[r - 1] & 1 == 0 {
+            return None;
+        }
+        let m = self.shape[..r - 3].iter().try_fold(1u64, |a, &v| a.checked_mul(v))?;
+        Some((m, self.shape[r - 3], self.shape[r - 1]))
+    }
+
     pub fn shape_usize(&self) -> Vec<usize> {
         self.shape.iter().map(|&d| d as usize).collect()
     }

@@ -35,6 +35,24 @@ impl LayoutParams {
     pub fn panels() -> LayoutParams {
         LayoutParams { code: 1, name: "panels8".into(), panel_rows: super::directory::PANEL_ROWS as u32, element: "f32".into() }
     }
+
+    /// The parameters this version reads and writes for `layout` (`None` for row-major). The packed
+    /// f16 / int8 names carry `gaga_kernels::qgemm::PACK_VERSION`, so another packing version is refused.
+    pub fn of(layout: super::Layout) -> Option<LayoutParams> {
+        use super::Layout;
+        let q = |element: &str| LayoutParams {
+            code: layout as u8,
+            name: format!("{}-v{}", layout.name(), gaga_kernels::qgemm::PACK_VERSION),
+            panel_rows: super::directory::PANEL_ROWS as u32,
+            element: element.into(),
+        };
+        match layout {
+            Layout::RowMajor => None,
+            Layout::Panels => Some(LayoutParams::panels()),
+            Layout::QPanelsF16 => Some(q("f16")),
+            Layout::QPanelsI8 => Some(q("i8")),
+        }
+    }
 }
 
 /// Where the weights came from.

@@ -25,6 +25,8 @@ mod write;
 pub(crate) mod tests;
 #[cfg(test)]
 mod tests_panels;
+#[cfg(test)]
+mod tests_qpanels;
 
 use std::collections::HashMap;
 

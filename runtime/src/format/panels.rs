@@ -1,7 +1,8 @@
 //! Conversions for [`Layout::Panels`] tensors: the converter packs row-major weights into panels, and
-//! readers that want the checkpoint's layout (`Weights::f32`, the GPU upload) unpack them.
+//! readers that want the checkpoint's layout (`Weights::f32`, the GPU upload) unpack them. The same for
+//! the packed f16 / int8 layouts of `gaga_kernels::qgemm` ([`qpacked`], [`unpack_q_f32`]).
 
-use gaga_kernels::sgemm;
+use gaga_kernels::{qgemm, sgemm};
 
 use super::directory::{Layout, TensorEntry, PANEL_ROWS};
 
@@ -35,4 +36,31 @@ pub fn unpack_f32(entry: &TensorEntry, bytes: &[u8]) -> Vec<f32> {
         sgemm::unpack_a(m, kk, &panels, &mut out);
     }
     out
+}
+
+/// The `qgemm` view of a validated [`Layout::QPanelsF16`] / [`Layout::QPanelsI8`] tensor, borrowing
+/// `bytes` (int8 also its `scales`). The error names the tensor and what does not fit.
+pub fn qpacked<'a>(entry: &TensorEntry, bytes: &'a [u8], scales: Option<&'a [f32]>) -> Result<qgemm::PackedConv<'a>, String> {
+    let format = match entry.layout {
+        Layout::QPanelsF16 => qgemm::PackedFormat::F16,
+        Layout::QPanelsI8 => qgemm::PackedFormat::I8,
+        other => return Err(format!("tensor `{}`: layout {} is not a qgemm layout", entry.name, other.name())),
+    };
+    let (m, c_in, k) =
+        entry.conv_dims().ok_or_else(|| format!("tensor `{}`: shape {:?} is no square odd conv weight", entry.name, entry.shape))?;
+    qgemm::PackedConv::from_packed_bytes(format, m as usize, c_in as usize, k as usize, bytes, scales)
+        .map_err(|e| format!("tensor `{}`: {e}", entry.name))
+}
+
+/// The row-major f32 values of a [`Layout::QPanelsF16`] / [`Layout::QPanelsI8`] tensor (int8
+/// dequantised as `q as f32 * scale[o]`, the same operation as for a row-major int8 tensor).
+pub fn unpack_q_f32(entry: &TensorEntry, bytes: &[u8], scales: Option<&[f32]>) -> Result<Vec<f32>, String> {
+    Ok(match qpacked(entry, bytes, scales)?.unpack_to_row_major() {
+        qgemm::RowMajor::F32(v) => v,
+        qgemm::RowMajor::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+        qgemm::RowMajor::I8 { q, scales } => {
+            let per = q.len() / scales.len().max(1);
+            q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / per.max(1)]).collect()
+        }
+    })
 }

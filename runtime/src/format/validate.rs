@@ -101,14 +101,7 @@ fn check_entries(p: &Preamble, entries: &[TensorEntry]) -> Result<HashMap<String
         if index.insert(n.clone(), i).is_some() {
             return Err(err(format!("tensor `{n}` appears twice in the directory")));
         }
-        if e.layout == Layout::Panels && (e.dtype != DType::F32 || e.shape.len() < 4 || e.quant_axis.is_some()) {
-            return Err(err(format!(
-                "tensor `{n}`: layout {} holds f32 weights of rank >= 4 without quantisation, found {} {:?}",
-                e.layout.name(),
-                e.dtype.name(),
-                e.shape
-            )));
-        }
+        check_packed(e)?;
         let Some(want) = e.expected_length() else {
             return Err(err(format!("tensor `{n}`: shape {:?} overflows", e.shape)));
         };
@@ -179,23 +172,65 @@ fn check_scales(h: &Header) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Every packed layout a tensor uses must be declared in the meta section with the parameters this
-/// reader implements.
-fn check_layouts(h: &Header) -> Result<(), FormatError> {
-    let Some(e) = h.entries.iter().find(|e| e.layout == Layout::Panels) else {
-        return Ok(());
+/// What a packed layout may hold: f32 / f16 / i8 conv weights of rank >= 4, int8 with scales along the
+/// output-channel axis and a square odd kernel.
+fn check_packed(e: &TensorEntry) -> Result<(), FormatError> {
+    let r = e.shape.len();
+    let (want_dtype, axis) = match e.layout {
+        Layout::RowMajor => return Ok(()),
+        Layout::Panels => (DType::F32, None),
+        Layout::QPanelsF16 => (DType::F16, None),
+        Layout::QPanelsI8 => (DType::I8, r.checked_sub(4).map(|a| a as u8)),
     };
-    let want = LayoutParams::panels();
-    match h.meta.layouts.iter().find(|l| l.code == want.code) {
-        Some(found) if *found == want => Ok(()),
-        Some(found) => Err(err(format!("layout code {}: this reader implements {want:?}, the meta section declares {found:?}", want.code))),
-        None => Err(err(format!(
-            "tensor `{}` uses layout {} (code {}) but the meta section declares no parameters for it",
+    let square = e.layout != Layout::QPanelsI8 || e.conv_dims().is_some();
+    if e.dtype != want_dtype || r < 4 || e.quant_axis != axis || !square {
+        let what = match axis {
+            None => "without quantisation".to_string(),
+            Some(a) => format!("with scales along axis {a} and a square odd kernel"),
+        };
+        return Err(err(format!(
+            "tensor `{}`: layout {} holds {} weights of rank >= 4 {what}, found {} {:?} (quantisation axis {:?})",
             e.name,
             e.layout.name(),
-            want.code
-        ))),
+            want_dtype.name(),
+            e.dtype.name(),
+            e.shape,
+            e.quant_axis
+        )));
     }
+    Ok(())
+}
+
+/// Every packed layout a tensor uses must be declared in the meta section with the parameters this
+/// reader implements (for the f16 / int8 layouts the name carries the packing version).
+fn check_layouts(h: &Header) -> Result<(), FormatError> {
+    let mut seen: Vec<Layout> = Vec::new();
+    for e in h.entries.iter().filter(|e| e.layout != Layout::RowMajor) {
+        if seen.contains(&e.layout) {
+            continue;
+        }
+        seen.push(e.layout);
+        let Some(want) = LayoutParams::of(e.layout) else { continue };
+        match h.meta.layouts.iter().find(|l| l.code == want.code) {
+            Some(found) if *found == want => {}
+            Some(found) => {
+                return Err(err(format!(
+                    "tensor `{}`: layout code {}: this reader implements {want:?}, the meta section declares {found:?} \
+                     (packed by another version: convert the checkpoint again)",
+                    e.name, want.code
+                )))
+            }
+            None => {
+                return Err(err(format!(
+                    "tensor `{}` uses layout {} (code {}) but the meta section declares no parameters for it",
+                    e.name,
+                    e.layout.name(),
+                    want.code
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_schema(h: &Header) -> Result<(), FormatError> {

@@ -8,17 +8,51 @@ use std::borrow::Cow;
 
 use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
 use gaga_kernels::fused::{bilinear_scaled, scale_channels, scale_channels_in_place, style_epilogue};
-use gaga_kernels::linear::linear;
 
-use super::layers::Observe;
+use super::layers::{Linear, Observe};
 use super::packed::{self, ConvKernel};
-use crate::error::Result;
-use crate::weights::Weights;
+use crate::error::{Error, Result};
+use crate::format::{DType, Layout};
+use crate::weights::{Stored, Weights};
 
 /// `q[o * c_in + i] = sum_k weight[o, i, k]^2` for a `[c_out, c_in, k, k]` weight, summed in f64.
 pub fn weight_square_sums(weight: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
     let kk = k * k;
     (0..c_out * c_in).map(|oi| weight[oi * kk..(oi + 1) * kk].iter().map(|&v| (v as f64).powi(2)).sum::<f64>() as f32).collect()
+}
+
+/// [`weight_square_sums`] of the stored weight `name` `[c_out, c_in, k, k]` without a row-major f32 copy:
+/// int8 and fp16 values are dequantised one at a time exactly as `Weights::f32` would (`q * scale[o]`,
+/// `f16 -> f32`), so the sums are bit-identical to summing the dequantised tensor; other storage reads
+/// `Weights::f32` (borrowed for row-major f32).
+pub fn stored_square_sums(w: &dyn Weights, st: &Stored, name: &str, c_out: usize, c_in: usize, k: usize) -> Result<Vec<f32>> {
+    let (kk, n) = (k * k, c_out * c_in * k * k);
+    let sums = |value: &dyn Fn(usize) -> f32| -> Vec<f32> {
+        (0..c_out * c_in).map(|oi| (oi * kk..(oi + 1) * kk).map(|j| (value(j) as f64).powi(2)).sum::<f64>() as f32).collect()
+    };
+    match (st.layout, st.dtype) {
+        (Layout::RowMajor, DType::I8) if st.bytes.len() == n => {
+            let scales = st.scales.as_deref().filter(|s| s.len() == c_out).ok_or_else(|| {
+                Error::Other(format!(
+                    "tensor `{name}`: int8 needs {c_out} per-output-channel scales, found {:?}",
+                    st.scales.as_ref().map(|s| s.len())
+                ))
+            })?;
+            let q: &[i8] = bytemuck::cast_slice(&st.bytes);
+            Ok(sums(&|j| q[j] as f32 * scales[j / (c_in * kk)]))
+        }
+        (Layout::RowMajor, DType::F16) if st.bytes.len() == 2 * n => {
+            let b = &st.bytes;
+            Ok(sums(&|j| half::f16::from_le_bytes([b[2 * j], b[2 * j + 1]]).to_f32()))
+        }
+        _ => {
+            let v = w.f32(name)?;
+            if v.len() != n {
+                return Err(Error::Other(format!("tensor `{name}`: {} values, [{c_out}, {c_in}, {k}, {k}] needs {n}", v.len())));
+            }
+            Ok(weight_square_sums(&v, c_out, c_in, k))
+        }
+    }
 }
 
 /// Demodulation factors: `out[o] = gain * rsqrt(sum_i s_i^2 q[o, i] + 1e-8)`, or `gain` without `q`.
@@ -82,8 +116,7 @@ pub struct ModConv<'w> {
     /// `{prefix}.weight`, the name the observation hook reports.
     pub name: String,
     pub kernel: ConvKernel<'w>,
-    mod_w: Cow<'w, [f32]>,
-    mod_b: Cow<'w, [f32]>,
+    modulation: Linear<'w>,
     q: Option<Vec<f32>>,
 }
 
@@ -92,26 +125,15 @@ impl<'w> ModConv<'w> {
     pub fn load(w: &'w dyn Weights, prefix: &str, c_in: usize, c_out: usize, k: usize, style: usize, demod: bool) -> Result<Self> {
         let name = format!("{prefix}.weight");
         let spec = Conv2d { c_in, c_out, kernel: k, stride: 1, pad: k / 2 };
-        // Demodulation needs the weights' square sums: from the row-major values (dequantised for fp16 /
-        // int8, so the factors match the weights the kernel multiplies by), once at load.
-        let (kernel, row_major) = packed::load(w, &name, &[1, c_out, c_in, k, k], &spec, None, demod)?;
-        let q = row_major.map(|v| weight_square_sums(&v, c_out, c_in, k));
-        Ok(ModConv {
-            c_in,
-            c_out,
-            k,
-            name,
-            kernel,
-            mod_w: w.f32_shaped(&format!("{prefix}.modulation.weight"), &[c_in, style])?,
-            mod_b: w.f32_shaped(&format!("{prefix}.modulation.bias"), &[c_in])?,
-            q,
-        })
+        // Demodulation needs the weights' square sums, of the values the kernel multiplies by (dequantised
+        // for fp16 / int8), once at load: `c_out x c_in` floats instead of a copy of the weight.
+        let (kernel, q) = packed::load(w, &name, &[1, c_out, c_in, k, k], &spec, None, demod)?;
+        Ok(ModConv { c_in, c_out, k, name, kernel, modulation: Linear::load(w, &format!("{prefix}.modulation"), c_in, style)?, q })
     }
 
     /// Per-frame modulation: `s = modulation(latent)` into `s[..c_in]`, output factors into `f[..c_out]`.
     pub fn modulate(&self, latent: &[f32], gain: f32, s: &mut [f32], f: &mut [f32]) {
-        let style = latent.len();
-        linear(latent, 1, style, &self.mod_w, Some(&self.mod_b), self.c_in, &mut s[..self.c_in]);
+        self.modulation.run(latent, &mut s[..self.c_in]);
         demodulation(self.q.as_deref(), &s[..self.c_in], gain, &mut f[..self.c_out]);
     }
 

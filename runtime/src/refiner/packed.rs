@@ -1,18 +1,23 @@
 //! A refiner convolution's weights, packed once at load in the layout its kernel reads:
 //! - f32, row-major in the file: packed into SGEMM panels from the mapped values (`conv2d_prepacked`);
 //! - f32 in the file's `Panels` layout: borrowed zero-copy from the map;
-//! - f16 or int8: packed straight from the stored halves / bytes + per-channel scales (never dequantised)
+//! - f16 or int8 in the file's `QPanelsF16` / `QPanelsI8` layouts (`gaga convert --pack-refiner`):
+//!   borrowed zero-copy from the map (`PackedConv::from_packed_bytes`);
+//! - f16 or int8 row-major: packed straight from the stored halves / bytes + per-channel scales (never dequantised)
 //!   for `gaga_kernels::qgemm` (fp16: widened per call, fp32 arithmetic; int8: i8 x i8 -> i32 with the
 //!   calibrated activation scale `<weight>@act_scale` when the file has one, dynamic max-abs otherwise).
 //!
 //! No weight is packed per call.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use gaga_kernels::conv::{conv2d_prepacked, Conv2d, PackedWeights, Scratch};
 use gaga_kernels::qgemm::PackedConv;
+use gaga_kernels::{sgemm, winograd, winograd::WinogradWeights};
 use half::f16;
 
+use super::modconv::stored_square_sums;
 use crate::error::{Error, Result};
 use crate::format::{DType, Layout};
 use crate::weights::Weights;
@@ -23,6 +28,81 @@ pub enum ConvKernel<'w> {
     F32(PackedWeights<'w>),
     /// fp16 or int8 weights for `qgemm`, with the bias and (int8) the calibrated activation scale.
     Quant { w: PackedConv<'w>, bias: Option<Cow<'w, [f32]>>, act_scale: Option<f32> },
+    /// fp32 3x3 stride-1 weights in the Winograd F(4x4, 3x3) domain (`select_winograd`).
+    Winograd(Box<WinogradConv<'w>>),
+}
+
+/// A Winograd layer. Both forms are made on first use, because the map side is only known per call
+/// (`gaga_kernels::winograd::pays`): the transformed weights on the first call at a Winograd size, the
+/// direct panels on the first small-map call. So a layer holds only what its sizes need (4x4 / 8x8-only
+/// layers never transform; the others never pack) and the row-major source stays in the mapped file.
+pub struct WinogradConv<'w> {
+    bias: Vec<f32>,
+    direct: Direct<'w>,
+    wino: OnceLock<std::result::Result<WinogradWeights, String>>,
+}
+
+/// Where a Winograd layer's direct panels come from.
+enum Direct<'w> {
+    /// Borrowed from a `Panels` file (zero-copy, always there).
+    Borrowed(PackedWeights<'w>),
+    /// Packed from the row-major weights (borrowed from the map) on the first small-map call.
+    Lazy { source: Cow<'w, [f32]>, packed: OnceLock<PackedWeights<'static>> },
+}
+
+impl WinogradConv<'_> {
+    /// The `[c_out, c_in, 3, 3]` weights.
+    fn row_major(&self, spec: &Conv2d) -> Cow<'_, [f32]> {
+        match &self.direct {
+            Direct::Lazy { source, .. } => Cow::Borrowed(source),
+            Direct::Borrowed(pw) => {
+                let mut g = vec![0f32; spec.c_out * spec.c_in * 9];
+                sgemm::unpack_a(spec.c_out, spec.c_in * 9, pw.panels(), &mut g);
+                Cow::Owned(g)
+            }
+        }
+    }
+
+    fn run(&self, s: &mut Scratch, spec: &Conv2d, x: &[f32], h: usize, w: usize, out: &mut [f32]) -> Result<()> {
+        if winograd::pays(spec, h, w) {
+            let ww = self.wino.get_or_init(|| WinogradWeights::new(spec, &self.row_major(spec), Some(&self.bias)));
+            let ww = ww.as_ref().map_err(|e| Error::Other(format!("refiner conv {spec:?}: {e}")))?;
+            return winograd::conv3x3(s, ww, x, h, w, out).map_err(|e| Error::Other(format!("refiner conv: {e}")));
+        }
+        let pw = match &self.direct {
+            Direct::Borrowed(pw) => pw,
+            Direct::Lazy { source, packed } => packed.get_or_init(|| PackedWeights::pack(spec, source, Some(&self.bias))),
+        };
+        conv2d_prepacked(s, pw, x, h, w, out);
+        Ok(())
+    }
+}
+
+/// Makes fp32 3x3 stride-1 layers Winograd layers unless `GAGA_WINOGRAD=0`. `bias` is the `[c_out]` bias.
+fn select_winograd<'w>(
+    w: &'w dyn Weights,
+    name: &str,
+    kernel: ConvKernel<'w>,
+    spec: &Conv2d,
+    bias: Option<&[f32]>,
+) -> Result<ConvKernel<'w>> {
+    let ConvKernel::F32(pw) = kernel else { return Ok(kernel) };
+    if !(winograd::enabled() && winograd::supports(spec)) {
+        return Ok(ConvKernel::F32(pw));
+    }
+    let direct = if pw.is_borrowed() {
+        Direct::Borrowed(pw)
+    } else {
+        // The packed copy goes: the mapped row-major values are the source of both forms.
+        let source = w.f32(name)?;
+        let n = spec.c_out * spec.c_in * 9;
+        if source.len() != n {
+            return Err(err(name, format!("{} values, conv {spec:?} needs {n}", source.len())));
+        }
+        Direct::Lazy { source, packed: OnceLock::new() }
+    };
+    let bias = bias.map_or_else(|| vec![0.0; spec.c_out], <[f32]>::to_vec);
+    Ok(ConvKernel::Winograd(Box::new(WinogradConv { bias, direct, wino: OnceLock::new() })))
 }
 
 /// Which storage a layer's weights have (for `bench`, tests and messages).
@@ -33,8 +113,9 @@ pub enum Precision {
     Int8,
 }
 
-/// What [`load`] also returns: the weights as row-major f32 when the caller asked (modulated convs
-/// need per-`(out, in)` square sums for demodulation), dequantised for fp16/int8.
+/// What [`load`] also returns when the caller asked: the per-`(out, in)` sums of squared weights that
+/// demodulation needs (`modconv::stored_square_sums`: from the stored values, dequantised on the fly for
+/// fp16 / int8, so no row-major f32 copy of the weight is ever made).
 pub type RowMajorF32 = Option<Vec<f32>>;
 
 fn err(name: &str, what: String) -> Error {
@@ -51,6 +132,20 @@ pub fn load<'w>(
     bias: Option<Cow<'w, [f32]>>,
     want_row_major: bool,
 ) -> Result<(ConvKernel<'w>, RowMajorF32)> {
+    let b = bias.as_deref().map(<[f32]>::to_vec);
+    let (kernel, rm) = load_stored(w, name, shape, spec, bias, want_row_major)?;
+    Ok((select_winograd(w, name, kernel, spec, b.as_deref())?, rm))
+}
+
+/// [`load`] before the Winograd selection: the kernel for the stored layout and dtype.
+fn load_stored<'w>(
+    w: &'w dyn Weights,
+    name: &str,
+    shape: &[usize],
+    spec: &Conv2d,
+    bias: Option<Cow<'w, [f32]>>,
+    want_row_major: bool,
+) -> Result<(ConvKernel<'w>, RowMajorF32)> {
     let found = w.shape(name)?;
     if found != shape {
         return Err(Error::Shape { name: name.to_string(), expected: shape.to_vec(), found });
@@ -58,7 +153,10 @@ pub fn load<'w>(
     let st = w.stored(name)?;
     let (co, ci, k) = (spec.c_out, spec.c_in, spec.kernel);
     let n = co * ci * k * k;
-    let row_major = |w: &'w dyn Weights| -> Result<RowMajorF32> { Ok(if want_row_major { Some(w.f32(name)?.into_owned()) } else { None }) };
+    let row_major =
+        |w: &'w dyn Weights| -> Result<RowMajorF32> { want_row_major.then(|| stored_square_sums(w, &st, name, co, ci, k)).transpose() };
+    // Once a kernel owns its packed copy, the stored bytes are never read again: drop their pages.
+    let release = |w: &'w dyn Weights| w.release_tensor(name);
     match (st.layout, st.dtype) {
         (Layout::Panels, DType::F32) => {
             let rm = row_major(w)?;
@@ -75,7 +173,9 @@ pub fn load<'w>(
         (Layout::RowMajor, DType::F32) => {
             let v = w.f32(name)?;
             let pw = PackedWeights::pack(spec, &v, bias.as_deref());
-            Ok((ConvKernel::F32(pw), want_row_major.then(|| v.into_owned())))
+            let sums = row_major(w)?;
+            release(w)?;
+            Ok((ConvKernel::F32(pw), sums))
         }
         (Layout::RowMajor, DType::F16) => {
             if st.bytes.len() != 2 * n {
@@ -83,7 +183,9 @@ pub fn load<'w>(
             }
             let halves: Vec<f16> = st.bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
             let pc = PackedConv::from_f16(&halves, co, ci, k).map_err(|e| err(name, e.0))?;
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: None }, row_major(w)?))
+            let sums = row_major(w)?;
+            release(w)?;
+            Ok((ConvKernel::Quant { w: pc, bias, act_scale: None }, sums))
         }
         (Layout::RowMajor, DType::I8) => {
             let axis = shape.len() - 4;
@@ -96,10 +198,50 @@ pub fn load<'w>(
             }
             let q: &[i8] = bytemuck::cast_slice(&st.bytes);
             let pc = PackedConv::from_i8(q, scales, co, ci, k).map_err(|e| err(name, e.0))?;
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act_scale(w, name)? }, row_major(w)?))
+            let sums = row_major(w)?;
+            release(w)?;
+            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act_scale(w, name)? }, sums))
+        }
+        (Layout::QPanelsF16 | Layout::QPanelsI8, DType::F16 | DType::I8) => {
+            // Packed by the converter in the kernel's own layout: borrowed from the map, never repacked.
+            let int8 = st.dtype == DType::I8;
+            let found_dims = (co, ci, k);
+            let entry_dims = {
+                let r = shape.len();
+                (shape[..r - 3].iter().product::<usize>(), shape[r - 3], shape[r - 1])
+            };
+            if found_dims != entry_dims {
+                return Err(err(name, format!("packed weight of shape {shape:?} does not fit conv {spec:?}")));
+            }
+            let act = if int8 { act_scale(w, name)? } else { None };
+            let rm = row_major(w)?;
+            let pc = match (&st.bytes, &st.scales) {
+                (Cow::Borrowed(b), Some(Cow::Borrowed(s))) => quant_view(name, st.layout, shape, b, Some(s))?,
+                (Cow::Borrowed(b), None) => quant_view(name, st.layout, shape, b, None)?,
+                // A source that does not borrow (not the mapped file): an owned copy of the same layout.
+                (b, s) => quant_view(name, st.layout, shape, b, s.as_deref())?.into_owned(),
+            };
+            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act }, rm))
         }
         (layout, dtype) => Err(err(name, format!("{} weights in layout {} are not supported by the refiner", dtype.name(), layout.name()))),
     }
+}
+
+/// The `qgemm` view of packed bytes in `layout` (the same checks as the model file's reader).
+fn quant_view<'a>(name: &str, layout: Layout, shape: &[usize], bytes: &'a [u8], scales: Option<&'a [f32]>) -> Result<PackedConv<'a>> {
+    let entry = crate::format::TensorEntry {
+        name: name.to_string(),
+        dtype: if layout == Layout::QPanelsI8 { DType::I8 } else { DType::F16 },
+        layout,
+        stage: crate::format::Stage::Frame,
+        quant_axis: None,
+        reason: crate::format::Reason::Requested,
+        shape: shape.iter().map(|&d| d as u64).collect(),
+        offset: 0,
+        length: bytes.len() as u64,
+        checksum: 0,
+    };
+    crate::format::panels::qpacked(&entry, bytes, scales).map_err(Error::Other)
 }
 
 /// The calibrated activation scale `<name>@act_scale` (f32 `[1]`, finite and > 0) when the file has one.
@@ -131,13 +273,14 @@ impl ConvKernel<'_> {
             ConvKernel::Quant { w: pc, bias, act_scale } => {
                 pc.run(s, x, h, w, *act_scale, bias.as_deref(), out).map_err(|e| Error::Other(format!("refiner conv {spec:?}: {}", e.0)))
             }
+            ConvKernel::Winograd(wc) => wc.run(s, spec, x, h, w, out),
         }
     }
 
     /// The storage precision.
     pub fn precision(&self) -> Precision {
         match self {
-            ConvKernel::F32(_) => Precision::Fp32,
+            ConvKernel::F32(_) | ConvKernel::Winograd(_) => Precision::Fp32,
             ConvKernel::Quant { w, .. } => match w.format() {
                 gaga_kernels::qgemm::PackedFormat::I8 => Precision::Int8,
                 gaga_kernels::qgemm::PackedFormat::F16 => Precision::Fp16,
@@ -150,12 +293,20 @@ impl ConvKernel<'_> {
     pub fn act_scale(&self) -> Option<f32> {
         match self {
             ConvKernel::Quant { act_scale, .. } => *act_scale,
-            ConvKernel::F32(_) => None,
+            ConvKernel::F32(_) | ConvKernel::Winograd(_) => None,
         }
     }
 
     /// True when the fp32 panels are borrowed from the model file.
     pub fn is_borrowed(&self) -> bool {
-        matches!(self, ConvKernel::F32(pw) if pw.is_borrowed())
+        match self {
+            ConvKernel::F32(pw) => pw.is_borrowed(),
+            ConvKernel::Quant { w, .. } => w.is_borrowed(),
+            ConvKernel::Winograd(wc) => matches!(wc.direct, Direct::Borrowed(_)),
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "tests_qpacked.rs"]
+mod tests_qpacked;

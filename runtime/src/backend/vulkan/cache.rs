@@ -98,13 +98,10 @@ impl PipelineCache {
         let Some(path) = &self.path else { return Ok(()) };
         // SAFETY: the cache belongs to this device.
         let data = unsafe { self.ctx.device.get_pipeline_cache_data(self.raw) }.map_err(|e| vk_err("reading the pipeline cache", e))?;
-        let io = |e| Error::Io { path: path.clone(), source: e };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
         }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &data).map_err(|e| Error::Io { path: tmp.clone(), source: e })?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::write_aside::write_bytes_aside(path, &data)
     }
 }
 

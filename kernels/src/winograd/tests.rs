@@ -1,0 +1,130 @@
+//! Winograd F(4x4, 3x3) against `reference::conv2d` on refiner-like shapes.
+//!
+//! Tolerance: `3e-5 * max|ref|` (plus 1e-6 absolute). The direct path's error is a sum of `9 c_in`
+//! roundings; Winograd adds the transforms' roundings, amplified by their largest entries (`B^T` up to 5,
+//! `A^T` up to 8, `G` down to 1/24): each transformed product carries a relative error of a few ulps of
+//! values up to ~10-25x the inputs, and the output transform sums 36 of them with weights up to 64. For
+//! inputs and weights in [-1, 1) that is ~1e-6-1e-5 of max|ref|, growing slowly with `c_in` (the worst seen
+//! is printed by `winograd_matches_the_direct_reference_on_refiner_shapes`; see docs/performance.md).
+
+use super::*;
+use crate::reference;
+use crate::testing::{assert_close, max_abs_diff, seeded, Tolerance};
+
+const TOL: Tolerance = Tolerance::Custom { abs: 1e-6, rel: 3e-5 };
+
+fn spec(c_in: usize, c_out: usize) -> Conv2d {
+    Conv2d { c_in, c_out, kernel: 3, stride: 1, pad: 1 }
+}
+
+/// Runs both paths; returns `(winograd, reference)`.
+fn both(s: Conv2d, h: usize, w: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let x = seeded(seed, s.c_in * h * w);
+    let g = seeded(seed + 1, s.c_out * s.c_in * 9);
+    let b = seeded(seed + 2, s.c_out);
+    let mut want = vec![0f32; s.c_out * h * w];
+    reference::conv2d(&s, &x, h, w, &g, Some(&b), &mut want);
+    let ww = WinogradWeights::new(&s, &g, Some(&b)).expect("valid weights");
+    let mut got = vec![f32::NAN; want.len()];
+    conv3x3(&mut Scratch::new(), &ww, &x, h, w, &mut got).expect("valid call");
+    (got, want)
+}
+
+fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    max_abs_diff(got, want).0 / scale
+}
+
+#[test]
+fn winograd_matches_the_direct_reference_on_refiner_shapes() {
+    // Channel counts of the refiner (3..512), sides 1..64 including non-multiples of 4 and 4x4 itself.
+    let cases = [
+        (spec(3, 16), 13, 11),
+        (spec(16, 16), 4, 4),
+        (spec(16, 32), 1, 1),
+        (spec(7, 5), 2, 3),
+        (spec(32, 64), 17, 9),
+        (spec(64, 32), 33, 30),
+        (spec(128, 24), 16, 16),
+        (spec(256, 16), 8, 8),
+        (spec(512, 8), 6, 10),
+        (spec(5, 512), 5, 7),
+        (spec(16, 3), 64, 64),
+    ];
+    let mut worst = 0f32;
+    for (i, &(s, h, w)) in cases.iter().enumerate() {
+        let (got, want) = both(s, h, w, 100 + 10 * i as u64);
+        assert_close(&format!("Winograd {s:?} at {h}x{w}"), &got, &want, TOL);
+        worst = worst.max(rel_err(&got, &want));
+    }
+    eprintln!("worst relative error (max |diff| / max |ref|): {worst:e}");
+}
+
+#[test]
+fn a_map_of_many_blocks_matches_the_reference_and_does_not_depend_on_the_thread_count() {
+    // 400 tiles in blocks of 96 (AVX-512) or fewer: several blocks per worker, a block starting mid-row.
+    let (s, h, w) = (spec(32, 32), 80, 80);
+    let (got, want) = both(s, h, w, 7);
+    assert_close("Winograd 32->32 at 80x80", &got, &want, TOL);
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let (single, _) = one.install(|| both(s, h, w, 7));
+    assert!(single.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "1 thread and the default pool differ");
+    // A few blocks only: each block's phases split over the pool instead.
+    let (s, h, w) = (spec(64, 40), 24, 40);
+    let (many, want) = both(s, h, w, 9);
+    assert_close("Winograd 64->40 at 24x40", &many, &want, TOL);
+    let (single, _) = one.install(|| both(s, h, w, 9));
+    assert!(single.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()), "1 thread and the default pool differ (few blocks)");
+}
+
+#[test]
+fn a_convolution_without_bias_adds_nothing() {
+    let s = spec(4, 6);
+    let (h, w) = (9, 7);
+    let x = seeded(1, s.c_in * h * w);
+    let g = seeded(2, s.c_out * s.c_in * 9);
+    let mut want = vec![0f32; s.c_out * h * w];
+    reference::conv2d(&s, &x, h, w, &g, None, &mut want);
+    let ww = WinogradWeights::new(&s, &g, None).expect("valid weights");
+    let mut got = vec![0f32; want.len()];
+    conv3x3(&mut Scratch::new(), &ww, &x, h, w, &mut got).expect("valid call");
+    assert_close("Winograd without bias", &got, &want, TOL);
+}
+
+#[test]
+fn wrong_shapes_are_errors_that_name_the_sizes() {
+    let s = spec(2, 3);
+    let e = WinogradWeights::new(&s, &[0.0; 10], None).expect_err("short weight");
+    assert!(e.contains("54") && e.contains("10"), "{e}");
+    let e = WinogradWeights::new(&s, &[0.0; 54], Some(&[0.0; 2])).expect_err("short bias");
+    assert!(e.contains("bias"), "{e}");
+    let e = WinogradWeights::new(&Conv2d { kernel: 1, pad: 0, ..s }, &[0.0; 6], None).expect_err("1x1");
+    assert!(e.contains("3x3"), "{e}");
+    let ww = WinogradWeights::new(&s, &[0.0; 54], None).expect("valid");
+    let e = conv3x3(&mut Scratch::new(), &ww, &[0.0; 7], 2, 2, &mut [0.0; 12]).expect_err("short input");
+    assert!(e.contains("2x2") && e.contains("8"), "{e}");
+}
+
+#[test]
+fn the_selection_rule_keeps_small_maps_and_other_kernels_direct() {
+    assert!(!pays(&spec(512, 512), 8, 8));
+    assert!(!pays(&Conv2d { kernel: 1, pad: 0, ..spec(64, 64) }, 256, 256));
+    assert!(!pays(&Conv2d { stride: 2, ..spec(64, 64) }, 256, 256));
+    assert_eq!(pays(&spec(64, 64), 256, 256), enabled());
+}
+
+#[test]
+fn transformed_weights_are_four_times_the_three_by_three_weights() {
+    let s = spec(16, 24);
+    let ww = WinogradWeights::new(&s, &seeded(3, 16 * 24 * 9), None).expect("valid");
+    assert_eq!(ww.bytes(), 4 * (36 * 16 * 24 + 24));
+}
+
+#[test]
+fn the_kernel_weights_come_back_from_the_transformed_ones() {
+    let s = spec(5, 11);
+    let g = seeded(4, 11 * 5 * 9);
+    let ww = WinogradWeights::new(&s, &g, None).expect("valid");
+    // f32 rounding of U (1 ulp), amplified by H's entries (at most 6 + 4 + 1): ~1e-6 of max |g| = 1.
+    assert_close("recovered 3x3 weights", &ww.kernel_weights(), &g, Tolerance::Custom { abs: 2e-6, rel: 0.0 });
+}

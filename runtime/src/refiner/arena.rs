@@ -1,0 +1,215 @@
+//! One planned allocation for every activation map of a refiner run.
+//!
+//! Each intermediate map is a *buffer* with a length and a lifetime: the first and last step of the run's
+//! schedule that touch it (`plan.rs` describes the schedule). [`Plan::place`] puts all buffers in one
+//! arena so that two buffers alive at a common step never overlap: greedy, largest first, each at the
+//! lowest offset free of every already placed buffer whose lifetime intersects its own. [`Plan::check`]
+//! verifies that property independently of the placer, and [`carve`] hands out one step's buffers as
+//! disjoint mutable slices (overlapping regions are an error, so aliasing cannot happen silently).
+
+use crate::error::{Error, Result};
+
+/// Region offsets are multiples of this many floats (64 bytes: a cache line, any SIMD width).
+const ALIGN: usize = 16;
+
+/// Index of a buffer in its [`Schedule`].
+pub type BufId = usize;
+
+/// Where a buffer lives in the arena, in floats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub offset: usize,
+    pub len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Life {
+    len: usize,
+    first: usize,
+    last: usize,
+}
+
+impl Life {
+    fn meets(&self, o: &Life) -> bool {
+        self.first <= o.last && o.first <= self.last
+    }
+}
+
+/// Buffers and their lifetimes, recorded step by step in the order the run uses them.
+#[derive(Default)]
+pub struct Schedule {
+    lives: Vec<Life>,
+    step: usize,
+}
+
+impl Schedule {
+    /// Starts the next step.
+    pub fn step(&mut self) {
+        self.step += 1;
+    }
+
+    /// A buffer of `len` floats first written at the current step.
+    pub fn buf(&mut self, len: usize) -> BufId {
+        self.lives.push(Life { len, first: self.step, last: self.step });
+        self.lives.len() - 1
+    }
+
+    /// Marks `id` as read or written at the current step.
+    pub fn touch(&mut self, id: BufId) {
+        if let Some(l) = self.lives.get_mut(id) {
+            l.last = l.last.max(self.step);
+        }
+    }
+}
+
+/// Placed buffers. `shared = false` gives every buffer its own region (the layout before planning, kept
+/// for tests that compare the two bitwise).
+pub struct Plan {
+    lives: Vec<Life>,
+    regions: Vec<Region>,
+    len: usize,
+}
+
+impl Plan {
+    /// Places the buffers of `s` (see the module comment).
+    pub fn place(s: Schedule, shared: bool) -> Plan {
+        let lives = s.lives;
+        let mut regions = vec![Region { offset: 0, len: 0 }; lives.len()];
+        let mut order: Vec<BufId> = (0..lives.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(lives[i].len), i));
+        let mut placed: Vec<BufId> = Vec::with_capacity(lives.len());
+        let mut end = 0;
+        for id in order {
+            let len = lives[id].len;
+            let mut offset = 0;
+            if shared {
+                let mut busy: Vec<Region> = placed.iter().filter(|&&p| lives[p].meets(&lives[id])).map(|&p| regions[p]).collect();
+                busy.sort_by_key(|r| r.offset);
+                for r in busy {
+                    if offset + len <= r.offset {
+                        break;
+                    }
+                    offset = offset.max((r.offset + r.len).next_multiple_of(ALIGN));
+                }
+            } else {
+                offset = end;
+            }
+            regions[id] = Region { offset, len };
+            end = end.max((offset + len).next_multiple_of(ALIGN));
+            placed.push(id);
+        }
+        Plan { lives, regions, len: end }
+    }
+
+    /// Floats the arena needs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The region of buffer `id` (an empty one for an unknown id; `carve` then hands out an empty slice).
+    pub fn region(&self, id: BufId) -> Region {
+        self.regions.get(id).copied().unwrap_or(Region { offset: 0, len: 0 })
+    }
+
+    /// The most floats alive at any one step: no placement can use less arena than this.
+    pub fn peak_live(&self) -> usize {
+        let steps = self.lives.iter().map(|l| l.last + 1).max().unwrap_or(0);
+        (0..steps).map(|t| self.lives.iter().filter(|l| l.first <= t && t <= l.last).map(|l| l.len).sum()).max().unwrap_or(0)
+    }
+
+    /// Checks that every region lies inside the arena and that no two buffers alive at a common step
+    /// overlap (independent of how `place` found the offsets).
+    pub fn check(&self) -> Result<()> {
+        for (i, (a, la)) in self.regions.iter().zip(&self.lives).enumerate() {
+            if a.offset + a.len > self.len {
+                return Err(Error::Other(format!("refiner arena: buffer {i} ends at {} past the arena's {}", a.offset + a.len, self.len)));
+            }
+            for (j, (b, lb)) in self.regions.iter().zip(&self.lives).enumerate().skip(i + 1) {
+                let apart = a.offset + a.len <= b.offset || b.offset + b.len <= a.offset || a.len == 0 || b.len == 0;
+                if la.meets(lb) && !apart {
+                    return Err(Error::Other(format!(
+                        "refiner arena: buffers {i} ({a:?}, steps {}..={}) and {j} ({b:?}, steps {}..={}) are alive together and overlap",
+                        la.first, la.last, lb.first, lb.last
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `arena` into the `N` regions as disjoint mutable slices, in the order given. Errors when two
+/// regions overlap or one reaches past the arena. Allocates nothing.
+pub fn carve<const N: usize>(arena: &mut [f32], regions: [Region; N]) -> Result<[&mut [f32]; N]> {
+    let mut order: [usize; N] = std::array::from_fn(|i| i);
+    order.sort_unstable_by_key(|&i| regions[i].offset);
+    let mut out: [&mut [f32]; N] = std::array::from_fn(|_| Default::default());
+    let (mut rest, mut pos) = (arena, 0);
+    for i in order {
+        let r = regions[i];
+        if r.offset < pos || r.offset + r.len > pos + rest.len() {
+            return Err(Error::Other(format!(
+                "refiner arena: region {i} at {}..{} overlaps an earlier one (free from {pos}) or passes the end ({})",
+                r.offset,
+                r.offset + r.len,
+                pos + rest.len()
+            )));
+        }
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.offset - pos);
+        let (slice, tail) = tail.split_at_mut(r.len);
+        out[i] = slice;
+        rest = tail;
+        pos = r.offset + r.len;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> Schedule {
+        // a: steps 0-1, b: steps 1-2, c: step 2 only, so a and c may share.
+        let mut s = Schedule::default();
+        let a = s.buf(100);
+        s.step();
+        s.touch(a);
+        let b = s.buf(50);
+        s.step();
+        s.touch(b);
+        s.buf(80);
+        s
+    }
+
+    #[test]
+    fn buffers_with_disjoint_lifetimes_share_space_and_live_ones_do_not() {
+        let p = Plan::place(three(), true);
+        p.check().expect("valid plan");
+        assert_eq!(p.region(0).offset, p.region(2).offset, "a and c never live together");
+        assert!(p.region(1).offset >= 100, "b lives with a: {:?}", p.region(1));
+        // 100 + 50 (aligned to 16 -> 112 + 50 = 162 -> 176) is the peak; the plan needs no more.
+        assert_eq!(p.peak_live(), 150);
+        assert_eq!(p.len(), 176);
+        let u = Plan::place(three(), false);
+        u.check().expect("unshared plan is valid too");
+        assert!(u.len() >= 230, "unshared layout gives every buffer its own space: {}", u.len());
+    }
+
+    #[test]
+    fn check_rejects_live_buffers_that_overlap() {
+        let mut p = Plan::place(three(), true);
+        p.regions[1].offset = 0;
+        let e = p.check().expect_err("b now overlaps a");
+        assert!(e.to_string().contains("buffers 0") && e.to_string().contains("and 1"), "{e}");
+    }
+
+    #[test]
+    fn carve_returns_disjoint_slices_in_request_order_and_rejects_overlap() {
+        let mut arena: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let [x, y] = carve(&mut arena, [Region { offset: 32, len: 4 }, Region { offset: 0, len: 2 }]).expect("disjoint");
+        assert_eq!((x[0], x.len(), y[1], y.len()), (32.0, 4, 1.0, 2));
+        let e = carve(&mut arena, [Region { offset: 0, len: 8 }, Region { offset: 4, len: 8 }]).expect_err("overlap");
+        assert!(e.to_string().contains("region 1"), "{e}");
+        assert!(carve(&mut arena, [Region { offset: 60, len: 8 }]).is_err(), "past the end");
+    }
+}
