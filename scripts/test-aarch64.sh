@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cross-builds gaga-kernels' tests for aarch64-unknown-linux-gnu with Debian's rustc-web and runs the
-# quantised-kernel tests (`qgemm`) under qemu-user twice: as a Cortex-A76 (NEON + dotprod + fp16: the SDOT
+# quantised-kernel, Winograd and splat tests (`qgemm`, `winograd`, `splat`: the kernels with aarch64 paths
+# of their own) under qemu-user twice: as a Cortex-A76 (NEON + dotprod + fp16: the SDOT
 # kernel) and as a Cortex-A72 (no dotprod: the widening-multiply NEON kernel), checking that each CPU model
 # detects the kernels it should. Tiny inputs: emulated vector code is 20-100x slower, so never time it here.
 # Usage: scripts/test-aarch64.sh [extra test filter args]; CARGO_TARGET_DIR defaults to target/aarch64.
@@ -26,6 +27,6 @@ for cpu in cortex-a76 cortex-a72; do
     esac
     echo "test-aarch64: QEMU_CPU=$cpu, expecting int8 kernels $expect"
     QEMU_CPU=$cpu GAGA_EXPECT_QISA="$expect" "$CARGO" test --locked --release --target aarch64-unknown-linux-gnu \
-        -p gaga-kernels --lib qgemm "$@"
+        -p gaga-kernels --lib -- qgemm winograd splat "$@"
 done
 echo "test-aarch64: all passed"

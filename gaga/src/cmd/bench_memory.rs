@@ -1,6 +1,7 @@
 //! The memory part of `gaga bench`: resident memory (anonymous and file-backed, from /proc/self/status)
 //! after load and after the timed frames, next to what the configuration plans: the refiner's activation
-//! arena (`gaga_runtime::refiner::plan`), the splat image, the avatar and the per-frame weights as stored.
+//! arena (`gaga_runtime::refiner::plan`; the CPU splat is written into its input region), the avatar and the
+//! per-frame weights as stored.
 
 use gaga_runtime::format::Stage;
 use gaga_runtime::model::{Model, Resident};
@@ -12,7 +13,6 @@ use serde_json::{json, Value};
 pub struct Planned {
     pub refiner_arena: usize,
     pub refiner_arena_unshared: usize,
-    pub splat_image: usize,
     pub avatar: usize,
     pub frame_weights_stored: u64,
     pub flame_stored: u64,
@@ -25,7 +25,6 @@ impl Planned {
         Planned {
             refiner_arena: arena.as_ref().map_or(0, |a| a.planned_bytes),
             refiner_arena_unshared: arena.as_ref().map_or(0, |a| a.unshared_bytes),
-            splat_image: 4 * cfg.gaussian_channels * cfg.image_size * cfg.image_size,
             avatar: 4 * floats.iter().map(|v| v.len()).sum::<usize>(),
             frame_weights_stored: model.stage_bytes(Stage::Frame),
             flame_stored: model.stage_bytes(Stage::Flame),
@@ -45,7 +44,6 @@ pub fn json(p: &Planned, after_load: Option<Resident>, after_frames: Option<Resi
         "peak_resident_bytes": after_frames.map(|r| r.peak),
         "refiner_arena_bytes": p.refiner_arena,
         "refiner_arena_unshared_bytes": p.refiner_arena_unshared,
-        "splat_image_bytes": p.splat_image,
         "avatar_bytes": p.avatar,
         "frame_weights_stored_bytes": p.frame_weights_stored,
         "flame_stored_bytes": p.flame_stored,
@@ -67,10 +65,9 @@ pub fn print(p: &Planned, after_load: Option<Resident>, after_frames: Option<Res
         }
     }
     println!(
-        "planned: refiner arena {:.1} MiB (unshared {:.1}), splat image {:.1}, avatar {:.1}, weights stored {:.1} frame + {:.1} FLAME",
+        "planned: refiner arena {:.1} MiB (unshared {:.1}, splat image inside), avatar {:.1}, weights stored {:.1} frame + {:.1} FLAME",
         mib(p.refiner_arena as u64),
         mib(p.refiner_arena_unshared as u64),
-        mib(p.splat_image as u64),
         mib(p.avatar as u64),
         mib(p.frame_weights_stored),
         mib(p.flame_stored)

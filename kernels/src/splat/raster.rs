@@ -1,8 +1,8 @@
 //! Blending one 16x16 tile, the work of one CUDA block in `renderCUDA`.
 //!
-//! The tile's Gaussians (front to back) are first gathered into per-thread buffers and bucketed by the pixel
-//! rows they can reach (`footprint::reach`; skipping the others changes nothing, they would fail the
-//! `alpha >= 1/255` test). Pixels are then processed eight at a time along a row (one SIMD register of f32 on AVX2, two on SSE/NEON):
+//! The tile's Gaussians (front to back) are first gathered into per-thread buffers and bucketed by the
+//! 8-pixel groups (row, half row) their box can reach (`footprint::reach`; skipping the others changes
+//! nothing, they would fail the `alpha >= 1/255` test). Pixels are then processed eight at a time along a row (one SIMD register of f32 on AVX2, two on SSE/NEON):
 //! the Gaussian's falloff and alpha are computed for all eight lanes at once, then each live lane applies the
 //! official per-pixel rules in order: skip `power > 0` and `alpha < 1/255`, stop (without blending) when
 //! `T (1 - alpha) < 1e-4`, otherwise `C += f alpha T` per channel. Colours are accumulated 32 channels at a
@@ -57,8 +57,12 @@ struct TileBuf {
     rows: Rows,
 }
 
-/// Per pixel row of a tile, the indices (into the tile's list) of the Gaussians that can reach it.
-pub type Rows = [Vec<u32>; BLOCK];
+/// 8-pixel groups per tile row.
+const GROUPS: usize = BLOCK / LANES;
+
+/// Per 8-pixel group of a tile (row-major: `rows[(y - y0) * GROUPS + g]`), the indices (into the tile's
+/// list) of the Gaussians whose box reaches it, front to back.
+pub type Rows = [Vec<u32>; BLOCK * GROUPS];
 
 thread_local! {
     static TILE_BUF: RefCell<TileBuf> = RefCell::new(TileBuf::default());
@@ -156,20 +160,38 @@ fn tile_body<const AVX512: bool>(frame: &Frame, tile: usize, splats: &TileSplats
     let (tx, ty) = (tile % frame.grid_x, tile / frame.grid_x);
     let (x0, y0) = (tx * BLOCK, ty * BLOCK);
     let (x1, y1) = ((x0 + BLOCK).min(frame.width), (y0 + BLOCK).min(frame.height));
-    // Bucket the Gaussians by the rows they can reach, keeping the front-to-back order in each row.
+    // Bucket the Gaussians by the 8-pixel groups their box reaches, keeping the front-to-back order in
+    // each. A box is a rectangle, so which groups of a row it reaches is decided once per Gaussian, not
+    // once per (row, group) in the walk: that test was a data-dependent branch per list entry.
     rows.iter_mut().for_each(Vec::clear);
     let last = (y1 - 1) as f32;
+    // Each group's first and last pixel column; a group past the image edge spans nothing.
+    let spans: [(f32, f32); GROUPS] = std::array::from_fn(|g| {
+        let gx = x0 + g * LANES;
+        if gx < x1 {
+            (gx as f32, (gx + LANES.min(x1 - gx) - 1) as f32)
+        } else {
+            (f32::INFINITY, f32::NEG_INFINITY)
+        }
+    });
     for (k, b) in splats.boxes.iter().enumerate() {
         let (lo, hi) = (b[2].max(y0 as f32).ceil(), b[3].min(last).floor());
         if lo <= hi {
+            // The same predicate the walk used (`b[1] < x_lo || b[0] > x_hi` skips), so a NaN box still
+            // reaches every group, as before.
+            let reach: [bool; GROUPS] = std::array::from_fn(|g| !(b[1] < spans[g].0 || b[0] > spans[g].1));
             for y in lo as usize..=hi as usize {
-                rows[y - y0].push(k as u32);
+                for (g, &r) in reach.iter().enumerate() {
+                    if r {
+                        rows[(y - y0) * GROUPS + g].push(k as u32);
+                    }
+                }
             }
         }
     }
     for y in y0..y1 {
-        let row = &rows[y - y0];
         for gx in (x0..x1).step_by(LANES) {
+            let row = &rows[(y - y0) * GROUPS + (gx - x0) / LANES];
             let lanes = LANES.min(x1 - gx);
             if AVX512 && frame.channels == CH_BLOCK {
                 #[cfg(target_arch = "x86_64")]
@@ -190,7 +212,8 @@ fn tile_body<const AVX512: bool>(frame: &Frame, tile: usize, splats: &TileSplats
     }
 }
 
-/// Blends `lanes` (<= 8) pixels of row `y` starting at column `gx`, channels `ch0..ch0 + cw`.
+/// Blends `lanes` (<= 8) pixels of row `y` starting at column `gx`, channels `ch0..ch0 + cw`, walking
+/// `row`, the Gaussians whose box reaches this group.
 /// `FIXED > 0` fixes the channel count at compile time (the 32-channel build).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -214,13 +237,8 @@ fn blend_group<const FIXED: usize>(
     let pxf: [f32; LANES] = std::array::from_fn(|l| (gx + l) as f32);
     let c = frame.channels;
 
-    let (x_lo, x_hi) = (gx as f32, (gx + lanes - 1) as f32);
     for &k in row {
         let k = k as usize;
-        let b = &splats.boxes[k];
-        if b[1] < x_lo || b[0] > x_hi {
-            continue;
-        }
         let s = &splats.splats[k];
         let (sx, opacity) = (s.x, s.opacity);
         let [ca, cb, cc] = s.conic;

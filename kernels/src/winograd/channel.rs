@@ -8,7 +8,7 @@ use crate::sgemm::Isa;
 /// The lane group starting at tile `t` of a block ending at `end`: `(tile row, tile column, tiles)`, at
 /// most `L` tiles of one row.
 #[inline(always)]
-fn group(tw: usize, t: usize, end: usize) -> (usize, usize, usize) {
+pub(super) fn group(tw: usize, t: usize, end: usize) -> (usize, usize, usize) {
     let (ty, tx) = (t / tw, t % tw);
     (ty, tx, L.min(tw - tx).min(end - t))
 }
@@ -17,7 +17,7 @@ fn group(tw: usize, t: usize, end: usize) -> (usize, usize, usize) {
 /// closures, so everything inlines into the `target_feature` wrapper).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn input_channel(plane: &[f32], h: usize, w: usize, tw: usize, t0: usize, n: usize, mut v: [&mut [f32]; XI]) {
+pub(super) fn input_channel(plane: &[f32], h: usize, w: usize, tw: usize, t0: usize, n: usize, mut v: [&mut [f32]; XI]) {
     let zero = [0f32; W];
     let mut edge = [[0f32; W]; T];
     let mut t = t0;
@@ -63,7 +63,7 @@ fn input_channel(plane: &[f32], h: usize, w: usize, tw: usize, t0: usize, n: usi
 /// One output channel's transform for a block (the body each ISA wrapper compiles).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_channel(m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0: usize, n: usize, plane: &mut [f32]) {
+pub(super) fn output_channel(m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0: usize, n: usize, plane: &mut [f32]) {
     let mut t = t0;
     while t < t0 + n {
         let (ty, tx, nl) = group(tw, t, t0 + n);
@@ -105,22 +105,10 @@ fn output_channel(m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0:
 mod x86 {
     use super::*;
 
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn input_avx512(plane: &[f32], h: usize, w: usize, tw: usize, t0: usize, n: usize, v: [&mut [f32]; XI]) {
-        input_channel(plane, h, w, tw, t0, n, v)
-    }
-
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn input_avx2(plane: &[f32], h: usize, w: usize, tw: usize, t0: usize, n: usize, v: [&mut [f32]; XI]) {
         input_channel(plane, h, w, tw, t0, n, v)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn output_avx512(m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0: usize, n: usize, plane: &mut [f32]) {
-        output_channel(m, bias, h, w, tw, t0, n, plane)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -134,10 +122,7 @@ mod x86 {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dispatch_input(isa: Isa, plane: &[f32], h: usize, w: usize, tw: usize, t0: usize, n: usize, v: [&mut [f32]; XI]) {
     match isa {
-        // SAFETY: the ISA was detected on this CPU.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::input_avx512(plane, h, w, tw, t0, n, v) },
-        // SAFETY: as above.
+        // SAFETY: the ISA was detected on this CPU (AVX-512 goes to `avx512` before building `v`).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::input_avx2(plane, h, w, tw, t0, n, v) },
         _ => input_channel(plane, h, w, tw, t0, n, v),
@@ -148,10 +133,7 @@ pub(super) fn dispatch_input(isa: Isa, plane: &[f32], h: usize, w: usize, tw: us
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dispatch_output(isa: Isa, m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0: usize, n: usize, plane: &mut [f32]) {
     match isa {
-        // SAFETY: the ISA was detected on this CPU.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::output_avx512(m, bias, h, w, tw, t0, n, plane) },
-        // SAFETY: as above.
+        // SAFETY: the ISA was detected on this CPU (AVX-512 goes to `avx512` before building `m`).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::output_avx2(m, bias, h, w, tw, t0, n, plane) },
         _ => output_channel(m, bias, h, w, tw, t0, n, plane),

@@ -13,6 +13,8 @@
 //! Results do not depend on the thread count: every output is made by the same operations in the same order.
 //! `GAGA_WINOGRAD=0` makes [`enabled`] false, so callers keep their direct convolutions.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod channel;
 mod transforms;
 
@@ -226,6 +228,12 @@ impl Block<'_> {
         let vp = SyncPtr(v.as_mut_ptr());
         each(ci, self.par, |i| {
             let plane = &self.input[i * self.h * self.w..(i + 1) * self.h * self.w];
+            #[cfg(target_arch = "x86_64")]
+            if self.plan.isa == Isa::Avx512 {
+                // SAFETY: AVX-512F was detected; channel i owns rows xi * c_in + i of V (nt >= n floats each).
+                unsafe { avx512::input_channel(plane, self.h, self.w, self.plan.tw, self.t0, self.n, vp.get().add(i * nt), ci * nt) };
+                return;
+            }
             // SAFETY: channel i owns rows xi * c_in + i of V (nt floats each, inside `v`).
             let rows: [&mut [f32]; XI] =
                 std::array::from_fn(|xi| unsafe { std::slice::from_raw_parts_mut(vp.get().add((xi * ci + i) * nt), nt) });
@@ -286,9 +294,27 @@ impl Block<'_> {
         let (co, nt, co_pad) = (self.ww.spec.c_out, self.plan.nt, self.plan.co_pad);
         let hw = self.h * self.w;
         each(co, self.par, |o| {
-            let rows: [&[f32]; XI] = std::array::from_fn(|xi| &m[(xi * co_pad + o) * nt..][..nt]);
             // SAFETY: channel o's plane; this block writes only its own tiles' pixels of it.
             let plane = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * hw), hw) };
+            #[cfg(target_arch = "x86_64")]
+            if self.plan.isa == Isa::Avx512 {
+                // SAFETY: AVX-512F was detected; rows xi * co_pad + o of M (nt >= n floats each) are in `m`.
+                unsafe {
+                    avx512::output_channel(
+                        m[o * nt..].as_ptr(),
+                        co_pad * nt,
+                        self.ww.bias[o],
+                        self.h,
+                        self.w,
+                        self.plan.tw,
+                        self.t0,
+                        self.n,
+                        plane,
+                    )
+                };
+                return;
+            }
+            let rows: [&[f32]; XI] = std::array::from_fn(|xi| &m[(xi * co_pad + o) * nt..][..nt]);
             dispatch_output(self.plan.isa, rows, self.ww.bias[o], self.h, self.w, self.plan.tw, self.t0, self.n, plane);
         });
     }

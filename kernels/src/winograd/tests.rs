@@ -128,3 +128,36 @@ fn the_kernel_weights_come_back_from_the_transformed_ones() {
     // f32 rounding of U (1 ulp), amplified by H's entries (at most 6 + 4 + 1): ~1e-6 of max |g| = 1.
     assert_close("recovered 3x3 weights", &ww.kernel_weights(), &g, Tolerance::Custom { abs: 2e-6, rel: 0.0 });
 }
+
+/// The AVX-512 transforms repeat the generic lane loops' operations in the same order, so they must give
+/// the same bits (borders, partial lane groups and blocks starting mid-row included).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_avx512_transforms_give_the_generic_transforms_bits() {
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        eprintln!("skipped: this CPU has no AVX-512F");
+        return;
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let cases: [(usize, usize, usize, usize); 5] = [(13, 11, 0, 12), (64, 64, 5, 200), (30, 70, 3, 40), (4, 4, 0, 1), (512, 512, 200, 300)];
+    for (i, &(h, w, t0, n)) in cases.iter().enumerate() {
+        let tw = w.div_ceil(4);
+        let plane = seeded(20 + i as u64, h * w);
+        let (mut a, mut b) = (vec![f32::NAN; XI * n], vec![f32::NAN; XI * n]);
+        fn rows(v: &mut [f32], n: usize) -> [&mut [f32]; XI] {
+            let mut it = v.chunks_exact_mut(n);
+            std::array::from_fn(|_| it.next().expect("XI rows"))
+        }
+        channel::input_channel(&plane, h, w, tw, t0, n, rows(&mut a, n));
+        // SAFETY: AVX-512F was detected; the plane and rows have the sizes the function needs.
+        unsafe { avx512::input_channel(&plane, h, w, tw, t0, n, b.as_mut_ptr(), n) };
+        assert_eq!(bits(&a), bits(&b), "input transform, {h}x{w} tiles {t0}..{}", t0 + n);
+        let m = seeded(40 + i as u64, XI * n);
+        let mrows: [&[f32]; XI] = std::array::from_fn(|xi| &m[xi * n..(xi + 1) * n]);
+        let (mut pa, mut pb) = (vec![f32::NAN; h * w], vec![f32::NAN; h * w]);
+        channel::output_channel(mrows, 0.25, h, w, tw, t0, n, &mut pa);
+        // SAFETY: as above.
+        unsafe { avx512::output_channel(m.as_ptr(), n, 0.25, h, w, tw, t0, n, &mut pb) };
+        assert_eq!(bits(&pa), bits(&pb), "output transform, {h}x{w} tiles {t0}..{}", t0 + n);
+    }
+}

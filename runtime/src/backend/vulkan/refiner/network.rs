@@ -28,28 +28,14 @@ struct Acts {
 
 /// Checks `cfg.refiner` has the structure the StyleUNet code assumes (as the CPU refiner does).
 fn check_config(r: &RefinerConfig) -> Result<usize> {
-    let (u, d) = (&r.unet_channels, &r.decoder_channels);
-    let levels = u.len().saturating_sub(1);
-    if levels == 0 || d.len() != u.len() || side(levels) != r.size {
-        return Err(Error::Config(format!(
-            "refiner: size {} needs UNet and decoder channel lists for 4x4 .. size, found {} and {} entries",
-            r.size,
-            u.len(),
-            d.len()
-        )));
-    }
-    if let Some(k) = (1..=levels).find(|&k| d[k] != 2 * u[k]) {
-        return Err(Error::Config(format!(
-            "refiner level {k}: SFT needs decoder channels = 2 x UNet channels, found {} and {}",
-            d[k], u[k]
-        )));
-    }
+    // The shape rules are the CPU refiner's; the Vulkan path adds one of its own.
+    crate::refiner::plan::validate(r)?;
     if r.mlp_layers == 0 {
         return Err(Error::Config(
             "refiner: the Vulkan path needs at least one style MLP layer (it fuses NormStyleCode into the first)".into(),
         ));
     }
-    Ok(levels)
+    Ok(r.unet_channels.len() - 1)
 }
 
 /// Builds the whole refiner program for `cfg` from the tensors in `w`.

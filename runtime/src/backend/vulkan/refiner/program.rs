@@ -90,9 +90,7 @@ pub(super) struct Program {
 }
 
 /// Side of level `k` (4, 8, ...).
-pub(super) fn side(k: usize) -> usize {
-    4 << k
-}
+pub(super) use crate::refiner::plan::side;
 
 pub(super) fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Config(format!("refiner on Vulkan: {what} = {v} does not fit a 32-bit index")))
