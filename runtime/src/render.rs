@@ -79,6 +79,19 @@ pub struct FrameRenderer<'w> {
     times: FrameTimes,
 }
 
+/// Checks that `out` is an `s` x `s` RGB image (every backend's `render` output).
+pub(crate) fn check_output(out: &Image, s: usize) -> Result<()> {
+    if out.width != s || out.height != s || out.data.len() != 3 * s * s {
+        return Err(Error::Other(format!(
+            "output image: expected {s}x{s} RGB, found {}x{} with {} values",
+            out.width,
+            out.height,
+            out.data.len()
+        )));
+    }
+    Ok(())
+}
+
 fn avatar_error(field: &str, what: String) -> Error {
     Error::Input { source_name: "avatar".into(), frame: "-".into(), field: field.into(), what }
 }
@@ -136,14 +149,7 @@ impl<'w> FrameRenderer<'w> {
     /// its memory (the splat is written straight into the refiner's input region: no image of its own).
     fn render_inner(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image, splat_copy: Option<&mut Vec<f32>>) -> Result<()> {
         let s = self.size;
-        if out.width != s || out.height != s || out.data.len() != 3 * s * s {
-            return Err(Error::Other(format!(
-                "output image: expected {s}x{s} RGB, found {}x{} with {} values",
-                out.width,
-                out.height,
-                out.data.len()
-            )));
-        }
+        check_output(out, s)?;
         self.check_avatar(avatar)?;
 
         let t0 = Instant::now();

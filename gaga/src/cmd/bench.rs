@@ -138,13 +138,7 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
         }
         _ => (synthetic_avatar(&cfg, 1), None, "synthetic".to_string()),
     };
-    let driver = match &args.driver {
-        Some(p) => driving::read_driving(p)?,
-        None => (0..args.frames + 1).map(|i| driving_frame(&cfg, i)).collect(),
-    };
-    if driver.is_empty() {
-        return Err("the driver has no frames".into());
-    }
+    let driver = bench_driver(&cfg, args.driver.as_deref(), args.frames)?;
     let mut renderer = FrameRenderer::new(&model, &cfg, RenderOptions::default())?;
     let after_load = gaga_runtime::model::resident();
     let mut image = Image::new(cfg.image_size, cfg.image_size);
@@ -200,6 +194,33 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
     println!("FMA peak measured: {peak:.1} GFLOP/s on {threads} threads");
     super::bench_memory::print(&planned, after_load, after_frames);
     Ok(())
+}
+
+/// The avatar file, or a seeded synthetic avatar when none is given (every bench mode).
+pub(super) fn bench_avatar(
+    cfg: &gaga_runtime::ModelConfig,
+    path: Option<&std::path::Path>,
+) -> Result<gaga_runtime::Avatar, Box<dyn std::error::Error>> {
+    Ok(match path {
+        Some(p) => avatar::load(p, cfg)?,
+        None => synthetic_avatar(cfg, 1),
+    })
+}
+
+/// The driving frames, or `frames + 1` seeded ones (warm-up included) when no driver is given; never empty.
+pub(super) fn bench_driver(
+    cfg: &gaga_runtime::ModelConfig,
+    path: Option<&std::path::Path>,
+    frames: usize,
+) -> Result<Vec<gaga_runtime::DrivingFrame>, Box<dyn std::error::Error>> {
+    let driver = match path {
+        Some(p) => driving::read_driving(p)?,
+        None => (0..frames + 1).map(|i| driving_frame(cfg, i)).collect(),
+    };
+    if driver.is_empty() {
+        return Err("the driver has no frames".into());
+    }
+    Ok(driver)
 }
 
 fn describe(cfg: &gaga_runtime::ModelConfig) -> String {

@@ -7,9 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use gaga_runtime::model::{resident, Model};
-use gaga_runtime::render::testing::{driving_frame, synthetic_avatar};
 use gaga_runtime::render::{FrameRenderer, FrameTimes, RenderOptions};
-use gaga_runtime::{avatar, driving, Image};
+use gaga_runtime::Image;
 use serde_json::json;
 
 use super::reenact::medians_ms;
@@ -46,17 +45,8 @@ pub fn run(b: &PrecisionBench) -> CmdResult {
         )
         .into());
     }
-    let avatar = match b.avatar {
-        Some(p) => avatar::load(p, &cfg)?,
-        None => synthetic_avatar(&cfg, 1),
-    };
-    let driver = match b.driver {
-        Some(p) => driving::read_driving(p)?,
-        None => (0..b.frames + 1).map(|i| driving_frame(&cfg, i)).collect(),
-    };
-    if driver.is_empty() {
-        return Err("the driver has no frames".into());
-    }
+    let avatar = super::bench::bench_avatar(&cfg, b.avatar)?;
+    let driver = super::bench::bench_driver(&cfg, b.driver, b.frames)?;
     let mut image = Image::new(cfg.image_size, cfg.image_size);
     let mut renderers = Vec::new();
     let mut added = Vec::new();

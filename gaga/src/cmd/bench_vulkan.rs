@@ -9,8 +9,7 @@ use gaga_runtime::backend::vulkan::{ContextOptions, VulkanBackend};
 use gaga_runtime::backend::{Budget, Session};
 use gaga_runtime::model::Model;
 use gaga_runtime::predict::{boards, frame_costs, predict_frame, Storage, BOARDS};
-use gaga_runtime::render::testing::{driving_frame, synthetic_avatar};
-use gaga_runtime::{avatar, driving, Image, ModelConfig};
+use gaga_runtime::{Image, ModelConfig};
 use serde_json::json;
 
 use super::CmdResult;
@@ -60,17 +59,8 @@ pub fn run(b: &VulkanBench<'_>) -> CmdResult {
     let budget = b.budget.map(parse_budget).transpose()?.unwrap_or(Budget::UNLIMITED);
     let model = Model::open(b.model)?;
     let cfg = model.config().clone();
-    let avatar = match b.avatar {
-        Some(p) => avatar::load(p, &cfg)?,
-        None => synthetic_avatar(&cfg, 1),
-    };
-    let driver = match b.driver {
-        Some(p) => driving::read_driving(p)?,
-        None => (0..b.frames + 1).map(|i| driving_frame(&cfg, i)).collect(),
-    };
-    if driver.is_empty() {
-        return Err("the driver has no frames".into());
-    }
+    let avatar = super::bench::bench_avatar(&cfg, b.avatar)?;
+    let driver = super::bench::bench_driver(&cfg, b.driver, b.frames)?;
     let backend = VulkanBackend {
         options: ContextOptions { device: b.device, ..Default::default() },
         cache_dir: default_cache_dir(),

@@ -99,6 +99,19 @@ pub fn check_image(cfg: &ModelConfig, image: &Image) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the source parameters hold the configuration's number of shape coefficients.
+pub fn check_source(cfg: &ModelConfig, source: &SourceParams) -> Result<()> {
+    if source.shapecode.len() != cfg.flame.shape_params {
+        return Err(Error::Input {
+            source_name: "source params".into(),
+            frame: "-".into(),
+            field: "shapecode".into(),
+            what: format!("expected {} values, found {}", cfg.flame.shape_params, source.shapecode.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the relations between configuration sizes the lift relies on.
 pub fn check_config(cfg: &ModelConfig) -> Result<()> {
     let d = &cfg.dino;
@@ -139,14 +152,7 @@ pub fn lift_traced(w: &dyn Weights, cfg: &ModelConfig, image: &Image, source: &S
 fn run(w: &dyn Weights, cfg: &ModelConfig, image: &Image, source: &SourceParams, traced: bool) -> Result<(Avatar, LiftTrace)> {
     check_config(cfg)?;
     check_image(cfg, image)?;
-    if source.shapecode.len() != cfg.flame.shape_params {
-        return Err(Error::Input {
-            source_name: "source params".into(),
-            frame: "-".into(),
-            field: "shapecode".into(),
-            what: format!("expected {} values, found {}", cfg.flame.shape_params, source.shapecode.len()),
-        });
-    }
+    check_source(cfg, source)?;
     let start = Instant::now();
     let mut times = LiftTimes::default();
     let mut clock = Instant::now();

@@ -225,14 +225,7 @@ impl Session for VulkanSession<'_> {
 
     fn render(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<()> {
         let s = self.config.image_size;
-        if out.width != s || out.height != s || out.data.len() != 3 * s * s {
-            return Err(Error::Other(format!(
-                "output image: expected {s}x{s} RGB, found {}x{} with {} values",
-                out.width,
-                out.height,
-                out.data.len()
-            )));
-        }
+        crate::render::check_output(out, s)?;
         self.check_avatar(avatar)?;
         let t0 = Instant::now();
         let stages = self.frame.borrow_owner();

@@ -105,14 +105,7 @@ impl<'w> GpuLift<'w> {
     pub fn run(&mut self, image: &Image, source: &SourceParams) -> Result<(Avatar, StageTimes)> {
         let cfg = self.cfg.clone();
         crate::lift::check_image(&cfg, image)?;
-        if source.shapecode.len() != cfg.flame.shape_params {
-            return Err(Error::Input {
-                source_name: "source params".into(),
-                frame: "-".into(),
-                field: "shapecode".into(),
-                what: format!("expected {} values, found {}", cfg.flame.shape_params, source.shapecode.len()),
-            });
-        }
+        crate::lift::check_source(&cfg, source)?;
         let start = Instant::now();
         let dino_input = crate::lift::preprocess(&cfg, image);
         self.buf(self.io.dino_input)?.write(&dino_input)?;
