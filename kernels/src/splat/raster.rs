@@ -68,6 +68,10 @@ thread_local! {
     static TILE_BUF: RefCell<TileBuf> = RefCell::new(TileBuf::default());
 }
 
+/// The longest tile list any thread has rendered. Every thread grows its buffers to it on its next tile, so
+/// once a frame has been rendered twice no buffer grows again, whichever worker gets the longest tile.
+static LONGEST_LIST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A tile renderer: the portable, AVX2 or AVX-512 build. `Rows` is a reusable
 /// workspace for the per-row lists.
 pub type TileFn = unsafe fn(&Frame, usize, &TileSplats, &mut Rows, &SyncPtr);
@@ -104,6 +108,12 @@ pub unsafe fn render_tile(kernel: TileFn, frame: &Frame, tile: usize, list: &[u3
         };
         buf.splats.clear();
         buf.boxes.clear();
+        buf.rows.iter_mut().for_each(Vec::clear);
+        let longest = LONGEST_LIST.fetch_max(list.len(), std::sync::atomic::Ordering::Relaxed).max(list.len());
+        // No-ops once the capacity is there: the buffers are empty, so `reserve(n)` asks for n in all.
+        buf.splats.reserve(longest);
+        buf.boxes.reserve(longest);
+        buf.rows.iter_mut().for_each(|r| r.reserve(longest));
         for &id in list {
             let p = &frame.projected[id as usize];
             let (s, [rx, ry]) = (p.splat, p.reach);
