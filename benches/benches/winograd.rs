@@ -4,7 +4,8 @@
 //! 3x3 shape of the per-frame StyleUNet: direct and Winograd medians of 5, alternating so both see the same
 //! load, effective GFLOP/s = direct FLOPs / time, the ratio and the per-frame sum), then runs criterion on a
 //! few shapes. `GAGA_BENCH_SUMMARY=0` skips the table; `-- zzz` skips criterion; `cargo test --benches`
-//! runs one tiny shape once.
+//! runs one tiny shape once. `GAGA_BENCH_REFINE=<model.gaga>` profiles one whole fp32 refine instead
+//! (`winograd/profile.rs`: per-convolution segments, convolutions alone, the elementwise passes).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -13,6 +14,10 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use gaga_kernels::conv::{conv2d_prepacked, Conv2d, PackedWeights, Scratch};
 use gaga_kernels::testing::seeded;
 use gaga_kernels::{peak, winograd};
+
+// Not `profile.rs` beside this file: cargo would take any `benches/*.rs` for a bench target of its own.
+#[path = "winograd/profile.rs"]
+mod profile;
 
 /// Every 3x3 convolution of the per-frame refiner as `(c_in, c_out, side, count)` (spec §6; the same
 /// list as the kernels bench's refiner estimate, 1x1 layers left out).
@@ -114,6 +119,14 @@ fn summary() {
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not and should stay quick (one small shape).
     let benching = std::env::args().any(|a| a == "--bench");
+    if let (true, Ok(path)) = (benching, std::env::var("GAGA_BENCH_REFINE")) {
+        // `GAGA_BENCH_REFINE=-`: the elementwise passes alone.
+        if path != "-" {
+            profile::refine(&path);
+        }
+        profile::elementwise();
+        return;
+    }
     if benching && std::env::var("GAGA_BENCH_SUMMARY").as_deref() != Ok("0") {
         summary();
     }

@@ -58,6 +58,11 @@ impl<'a> PackedWeights<'a> {
         &self.spec
     }
 
+    /// The bias, zero-padded to whole `MR`-row panels (zeros without a bias).
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
     /// The panels (`sgemm::pack_a` layout).
     pub fn panels(&self) -> &[f32] {
         &self.panels
@@ -161,10 +166,10 @@ fn run(tiles: &mut [f32], spec: &Conv2d, input: &[f32], h: usize, w: usize, pack
     let panel_len = MR * kk;
     // Direct reads: for stride-1 layers on AVX-512, a strip of 32 pixels whose taps all land inside the
     // map reads B row q straight from the input at a fixed offset, skipping the packing copy that
-    // dominated the thin 512x512 layers (16-64 channels: ~1 copied float per 2 vector FMAs).
+    // dominated the thin 512x512 layers (16-64 channels: ~1 copied float per 2 vector FMAs) and the
+    // 3-channel ToRGB 1x1s (their partial panel goes through a stack tile).
     let (k, pad) = (spec.kernel, spec.pad);
-    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.85.
-    let direct = isa == Isa::Avx512 && spec.stride == 1 && kk <= DIRECT_MAX_K && spec.c_out % MR == 0;
+    let direct = isa == Isa::Avx512 && spec.stride == 1 && kk <= DIRECT_MAX_K;
     let mut offs = [0u32; DIRECT_MAX_K];
     if direct {
         for (q, o) in offs[..kk].iter_mut().enumerate() {
@@ -203,7 +208,21 @@ fn run(tiles: &mut [f32], spec: &Conv2d, input: &[f32], h: usize, w: usize, pack
                         if cols == nr && interior(ps) {
                             // In bounds: the interior test keeps every tap of the 32 pixels inside the map.
                             let base = input.as_ptr().add((ps / ow - pad) * w + ps % ow - pad);
-                            sgemm::tile_offs_split(isa, kcb, panel, pb, q0, base, &offs[q0..q0 + kcb], c, ldc, q0 == 0);
+                            let offs = &offs[q0..q0 + kcb];
+                            if rows == MR {
+                                sgemm::tile_offs_split(isa, kcb, panel, pb, q0, base, offs, c, ldc, q0 == 0);
+                            } else {
+                                // A partial last panel (c_out = 3 for ToRGB): the full tile on the stack, then
+                                // its valid rows; the same kernel and sums as the packed path it replaces.
+                                let mut t = [0f32; MR * 32];
+                                for r in (0..rows).filter(|_| q0 > 0) {
+                                    std::ptr::copy_nonoverlapping(c.add(r * ldc), t.as_mut_ptr().add(r * nr), nr);
+                                }
+                                sgemm::tile_offs_split(isa, kcb, panel, pb, q0, base, offs, t.as_mut_ptr(), nr, q0 == 0);
+                                for r in 0..rows {
+                                    std::ptr::copy_nonoverlapping(t.as_ptr().add(r * nr), c.add(r * ldc), nr);
+                                }
+                            }
                         } else {
                             let b = buf[s * kcb * nr..].as_ptr();
                             sgemm::tile_split(isa, kcb, panel, pb, q0, b, nr, c, ldc, rows, cols, q0 == 0);
@@ -285,6 +304,55 @@ fn pack_b(
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_close, seeded, Tolerance};
+
+    /// The SGEMM kernels' sum per output: start from the bias, then one fused multiply-add per tap in
+    /// `q = (ci * k + ky) * k + kx` order (zero-padding taps included, as `fma(w, 0, acc) == acc`).
+    fn fma_reference(spec: &Conv2d, x: &[f32], h: usize, w: usize, wt: &[f32], b: &[f32]) -> Vec<f32> {
+        let (k, pad, kk) = (spec.kernel, spec.pad as isize, spec.c_in * spec.kernel * spec.kernel);
+        let mut out = vec![0f32; spec.c_out * h * w];
+        for o in 0..spec.c_out {
+            for p in 0..h * w {
+                let (oy, ox) = ((p / w) as isize, (p % w) as isize);
+                let mut acc = b[o];
+                for q in 0..kk {
+                    let (ci, ky, kx) = (q / (k * k), (q / k) % k, q % k);
+                    let (iy, ix) = (oy + ky as isize - pad, ox + kx as isize - pad);
+                    let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
+                    let v = if inside { x[ci * h * w + iy as usize * w + ix as usize] } else { 0.0 };
+                    acc = wt[o * kk + q].mul_add(v, acc);
+                }
+                out[o * h * w + p] = acc;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn convs_with_a_partial_last_panel_match_the_fused_multiply_add_sum() {
+        // c_out 3 (ToRGB) and 11 leave a partial 8-row panel, now read in place on AVX-512; c_in 300 at 1x1
+        // splits the inner dimension, so the stack tile is reloaded between blocks. 40x40 has interior strips.
+        for (ci, co, k) in [(32, 3, 1), (5, 11, 3), (300, 3, 1), (4, 3, 3)] {
+            let spec = Conv2d { c_in: ci, c_out: co, kernel: k, stride: 1, pad: k / 2 };
+            let (h, w) = (40, 40);
+            let (x, wt, b) = (seeded(1, ci * h * w), seeded(2, co * ci * k * k), seeded(3, co));
+            let pw = PackedWeights::pack(&spec, &wt, Some(&b));
+            let mut got = vec![0f32; co * h * w];
+            conv2d_prepacked(&mut Scratch::new(), &pw, &x, h, w, &mut got);
+            let want = fma_reference(&spec, &x, h, w, &wt, &b);
+            if Isa::detect() == Isa::Avx512 {
+                assert_eq!(got, want, "{ci}->{co} k{k}: same products, same order, so exactly equal");
+            } else {
+                // Other kernels may round each product separately: sums of up to 300 terms below 1.
+                assert_close(&format!("{ci}->{co} k{k}"), &got, &want, Tolerance::Custom { abs: 1e-4, rel: 1e-4 });
             }
         }
     }

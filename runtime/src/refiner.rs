@@ -29,6 +29,8 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fused;
+#[cfg(test)]
 mod tests_quant;
 
 use arena::carve;
@@ -75,12 +77,27 @@ pub struct Refiner<'w> {
 
 impl<'w> Refiner<'w> {
     /// Loads every `upsampler.*` tensor for `cfg.refiner` and allocates the working buffers.
+    /// `GAGA_FUSED_UPSAMPLE=0` (or `off`, `false`) keeps int8 levels' upsampled inputs as f32 maps
+    /// (see [`Refiner::with_fused_upsampling`]; an escape hatch and the A/B for memory figures).
     pub fn new(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode) -> Result<Self> {
-        Self::with_arena(w, cfg, noise, true)
+        let fuse = !matches!(std::env::var("GAGA_FUSED_UPSAMPLE").as_deref(), Ok("0" | "off" | "false"));
+        Self::with_options(w, cfg, noise, true, fuse)
+    }
+
+    /// [`Refiner::new`] that keeps every int8 level's upsampled, modulated input as an f32 map in the
+    /// arena (`fuse = false`: the layout before on-the-fly quantisation, for tests that compare the two
+    /// bitwise) or not (`fuse = true`, what `new` does).
+    pub fn with_fused_upsampling(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, fuse: bool) -> Result<Self> {
+        Self::with_options(w, cfg, noise, true, fuse)
     }
 
     /// [`Refiner::new`] with the arena planned (`shared`) or one region per buffer (tests compare the two).
+    #[cfg(test)]
     pub(crate) fn with_arena(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, shared: bool) -> Result<Self> {
+        Self::with_options(w, cfg, noise, shared, true)
+    }
+
+    fn with_options(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, shared: bool, fuse: bool) -> Result<Self> {
         let r = &cfg.refiner;
         plan::validate(r)?;
         let (u, d, sd) = (r.unet_channels.clone(), r.decoder_channels.clone(), r.style_dim);
@@ -109,7 +126,10 @@ impl<'w> Refiner<'w> {
             (1..=levels).map(|k| ToRgb::load(w, &format!("{sg}.to_rgbs.{}", k - 1), d[k], r.out_channels, sd)).collect::<Result<_>>()?;
 
         let s = r.size;
-        let (schedule, ids) = plan::schedule(r);
+        // Levels whose first StyleConv is int8 quantise its upsampled input on the fly: no f32 buffer
+        // for it (64 MiB at 512x512); the plan is otherwise the same for every precision.
+        let fused: Vec<bool> = (0..levels).map(|k| fuse && convs[2 * k].mc.fuses_upsample()).collect();
+        let (schedule, ids) = plan::schedule(r, &fused);
         let plan = arena::Plan::place(schedule, shared);
         plan.check()?;
         let maxc = d.iter().chain(&u).copied().max().unwrap_or(0).max(r.out_channels);
@@ -151,7 +171,7 @@ impl<'w> Refiner<'w> {
     /// final sigmoid, so in (0, 1)). Allocates nothing once the kernels' scratch has grown on the first
     /// call.
     pub fn run(&mut self, splat: &[f32], out: &mut [f32]) -> Result<()> {
-        self.run_inner(Some(splat), out, &mut |_, _| {})
+        self.run_inner(Some(splat), out, None)
     }
 
     /// The arena's input region `[in_channels, size, size]`: a caller that splats straight into it and
@@ -164,7 +184,7 @@ impl<'w> Refiner<'w> {
 
     /// [`Refiner::run`] on the input written into [`Refiner::input_mut`] since the last run.
     pub fn run_input(&mut self, out: &mut [f32]) -> Result<()> {
-        self.run_inner(None, out, &mut |_, _| {})
+        self.run_inner(None, out, None)
     }
 
     /// [`Refiner::run`] that also hands every convolution's input activation to `observe`, with the
@@ -173,7 +193,7 @@ impl<'w> Refiner<'w> {
     /// upsampled) input the kernel multiplies, i.e. what an int8 activation scale must cover. Used by
     /// calibration; the callback may allocate.
     pub fn run_observed(&mut self, splat: &[f32], out: &mut [f32], observe: &mut dyn FnMut(&str, &[f32])) -> Result<()> {
-        self.run_inner(Some(splat), out, observe)
+        self.run_inner(Some(splat), out, Some(observe))
     }
 
     /// Storage precision of every convolution, by weight name, in run order (for reports and tests).
@@ -216,8 +236,19 @@ impl<'w> Refiner<'w> {
         4 * self.arena.len()
     }
 
-    /// The run on `splat`, or (None) on the arena's input region.
-    fn run_inner(&mut self, splat: Option<&[f32]>, out: &mut [f32], obs: &mut Observe) -> Result<()> {
+    /// Bytes the kernels' scratch has grown to (the quantised / bordered input copies and GEMM tiles).
+    pub fn scratch_bytes(&self) -> usize {
+        4 * self.scratch.capacity()
+    }
+
+    /// The run on `splat`, or (None) on the arena's input region, handing activations to `observe`.
+    fn run_inner(&mut self, splat: Option<&[f32]>, out: &mut [f32], observe: Option<&mut Observe>) -> Result<()> {
+        let observing = observe.is_some();
+        let mut ignore = |_: &str, _: &[f32]| {};
+        let obs: &mut Observe = match observe {
+            Some(o) => o,
+            None => &mut ignore,
+        };
         let s = self.size;
         let n_in = splat.map_or(self.in_ch * s * s, <[f32]>::len);
         for (what, found, want) in [("splat input", n_in, self.in_ch * s * s), ("RGB output", out.len(), self.out_ch * s * s)] {
@@ -240,7 +271,7 @@ impl<'w> Refiner<'w> {
             let lo = levels - 1 - i;
             let input = if i == 0 { ids.first } else { ids.skips[lo + 1] };
             let [x, t1, t2, skip] = carve(a, [r(input), r(t.t1), r(t.t2), r(ids.skips[lo])])?;
-            block.run(sc, x, side(lo + 1), t1, t2, skip, obs)?;
+            block.run(sc, x, side(lo + 1), t1, t2, skip, obs, observing)?;
         }
         let [skip0, head] = carve(a, [r(ids.skips[0]), r(ids.head)])?;
         self.final_conv.run(sc, skip0, 4, 4, head, obs)?;
@@ -271,13 +302,28 @@ impl<'w> Refiner<'w> {
             // UNet up block k at side(k + 1).
             let [x, skip, t1, t2, f] = carve(a, [r(feat), r(ids.skips[k]), r(l.t1), r(l.t2), r(l.feat)])?;
             add_assign(&mut x[..u[k] * h * h], &skip[..u[k] * h * h]);
-            self.up[k].run(sc, x, h, t1, t2, f, obs)?;
+            self.up[k].run(sc, x, h, t1, t2, f, obs, observing)?;
 
             // Decoder level k + 1. conv1 upsamples while it modulates; its SFT condition is applied after
             // it in place (the same two roundings as `act * scale + shift` in one pass), so the condition's
             // maps are computed only once the 2x-wide upsampled input is dead.
             let n = d[k + 1] * h2 * h2;
-            let [prev, din, e] = carve(a, [r(dec), r(l.din_up), r(l.e)])?;
+            // An int8 conv without a `din_up` buffer quantises the upsampled input on the fly (empty
+            // `din`); observing needs the map itself, so calibration materialises it in a temporary.
+            let mut observed = Vec::new();
+            let (prev, din, e) = match l.din_up {
+                Some(id) => {
+                    let [prev, din, e] = carve(a, [r(dec), r(id), r(l.e)])?;
+                    (prev, din, e)
+                }
+                None => {
+                    let [prev, e] = carve(a, [r(dec), r(l.e)])?;
+                    if observing {
+                        observed.resize(d[k] * h2 * h2, 0f32);
+                    }
+                    (prev, &mut observed[..], e)
+                }
+            };
             self.convs[2 * k].run(sc, lat, &prev[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), None, m, din, e, obs)?;
             let [f, ct, cx, e] = carve(a, [r(l.feat), r(l.cond_t), r(l.cond_x), r(l.e)])?;
             self.cond[k].0.run(sc, f, h2, ct, cx, obs)?;

@@ -11,7 +11,8 @@ use gaga_converter::{convert, ConvertOptions, Precision};
 use gaga_runtime::flame::Flame;
 use gaga_runtime::format::Stage;
 use gaga_runtime::model::{resident, Model};
-use gaga_runtime::refiner::plan;
+use gaga_runtime::refiner::packed::Precision as PrecisionOf;
+use gaga_runtime::refiner::{plan, Refiner};
 use gaga_runtime::render::testing::{driving_frame, synthetic_avatar};
 use gaga_runtime::render::{FrameRenderer, RenderOptions};
 use gaga_runtime::{Image, ModelConfig, WeightMap, Weights};
@@ -115,8 +116,46 @@ fn the_refiners_planned_arena_is_below_its_stated_size() {
     assert!(small.planned_bytes <= 600_000, "small arena {} bytes", small.planned_bytes);
     assert_eq!(small.planned_bytes, small.peak_live_bytes, "the placement reaches the busiest step's need");
     // official: 128.75 MiB (the refiner's buffers were 390 MiB before planning).
-    let official = plan::report(&ModelConfig::official().refiner).expect("valid");
+    let r = ModelConfig::official().refiner;
+    let official = plan::report(&r).expect("valid");
     assert!(official.planned_bytes <= 129 << 20, "official arena {} bytes", official.planned_bytes);
+    // official int8: 96.75 MiB, the upsampled inputs are quantised on the fly (no 64 MiB f32 map).
+    let int8 = plan::report_fused(&r, &vec![true; r.levels()]).expect("valid");
+    assert!(int8.planned_bytes <= 97 << 20, "official int8 arena {} bytes", int8.planned_bytes);
+}
+
+/// `...style_convs.{2k}.modulated_conv.weight`: a decoder level's first (upsampling) StyleConv.
+fn is_level_first_conv(name: &str) -> bool {
+    let rest = name.strip_prefix("upsampler.stylegan_decoder.style_convs.").and_then(|r| r.strip_suffix(".modulated_conv.weight"));
+    rest.and_then(|i| i.parse::<usize>().ok()).is_some_and(|i| i % 2 == 0)
+}
+
+#[test]
+fn a_converted_int8_refiner_gives_the_same_bits_with_and_without_the_upsampled_input_maps() {
+    // Holds the lock too: its allocations would land in another test's resident measurement.
+    let _guard = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, out) = small_model("fused", Precision::Int8);
+    let m = Model::open(&out).expect("open");
+    let cfg = m.config().clone();
+    let s = cfg.refiner.size;
+    let run = |fuse: bool| {
+        let mut r = Refiner::with_fused_upsampling(&m, &cfg, Default::default(), fuse).expect("refiner");
+        let int8_up = r.conv_precisions().iter().filter(|(n, p)| is_level_first_conv(n) && *p == PrecisionOf::Int8).count();
+        assert_eq!(int8_up, cfg.refiner.levels(), "every level's first StyleConv is int8 in this file");
+        let mut bits = Vec::new();
+        for seed in [3u64, 4] {
+            let x = gaga_kernels::testing::seeded(seed, cfg.refiner.in_channels * s * s);
+            let mut rgb = vec![0f32; cfg.refiner.out_channels * s * s];
+            r.run(&x, &mut rgb).expect("frame");
+            bits.extend(rgb.iter().map(|v| v.to_bits()));
+        }
+        (bits, r.arena_bytes())
+    };
+    let ((fused, a), (plain, b)) = (run(true), run(false));
+    // Same values, same quantisation, exact integer sums: bit-identical, no tolerance.
+    assert!(fused == plain, "on-the-fly quantisation of the upsampled inputs changed a bit");
+    assert!(a <= b, "arena {a} bytes fused vs {b} materialised");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -150,6 +189,7 @@ fn an_int8_session_keeps_its_anonymous_memory_within_the_planned_budget() {
 
 /// The official-size breakdown behind docs/performance.md (needs a converted model, so not in CI):
 /// `GAGA_MEMORY_MODEL=/tmp/d/m.gaga cargo test --release -p gaga-tests --test memory -- --ignored --nocapture`
+/// (`GAGA_MEMORY_UNFUSED=1`: keep int8 levels' upsampled inputs as f32 maps, the layout before.)
 #[test]
 #[ignore]
 fn official_int8_session_breakdown() {
@@ -169,7 +209,8 @@ fn official_int8_session_breakdown() {
     let mut flame = Flame::new(&m, &cfg).expect("flame");
     flame.set_identity(&vec![0.1; cfg.flame.shape_params]).expect("identity");
     step("FLAME + identity");
-    let mut r = gaga_runtime::refiner::Refiner::new(&m, &cfg, Default::default()).expect("refiner");
+    let fuse = std::env::var_os("GAGA_MEMORY_UNFUSED").is_none();
+    let mut r = Refiner::with_fused_upsampling(&m, &cfg, Default::default(), fuse).expect("refiner");
     step("refiner load (packed weights)");
     let s = cfg.image_size;
     let x = vec![0.25f32; cfg.refiner.in_channels * s * s];
@@ -181,8 +222,9 @@ fn official_int8_session_breakdown() {
     step("second refiner run");
     let end = resident().expect("/proc");
     eprintln!(
-        "arena {:.1} MiB; total {:.1} MiB ({:.1} anonymous, {:.1} file-backed)",
+        "arena {:.1} MiB, kernel scratch {:.1} MiB; total {:.1} MiB ({:.1} anonymous, {:.1} file-backed)",
         mib(r.arena_bytes() as u64),
+        mib(r.scratch_bytes() as u64),
         mib(end.now),
         mib(end.anonymous),
         mib(end.file)

@@ -6,7 +6,9 @@
 //! the kernels' own packed SGEMM (`gaga_kernels::sgemm`, buffers in the caller's `Scratch`) and its
 //! matrix-vector linears on direct dot products, so whole frames are checked on every run. The FLAME +
 //! splat test warms up over the whole sequence because the splatter's tile lists grow whenever a frame
-//! has more tile-Gaussian pairs than any frame before.
+//! has more tile-Gaussian pairs than any frame before. Converted small fp16 and int8 models are checked
+//! too: the int8 path allocated 96 times a frame (8 bytes each: every int8 conv call asked
+//! `QIsa::available()`, a `Vec`, for its kernel and checked it there; it now asks `QIsa::runs`).
 //!
 //! Rayon note: a parallel call made from outside the pool pushes a job onto the pool's global injector,
 //! whose queue (crossbeam) allocates a new block every 63 pushes. Rendering inside `pool.install`
@@ -14,12 +16,16 @@
 //! workers' own deques, which do not allocate once grown.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use gaga_converter::dev::{flame, write_checkpoint_file};
+use gaga_converter::{convert, ConvertOptions, Precision};
 use gaga_kernels::splat::{splat, GaussianSet, SplatCamera, SplatScratch};
 use gaga_runtime::backend::cpu::CpuBackend;
 use gaga_runtime::backend::{Backend, Budget};
 use gaga_runtime::flame::Flame;
+use gaga_runtime::model::Model;
 use gaga_runtime::render::testing::{driving_frame, seeded_frame_weights, synthetic_avatar};
 use gaga_runtime::render::{FrameRenderer, RenderOptions};
 use gaga_runtime::{Image, ModelConfig};
@@ -142,4 +148,76 @@ fn whole_frames_allocate_nothing_once_warmed_up() {
         })
     });
     assert_eq!((n, bytes), (0, 0), "session frames 2-4 allocated {n} times ({bytes} bytes)");
+}
+
+/// A converted seeded `small` model at `precision` in a fresh temp dir (removed by the caller), made as
+/// `tests/memory.rs` makes its models.
+fn small_model(tag: &str, precision: Precision) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("gaga-noalloc-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (ck, fl, out) = (dir.join("ck.pt"), dir.join("flame.pt"), dir.join("m.gaga"));
+    write_checkpoint_file(&ck, &ModelConfig::small(), "small", 5).expect("seeded checkpoint");
+    flame::build(5).write_file(&fl).expect("seeded FLAME");
+    let opts = ConvertOptions {
+        checkpoint: ck,
+        flame: fl,
+        output: out.clone(),
+        precision,
+        keep: vec![],
+        created_by: "tests/no_alloc_frame".into(),
+    };
+    convert(&opts, &mut |_| {}).expect("convert");
+    (dir, out)
+}
+
+/// Renders warm-up frames then counts a renderer's and a backend session's allocations over later
+/// frames of a converted `precision` model.
+fn converted_frames_allocate_nothing(tag: &str, precision: Precision) {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, path) = small_model(tag, precision);
+    let m = Model::open(&path).expect("open");
+    let cfg = m.config().clone();
+    let avatar = synthetic_avatar(&cfg, 3);
+    let frames: Vec<_> = (0..4).map(|i| driving_frame(&cfg, i)).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    let s = cfg.image_size;
+    let mut out = Image::new(s, s);
+
+    let mut renderer = FrameRenderer::new(&m, &cfg, RenderOptions::default()).expect("renderer");
+    for f in &frames {
+        pool.install(|| renderer.render(&avatar, f, &mut out)).expect("warm-up frame");
+    }
+    let (n, bytes) = count(|| {
+        for f in &frames[1..3] {
+            pool.install(|| renderer.render(&avatar, f, &mut out)).expect("frame");
+        }
+    });
+    assert_eq!((n, bytes), (0, 0), "{tag}: frames 2 and 3 allocated {n} times ({bytes} bytes)");
+
+    let (n, bytes) = pool.install(|| {
+        let backend = CpuBackend::default();
+        let mut session = backend.prepare(&m, &cfg, Budget::UNLIMITED).expect("session");
+        let mut out = Image::new(s, s);
+        for f in &frames {
+            session.render(&avatar, f, &mut out).expect("session warm-up frame");
+        }
+        count(|| {
+            for f in &frames[1..4] {
+                session.render(&avatar, f, &mut out).expect("session frame");
+            }
+        })
+    });
+    assert_eq!((n, bytes), (0, 0), "{tag}: session frames 2-4 allocated {n} times ({bytes} bytes)");
+    drop(m);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn whole_int8_frames_allocate_nothing_once_warmed_up() {
+    converted_frames_allocate_nothing("int8", Precision::Int8);
+}
+
+#[test]
+fn whole_fp16_frames_allocate_nothing_once_warmed_up() {
+    converted_frames_allocate_nothing("fp16", Precision::Fp16);
 }

@@ -1,9 +1,11 @@
 //! The memory part of `gaga bench`: resident memory (anonymous and file-backed, from /proc/self/status)
 //! after load and after the timed frames, next to what the configuration plans: the refiner's activation
 //! arena (`gaga_runtime::refiner::plan`; the CPU splat is written into its input region), the avatar and the
-//! per-frame weights as stored.
+//! per-frame weights as stored. The arena is the one the session plans for this file: levels whose first
+//! StyleConv is stored as int8 quantise their upsampled input on the fly and need no f32 map for it
+//! (`plan::report_fused`), as `Refiner::new` does unless `GAGA_FUSED_UPSAMPLE` turns that off.
 
-use gaga_runtime::format::Stage;
+use gaga_runtime::format::{DType, Stage};
 use gaga_runtime::model::{Model, Resident};
 use gaga_runtime::refiner::plan;
 use gaga_runtime::{Avatar, ModelConfig};
@@ -11,6 +13,8 @@ use serde_json::{json, Value};
 
 /// Sizes the session plans, in bytes (0 where the configuration is not a valid refiner).
 pub struct Planned {
+    /// Decoder levels whose upsampled input is quantised on the fly (no f32 map in the arena).
+    pub fused_levels: usize,
     pub refiner_arena: usize,
     pub refiner_arena_unshared: usize,
     pub avatar: usize,
@@ -20,9 +24,11 @@ pub struct Planned {
 
 impl Planned {
     pub fn new(model: &Model, cfg: &ModelConfig, avatar: &Avatar) -> Planned {
-        let arena = plan::report(&cfg.refiner).ok();
+        let fused = fused_upsampling(model, cfg);
+        let arena = plan::report_fused(&cfg.refiner, &fused).ok();
         let floats = [&avatar.positions, &avatar.colors, &avatar.opacities, &avatar.scales, &avatar.rotations, &avatar.shapecode];
         Planned {
+            fused_levels: fused.iter().filter(|&&f| f).count(),
             refiner_arena: arena.as_ref().map_or(0, |a| a.planned_bytes),
             refiner_arena_unshared: arena.as_ref().map_or(0, |a| a.unshared_bytes),
             avatar: 4 * floats.iter().map(|v| v.len()).sum::<usize>(),
@@ -30,6 +36,19 @@ impl Planned {
             flame_stored: model.stage_bytes(Stage::Flame),
         }
     }
+}
+
+/// Per decoder level, whether the refiner loaded from `model` fuses the level's upsampling into its int8
+/// quantisation: the level's first StyleConv weight is stored as int8 (row-major or packed; the refiner's
+/// `ModConv::fuses_upsample`), and `GAGA_FUSED_UPSAMPLE` is not `0`, `off` or `false` (`Refiner::new`).
+pub fn fused_upsampling(model: &Model, cfg: &ModelConfig) -> Vec<bool> {
+    let off = matches!(std::env::var("GAGA_FUSED_UPSAMPLE").as_deref(), Ok("0" | "off" | "false"));
+    (0..cfg.refiner.levels())
+        .map(|k| {
+            let name = format!("upsampler.stylegan_decoder.style_convs.{}.modulated_conv.weight", 2 * k);
+            !off && model.header().entry(&name).is_some_and(|e| e.dtype == DType::I8)
+        })
+        .collect()
 }
 
 fn rss(r: Option<Resident>) -> Value {
@@ -43,6 +62,7 @@ pub fn json(p: &Planned, after_load: Option<Resident>, after_frames: Option<Resi
         "after_frames": rss(after_frames),
         "peak_resident_bytes": after_frames.map(|r| r.peak),
         "refiner_arena_bytes": p.refiner_arena,
+        "refiner_fused_levels": p.fused_levels,
         "refiner_arena_unshared_bytes": p.refiner_arena_unshared,
         "avatar_bytes": p.avatar,
         "frame_weights_stored_bytes": p.frame_weights_stored,
@@ -65,11 +85,61 @@ pub fn print(p: &Planned, after_load: Option<Resident>, after_frames: Option<Res
         }
     }
     println!(
-        "planned: refiner arena {:.1} MiB (unshared {:.1}, splat image inside), avatar {:.1}, weights stored {:.1} frame + {:.1} FLAME",
+        "planned: refiner arena {:.1} MiB (unshared {:.1}, splat image inside, {} levels upsample into int8 on the fly), avatar {:.1}, weights stored {:.1} frame + {:.1} FLAME",
         mib(p.refiner_arena as u64),
         mib(p.refiner_arena_unshared as u64),
+        p.fused_levels,
         mib(p.avatar as u64),
         mib(p.frame_weights_stored),
         mib(p.flame_stored)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gaga_converter::dev::{flame, write_checkpoint_file};
+    use gaga_converter::{convert, ConvertOptions, Precision};
+    use gaga_runtime::refiner::Refiner;
+    use gaga_runtime::render::testing::synthetic_avatar;
+
+    /// Planned and loaded arena sizes of a converted seeded `small` model at `precision`.
+    fn planned_and_loaded(tag: &str, precision: Precision) -> (Planned, usize) {
+        let dir = std::env::temp_dir().join(format!("gaga-bench-memory-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (ck, fl, output) = (dir.join("ck.pt"), dir.join("flame.pt"), dir.join("m.gaga"));
+        write_checkpoint_file(&ck, &ModelConfig::small(), "small", 9).expect("seeded checkpoint");
+        flame::build(9).write_file(&fl).expect("seeded FLAME");
+        let opts = ConvertOptions {
+            checkpoint: ck,
+            flame: fl,
+            output: output.clone(),
+            precision,
+            keep: vec![],
+            created_by: "bench_memory".into(),
+        };
+        convert(&opts, &mut |_| {}).expect("convert");
+        let m = Model::open(&output).expect("open");
+        let cfg = m.config().clone();
+        let planned = Planned::new(&m, &cfg, &synthetic_avatar(&cfg, 1));
+        let loaded = Refiner::new(&m, &cfg, Default::default()).expect("refiner").arena_bytes();
+        drop(m);
+        std::fs::remove_dir_all(&dir).ok();
+        (planned, loaded)
+    }
+
+    #[test]
+    fn the_reported_arena_is_the_one_an_int8_or_fp32_refiner_allocates() {
+        let env_off = matches!(std::env::var("GAGA_FUSED_UPSAMPLE").as_deref(), Ok("0" | "off" | "false"));
+        let levels = ModelConfig::small().refiner.levels();
+        let (int8, loaded8) = planned_and_loaded("int8", Precision::Int8);
+        assert_eq!(int8.refiner_arena, loaded8, "int8: reported vs allocated arena bytes");
+        assert_eq!(int8.fused_levels, if env_off { 0 } else { levels }, "int8: levels upsampled on the fly");
+        let (fp32, loaded32) = planned_and_loaded("fp32", Precision::Fp32);
+        assert_eq!(fp32.refiner_arena, loaded32, "fp32: reported vs allocated arena bytes");
+        assert_eq!(fp32.fused_levels, 0, "fp32 levels keep their upsampled maps");
+        // At this size the busiest step is the first conv either way (equal arenas); at the official
+        // size fusing saves the 64 MiB map (tests/memory.rs checks the plans there).
+        assert!(int8.refiner_arena <= fp32.refiner_arena, "int8 {} vs fp32 {} bytes", int8.refiner_arena, fp32.refiner_arena);
+    }
 }

@@ -56,7 +56,11 @@ pub(super) fn run_float(
     let (k, c_in, nr) = (pc.k, pc.c_in, isa.nr());
     let (kk, panels) = (c_in * k * k, pc.c_out.div_ceil(MR));
     let panel_len = MR * kk;
-    let map_len = c_in * g.plane + nr + 2 * g.p + 16;
+    // A 1x1 conv whose columns fill whole strips reads `x` in place: with no border the bordered map is
+    // `x` itself, and the last strip's reads end exactly at `x`'s end (a 32-channel 512x512 input is a
+    // 32 MiB copy otherwise, the largest scratch of an int8 session).
+    let in_place = k == 1 && g.n_flat % nr == 0;
+    let map_len = if in_place { 0 } else { c_in * g.plane + nr + 2 * g.p + 16 };
     let t = threads();
     let nc = g.n_flat.div_ceil(2 * t).next_multiple_of(nr).clamp(nr, NC);
     let blocks = g.n_flat.div_ceil(nc);
@@ -82,13 +86,18 @@ pub(super) fn run_float(
         }
         Packed::I8 { .. } => return Err(super::QError("run_float: weight is I8".into())),
     };
-    pad_map(x, c_in, h, w, &g, map);
+    let map: &[f32] = if in_place {
+        x
+    } else {
+        pad_map(x, c_in, h, w, &g, map);
+        map
+    };
     let offs: &mut [u32] = bytemuck::cast_slice_mut(offs);
     for (q, o) in offs.iter_mut().enumerate() {
         let (ci, tap) = (q / (k * k), q % (k * k));
         *o = (ci * g.plane + (tap / k) * g.wp + tap % k) as u32;
     }
-    let (packed_bias, map, offs) = (&*packed_bias, &*map, &*offs);
+    let (packed_bias, offs) = (&*packed_bias, &*offs);
     let last = g.n_flat.next_multiple_of(nr) + offs.iter().max().copied().unwrap_or(0) as usize;
     assert!(last <= map.len(), "float conv: strip reads reach float {last} of a {}-float map", map.len());
     let dst = SyncPtr(out.as_mut_ptr());

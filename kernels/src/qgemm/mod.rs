@@ -1,8 +1,8 @@
 //! Reduced-precision convolutions and linear layers: int8 fixed point and fp16 storage.
 //!
 //! **int8** (`C_i32 = A_i8 * B_i8`, then an f32 epilogue): weights are symmetric per output channel
-//! (`w ~= q * scale[o]`, `q` in `[-127, 127]`), activations symmetric per tensor (`x ~= q * s`, see
-//! [`quantise`]), products summed exactly in i32, and each output is
+//! (`w ~= q * scale[o]`, `q` in `[-127, 127]`, see [`quantise`]), activations symmetric per tensor
+//! (`x ~= q * s`, see [`quantise_activation`]), products summed exactly in i32, and each output is
 //! `((acc as f32) * (scale[o] * s)) + bias[o]` (that op order, no fused multiply-add, on every path).
 //! Micro-kernels ([`QIsa`], picked at run time): AVX-512 VNNI (`vpdpbusd` on `x + 128` with a per-row
 //! `128 * sum(w)` correction), AVX2 (`vpmaddubsw` on `|x|` and `w * sign(x)`, whose pair sums stay below
@@ -24,6 +24,7 @@ mod kernels;
 mod pack;
 mod peak;
 mod run;
+mod upsample_quant;
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -91,34 +92,35 @@ pub enum QIsa {
 }
 
 impl QIsa {
-    /// The fastest int8 kernel the running CPU supports.
+    /// The fastest int8 kernel the running CPU supports (no allocation: it runs on every conv call).
     pub fn detect() -> QIsa {
-        QIsa::available()[0]
+        QIsa::FASTEST_FIRST.into_iter().find(|isa| isa.runs()).unwrap_or(QIsa::Portable)
     }
 
     /// Every int8 kernel the running CPU can run, fastest first (the last is always `Portable`).
     pub fn available() -> Vec<QIsa> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
-                v.push(QIsa::Avx512Vnni);
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                v.push(QIsa::Avx2);
-            }
+        QIsa::FASTEST_FIRST.into_iter().filter(|isa| isa.runs()).collect()
+    }
+
+    /// Every kernel, fastest first.
+    const FASTEST_FIRST: [QIsa; 5] = [QIsa::Avx512Vnni, QIsa::Avx2, QIsa::NeonDot, QIsa::Neon, QIsa::Portable];
+
+    /// Whether this kernel runs on the running CPU; allocation-free, unlike [`QIsa::available`], so the
+    /// per-call checks use it (a warmed-up frame must not allocate).
+    pub fn runs(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx512Vnni => std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni"),
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx2 => std::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "aarch64")]
+            QIsa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[cfg(target_arch = "aarch64")]
+            QIsa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            QIsa::Portable => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        #[cfg(target_arch = "aarch64")]
-        {
-            if std::arch::is_aarch64_feature_detected!("dotprod") {
-                v.push(QIsa::NeonDot);
-            }
-            if std::arch::is_aarch64_feature_detected!("neon") {
-                v.push(QIsa::Neon);
-            }
-        }
-        v.push(QIsa::Portable);
-        v
     }
 
     /// Output columns per micro-tile.
@@ -154,13 +156,29 @@ pub fn act_scale_for(x: &[f32]) -> f32 {
     }
 }
 
-/// Largest finite `|x|` (0 for none), AVX2-compiled when the CPU has it.
-fn max_abs(x: &[f32]) -> f32 {
+/// Largest finite `|x|` (0 for none), compiled for AVX-512 or AVX2 when the CPU has it.
+pub(crate) fn max_abs(x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected on this CPU.
-        return unsafe { max_abs_avx2(x) };
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected on this CPU.
+            return unsafe { max_abs_avx512(x) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was detected on this CPU.
+            return unsafe { max_abs_avx2(x) };
+        }
     }
+    max_abs_plain(x)
+}
+
+/// [`max_abs_plain`] compiled for AVX-512 (16-lane registers: the 64 lanes are 4 independent chains).
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_abs_avx512(x: &[f32]) -> f32 {
     max_abs_plain(x)
 }
 
@@ -175,42 +193,61 @@ unsafe fn max_abs_avx2(x: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn max_abs_plain(x: &[f32]) -> f32 {
-    // 16 independent lanes with a select (not `f32::max`) so the loop vectorises; `a < inf` drops NaN and inf.
-    let mut lanes = [0f32; 16];
-    let chunks = x.chunks_exact(16);
+pub(crate) fn max_abs_plain(x: &[f32]) -> f32 {
+    // 64 independent lanes (several vector registers, so the max chains overlap: one 16-lane chain was
+    // latency-bound at half the quantise pass's read speed). Non-finite values become 0 first (NaN and
+    // inf fail `a < inf`), then a plain `a > m` select, which compiles to a vector max.
+    const L: usize = 64;
+    let mut lanes = [0f32; L];
+    let chunks = x.chunks_exact(L);
     let tail = chunks.remainder();
     for c in chunks {
         for (m, &v) in lanes.iter_mut().zip(c) {
             let a = v.abs();
-            *m = if a < f32::INFINITY && a > *m { a } else { *m };
+            let a = if a < f32::INFINITY { a } else { 0.0 };
+            *m = if a > *m { a } else { *m };
         }
     }
     for (m, &v) in lanes.iter_mut().zip(tail) {
         let a = v.abs();
-        *m = if a < f32::INFINITY && a > *m { a } else { *m };
+        let a = if a < f32::INFINITY { a } else { 0.0 };
+        *m = if a > *m { a } else { *m };
     }
     lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m })
 }
 
-/// Symmetric int8 quantisation: `clamp(round_half_even(x / s), -127, 127)`. Ties round to even so that
-/// `x = (q + 0.5) * s` does not bias upwards; NaN maps to 0, infinities to +-127.
+/// Symmetric int8 quantisation of a weight: `clamp(round_half_even(x / s), -127, 127)`. Ties round to
+/// even so that `x = (q + 0.5) * s` does not bias upwards; NaN maps to 0, infinities to +-127.
 #[inline]
 pub fn quantise(x: f32, s: f32) -> i8 {
+    round_clamp_lane(x / s) as u8 as i8
+}
+
+/// Activation quantisation, as every int8 convolution applies it: [`quantise`] with `x * (1 / s)` in
+/// place of `x / s` (one multiply per element instead of a division; the two differ only where
+/// `x / s` lies within an ulp of a rounding boundary, and all kernels use this one).
+#[inline]
+pub fn quantise_activation(x: f32, s: f32) -> i8 {
+    quantise_lane(x, s) as u8 as i8
+}
+
+/// [`quantise_activation`]'s two's-complement byte in the low 8 bits of a u32 (upper bits arbitrary):
+/// the form that vectorises as 32-bit lanes when four channels are packed into one word. `1 / s` is
+/// loop-invariant, so loops calling this compute it once.
+#[inline(always)]
+pub(crate) fn quantise_lane(x: f32, s: f32) -> u32 {
+    round_clamp_lane(x * (1.0 / s))
+}
+
+/// `clamp(round_half_even(v), -127, 127)` as a two's-complement byte in the low 8 bits (NaN -> 0).
+#[inline(always)]
+fn round_clamp_lane(v: f32) -> u32 {
     // Clamping first is equivalent (the bounds are integers). Adding and removing 1.5 * 2^23 rounds to the
     // nearest integer, ties to even, in the default rounding mode; unlike `round_ties_even` it vectorises
     // without SSE4.1 (a libm call per element on baseline x86-64 was 20x slower than the whole int8 GEMM).
     // The sum's low mantissa byte is then the two's-complement result (MAGIC's low bits are zero), which
     // avoids a saturating float-to-int conversion that does not vectorise.
-    quantise_lane(x, s) as u8 as i8
-}
-
-/// [`quantise`]'s two's-complement byte in the low 8 bits of a u32 (upper bits arbitrary): the form
-/// that vectorises as 32-bit lanes when four channels are packed into one word.
-#[inline(always)]
-pub(crate) fn quantise_lane(x: f32, s: f32) -> u32 {
     const MAGIC: f32 = 12_582_912.0;
-    let v = x / s;
     let v = if v.is_nan() { 0.0 } else { v.clamp(-127.0, 127.0) };
     (v + MAGIC).to_bits()
 }
@@ -219,3 +256,5 @@ pub(crate) fn quantise_lane(x: f32, s: f32) -> u32 {
 mod tests;
 #[cfg(test)]
 mod tests_conv;
+#[cfg(test)]
+mod tests_timing;

@@ -55,7 +55,7 @@ impl PackedConv<'_> {
     ) -> QResult<()> {
         match (kernel, &self.w) {
             (Kernel::I8(isa), Packed::I8 { .. }) => {
-                ensure!(QIsa::available().contains(&isa), "packed conv: int8 kernel {isa:?} does not run on this CPU");
+                ensure!(isa.runs(), "packed conv: int8 kernel {isa:?} does not run on this CPU");
                 conv::run_i8(isa, self, scratch, x, h, w, act_scale, bias, out)
             }
             (Kernel::Float(isa), Packed::F32(_) | Packed::F16(_)) => {

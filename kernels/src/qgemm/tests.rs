@@ -61,7 +61,12 @@ fn activations_round_half_to_even_and_clamp_symmetrically() {
     let cases = [(0.5, 0), (1.5, 2), (2.5, 2), (-2.5, -2), (-0.5, 0), (126.5, 126), (200.0, 127), (-200.0, -127)];
     for (x, q) in cases {
         assert_eq!(quantise(x, 1.0), q, "quantise({x})");
+        assert_eq!(quantise_activation(x, 1.0), q, "quantise_activation({x})");
+        assert_eq!(quantise_activation(x * 0.25, 0.25), q, "quantise_activation({x} / 4, 1 / 4)");
     }
+    // Activations multiply by 1 / s: 1.55 / 0.1 is 15.499999 in f32 (rounds to 15), 1.55 * fl(1 / 0.1)
+    // is exactly 15.5 (ties to even: 16).
+    assert_eq!((quantise(1.55, 0.1), quantise_activation(1.55, 0.1)), (15, 16));
     assert_eq!(quantise(f32::NAN, 1.0), 0);
     assert_eq!(quantise(f32::NEG_INFINITY, 0.5), -127);
     assert_eq!(act_scale_for(&[0.0, -0.0]), 1.0);
@@ -129,5 +134,23 @@ fn the_detected_kernels_are_the_ones_the_environment_expects() {
     // scripts/test-aarch64.sh names the kernels each emulated CPU model must detect.
     if let Ok(want) = std::env::var("GAGA_EXPECT_QISA") {
         assert_eq!(format!("{:?}", QIsa::available()), want);
+    }
+}
+
+#[test]
+fn the_vectorised_max_abs_equals_a_plain_fold_ignoring_non_finite_values() {
+    // Lengths around the 64-lane blocks and the parallel split; NaN / inf / -inf / -0 at block edges.
+    for len in [0usize, 1, 63, 64, 65, 200, 1000, (1 << 16) + 17] {
+        let mut x: Vec<f32> = seeded(9, len).iter().map(|v| v * 5.0).collect();
+        for (i, bad) in [(0, f32::NAN), (63, f32::INFINITY), (64, f32::NEG_INFINITY), (len / 2, f32::NAN), (len.saturating_sub(1), -0.0)] {
+            if let Some(v) = x.get_mut(i) {
+                *v = bad;
+            }
+        }
+        let want = x.iter().filter(|v| v.is_finite()).fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(max_abs(&x).to_bits(), want.to_bits(), "len {len} (dispatched)");
+        assert_eq!(max_abs_plain(&x).to_bits(), want.to_bits(), "len {len} (plain)");
+        let s = if want > 0.0 { want / 127.0 } else { 1.0 };
+        assert_eq!(act_scale_for(&x).to_bits(), s.to_bits(), "len {len} (act_scale_for)");
     }
 }

@@ -93,7 +93,7 @@ fn naive_int8_conv(c: &Case, q: &[i8], scales: &[f32], s: f32) -> Vec<f32> {
                         for kx in 0..k {
                             let (sy, sx) = ((y + ky).wrapping_sub(p), (x + kx).wrapping_sub(p));
                             if sy < c.h && sx < c.w {
-                                let a = quantise(c.x[(ci * c.h + sy) * c.w + sx], s) as i32;
+                                let a = quantise_activation(c.x[(ci * c.h + sy) * c.w + sx], s) as i32;
                                 acc += a * q[((o * c.c_in + ci) * k + ky) * k + kx] as i32;
                             }
                         }

@@ -35,9 +35,8 @@ struct Entry {
 pub struct Bins {
     keys: Vec<u32>,
     keys_tmp: Vec<u32>,
-    /// Visible Gaussian indices, front to back (ties by index).
-    pub order: Vec<u32>,
-    /// `order` with each Gaussian's tile rectangle (and the radix sort's scratch copy).
+    /// Visible Gaussians front to back (ties by index), each with its tile rectangle (and the radix sort's
+    /// scratch copy).
     entries: Vec<Entry>,
     entries_tmp: Vec<Entry>,
     /// `offsets[t]..offsets[t + 1]` is tile t's range in `list`.
@@ -60,8 +59,6 @@ impl Bins {
             }
         }
         radix_sort(&mut self.keys, &mut self.entries, &mut self.keys_tmp, &mut self.entries_tmp);
-        self.order.clear();
-        self.order.extend(self.entries.iter().map(|e| e.g));
 
         let tiles = grid.0 * grid.1;
         // Count and scatter in parallel over contiguous chunks of the depth order: chunk c's entries for
@@ -112,9 +109,14 @@ impl Bins {
 
     /// Bytes currently held.
     pub fn capacity_bytes(&self) -> usize {
-        let words = self.keys.capacity() + self.keys_tmp.capacity() + self.order.capacity() + self.list.capacity();
+        let words = self.keys.capacity() + self.keys_tmp.capacity() + self.list.capacity();
         let entries = (self.entries.capacity() + self.entries_tmp.capacity()) * std::mem::size_of::<Entry>();
         words * 4 + entries + (self.offsets.capacity() + self.cursor.capacity()) * std::mem::size_of::<usize>()
+    }
+
+    /// Visible Gaussians of the last build.
+    pub fn visible(&self) -> usize {
+        self.entries.len()
     }
 
     /// Tile-Gaussian pairs of the last build.

@@ -4,9 +4,11 @@
 //! Data flow per frame: `project` preprocesses every Gaussian in parallel (near cull, EWA conic, radius,
 //! tile rectangle; the 3D covariance comes from `cache` when the Gaussian's scale and rotation are bitwise
 //! those of an earlier frame) -> `bin` orders the visible ones by depth and lists them per 16x16 tile (count
-//! and scatter in parallel chunks) -> `raster` blends each tile front to back, tiles in parallel
-//! (`footprint` bounds where a Gaussian can matter, to skip work; `raster_x86` is the AVX-512 blend).
-//! `reference` is the plain per-pixel oracle; `synthetic` builds a head-like scene for benches.
+//! and scatter in parallel chunks) -> `raster` blends each tile front to back, tiles in parallel, taking
+//! each tile's list 64 Gaussians at a time and stopping once every pixel of the tile has stopped
+//! (`footprint` bounds where a Gaussian can matter, to skip work; `raster_x86` is the AVX-512 blend,
+//! `raster_portable` the generic one). `reference` is the plain per-pixel oracle; `synthetic` builds a
+//! head-like scene for benches; `profile` times the stages and counts the blend work (for harnesses).
 //!
 //! Rounding: every float operation follows the CUDA source's order in f32 (`ndc2Pix` in f64, as its double
 //! literals make it), and `project::exp` stays within CUDA `expf`'s 2 ulp. The GPU may contract some
@@ -16,7 +18,7 @@
 //!
 //! Performance (official size, 2 x86-64 cores with AVX-512): see `docs/performance.md` ("CPU splat");
 //! `tests_fast::official_size_stage_times_old_vs_new` times the previous and current build of each stage
-//! in one process.
+//! in one process on the synthetic head, `tests/tests/splat_astronaut.rs` profiles a lifted avatar.
 //!
 //! Deviation from the official kernel, by design: a Gaussian with a non-finite attribute (position, scale,
 //! rotation, opacity or any colour channel), or whose projection overflows, is culled, so NaN and Inf inputs
@@ -27,8 +29,10 @@ mod bin;
 mod cache;
 pub mod camera;
 mod footprint;
+pub mod profile;
 pub mod project;
 mod raster;
+mod raster_portable;
 #[cfg(target_arch = "x86_64")]
 mod raster_x86;
 pub mod reference;
@@ -185,6 +189,13 @@ impl SplatScratch {
 
 /// Preprocess and bin (everything but the blending); returns the counts.
 fn prepare(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScratch) -> SplatStats {
+    project_all(gaussians, camera, scratch);
+    scratch.bins.build(&scratch.projected, camera.tile_grid());
+    SplatStats { visible: scratch.bins.visible(), pairs: scratch.bins.pairs() }
+}
+
+/// Preprocesses every Gaussian into `scratch.projected` (culled ones get an empty tile rectangle).
+fn project_all(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScratch) {
     let n = gaussians.len();
     scratch.projected.resize(n, Projected::default());
     if scratch.no_cov_cache {
@@ -197,8 +208,6 @@ fn prepare(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScr
             *p = project::project_with(gaussians, i, camera, |s, r| entry.get(s, r)).unwrap_or_default();
         });
     }
-    scratch.bins.build(&scratch.projected, camera.tile_grid());
-    SplatStats { visible: scratch.bins.order.len(), pairs: scratch.bins.pairs() }
 }
 
 /// Splat `gaussians` seen through `camera` over `background` (`[C]`) into `out` (`[C, H, W]`), using

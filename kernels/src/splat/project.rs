@@ -52,8 +52,6 @@ pub struct Projected {
     pub splat: Splat2d,
     /// View-space z, the sort key (always > 0.2, so its bit pattern orders like the value).
     pub depth: f32,
-    /// `radii[idx]`: ceil(3 sqrt(largest eigenvalue)) in pixels.
-    pub radius: i32,
     pub rect: TileRect,
     /// Half-extents in pixels beyond which it is never blended (`footprint::reach`); only skips work.
     pub reach: [f32; 2],
@@ -181,14 +179,14 @@ pub fn project_with(gs: &GaussianSet, i: usize, cam: &SplatCamera, cov: impl FnO
     if !(all_finite(&conic) && radius.is_finite() && px.is_finite() && py.is_finite()) {
         return None;
     }
-    let radius = radius as i32;
-    let rect = tile_rect(px, py, radius, cam.tile_grid());
+    // `radii[idx]`, ceil(3 sqrt(largest eigenvalue)) in pixels; only the tile rectangle keeps it.
+    let rect = tile_rect(px, py, radius as i32, cam.tile_grid());
     if rect.count() == 0 {
         return None;
     }
     let splat = Splat2d { x: px, y: py, conic, opacity };
     let reach = super::footprint::reach(&splat);
-    Some(Projected { splat, depth: p_view[2], radius, rect, reach })
+    Some(Projected { splat, depth: p_view[2], rect, reach })
 }
 
 /// `exp` for the blending weights: Cephes-style range reduction and minimax polynomial, branch-free so

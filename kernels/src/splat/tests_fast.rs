@@ -2,7 +2,7 @@
 //! binning, and every tile renderer the CPU offers (portable, AVX2, AVX-512) against each other.
 
 use super::project::{cov3d, project};
-use super::tests::{assert_same, oblique, render_reference, Scene};
+use super::tests::{assert_same, oblique, render, render_reference, Scene};
 use super::*;
 use crate::matmul::SyncPtr;
 use crate::splat::synthetic::FRONTAL;
@@ -212,4 +212,34 @@ fn a_zero_sized_image_renders_nothing_without_panicking() {
     let cam = SplatCamera::from_transform(&FRONTAL, 12.0, 0, 0);
     let stats = splat(&scene.set(), &cam, &[0.0; 32], &mut [], &mut SplatScratch::new());
     assert_eq!(stats, SplatStats::default());
+}
+
+#[test]
+fn tiles_longer_than_a_chunk_match_the_reference_wherever_their_pixels_stop() {
+    // One 32x24 image (two by two tiles, the lower ones partial): 400 faint Gaussians spread over it, so
+    // lists run several chunks deep and most pixels never stop, plus opaque Gaussians in front over the
+    // top-left corner only, so some groups stop in the first chunk while their tile keeps going.
+    let mut scene = Scene::empty(32);
+    let u = seeded(76, 400 * 5);
+    for g in u.chunks(5) {
+        let color: Vec<f32> = (0..32).map(|c| g[4] * (c as f32 - 15.5) / 16.0).collect();
+        scene.push([g[0] * 0.7, g[1] * 0.5, g[2] * 0.3], 0.03 + 0.05 * g[3].abs(), 0.02 + 0.1 * g[3].abs(), &color);
+    }
+    for i in 0..12 {
+        scene.push([0.4 + 0.01 * i as f32, -0.3, 1.0], 0.15, 0.95, &[0.5; 32]);
+    }
+    let cam = SplatCamera::from_transform(&FRONTAL, 12.0, 32, 24);
+    let bg = seeded(9, 32);
+    let mut scratch = SplatScratch::new();
+    splat_stats(&scene.set(), &cam, &mut scratch);
+    let longest = (0..4).map(|t| scratch.bins.tile(t).len()).max().unwrap_or(0);
+    assert!(longest > 3 * raster::CHUNK, "longest tile list {longest}");
+    let want = render_reference(&scene, &cam, &bg);
+    assert_same("selected renderer", &render(&scene, &cam, &bg), &want);
+    assert_same("portable renderer", &render_with(raster::render_tile_portable, &scene, &cam, &bg, &scratch), &want);
+    // Pixels stop (T < 1e-4) in the first chunk under the opaque corner, deeper elsewhere, or never.
+    let mut out = vec![0f32; want.len()];
+    let p = profile::profile(&scene.set(), &cam, &bg, &mut out, &mut SplatScratch::new(), true);
+    assert_same("profiled splat", &out, &want);
+    assert!(p.terminated > 0 && p.terminated < p.pixels, "{} of {} pixels stopped", p.terminated, p.pixels);
 }

@@ -200,6 +200,10 @@ pub fn conv3x3(scratch: &mut Scratch, ww: &WinogradWeights, input: &[f32], h: us
     Ok(())
 }
 
+/// Channels ahead the AVX-512 input transform prefetches (the same tiles' rows of channel `i + PF` while
+/// channel `i` is transformed): +6-9 % on the 256- and 512-wide maps, whose input rows come from L3.
+#[cfg(target_arch = "x86_64")]
+const PF: usize = 2;
 /// One block of tiles `t0..t0 + n`; `par` splits each phase over the pool (few blocks per call).
 struct Block<'a> {
     ww: &'a WinogradWeights,
@@ -230,8 +234,12 @@ impl Block<'_> {
             let plane = &self.input[i * self.h * self.w..(i + 1) * self.h * self.w];
             #[cfg(target_arch = "x86_64")]
             if self.plan.isa == Isa::Avx512 {
+                // Prefetch only when this thread walks the channels in order (not split over the pool).
+                let ahead = if i + PF < ci && !self.par { PF * self.h * self.w } else { 0 };
                 // SAFETY: AVX-512F was detected; channel i owns rows xi * c_in + i of V (nt >= n floats each).
-                unsafe { avx512::input_channel(plane, self.h, self.w, self.plan.tw, self.t0, self.n, vp.get().add(i * nt), ci * nt) };
+                unsafe {
+                    avx512::input_channel(plane, self.h, self.w, self.plan.tw, self.t0, self.n, vp.get().add(i * nt), ci * nt, ahead)
+                };
                 return;
             }
             // SAFETY: channel i owns rows xi * c_in + i of V (nt floats each, inside `v`).

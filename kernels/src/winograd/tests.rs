@@ -139,7 +139,9 @@ fn the_avx512_transforms_give_the_generic_transforms_bits() {
         return;
     }
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let cases: [(usize, usize, usize, usize); 5] = [(13, 11, 0, 12), (64, 64, 5, 200), (30, 70, 3, 40), (4, 4, 0, 1), (512, 512, 200, 300)];
+    // 9x200: full interior groups (plain loads) in tile rows that reach above and below the map.
+    let cases: [(usize, usize, usize, usize); 6] =
+        [(13, 11, 0, 12), (64, 64, 5, 200), (30, 70, 3, 40), (4, 4, 0, 1), (512, 512, 200, 300), (9, 200, 0, 150)];
     for (i, &(h, w, t0, n)) in cases.iter().enumerate() {
         let tw = w.div_ceil(4);
         let plane = seeded(20 + i as u64, h * w);
@@ -150,7 +152,7 @@ fn the_avx512_transforms_give_the_generic_transforms_bits() {
         }
         channel::input_channel(&plane, h, w, tw, t0, n, rows(&mut a, n));
         // SAFETY: AVX-512F was detected; the plane and rows have the sizes the function needs.
-        unsafe { avx512::input_channel(&plane, h, w, tw, t0, n, b.as_mut_ptr(), n) };
+        unsafe { avx512::input_channel(&plane, h, w, tw, t0, n, b.as_mut_ptr(), n, 0) };
         assert_eq!(bits(&a), bits(&b), "input transform, {h}x{w} tiles {t0}..{}", t0 + n);
         let m = seeded(40 + i as u64, XI * n);
         let mrows: [&[f32]; XI] = std::array::from_fn(|xi| &m[xi * n..(xi + 1) * n]);

@@ -1,12 +1,12 @@
 //! The refiner's building blocks, each holding its weights packed once at load (`packed.rs`) and running
 //! on caller-provided buffers. Every `run` reports each convolution's input to `obs` (the calibration
-//! hook of `Refiner::run_observed`; a no-op otherwise).
+//! hook of `Refiner::run_observed`; a no-op otherwise, see [`Observe`]).
 
 use std::borrow::Cow;
 
 use gaga_kernels::act::leaky_relu;
 use gaga_kernels::conv::{Conv2d, Scratch};
-use gaga_kernels::fused::{add_assign, bilinear_fast};
+use gaga_kernels::fused::{bilinear_fast, bilinear_lrelu, lrelu_add, resize_conv1x1_lrelu_add};
 use gaga_kernels::linear::linear;
 use half::f16;
 
@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::format::{DType, Layout};
 use crate::weights::Weights;
 
-/// The observation hook: `(weight name, the conv's input activation)`.
+/// The observation hook: `(weight name, the conv's input activation)`. [`ResBlock::run`] is told
+/// explicitly whether anyone records: when nobody does it fuses its skip branch, which never
+/// materialises (so cannot report) the skip conv's input.
 pub type Observe<'a> = dyn FnMut(&str, &[f32]) + 'a;
 
 /// LeakyReLU slope used everywhere in the StyleUNet.
@@ -91,17 +93,27 @@ impl<'w> ResBlock<'w> {
         t2: &mut [f32],
         out: &mut [f32],
         obs: &mut Observe,
+        observing: bool,
     ) -> Result<()> {
         let (ci, co, h2) = (self.conv1.spec.c_in, self.conv2.spec.c_out, self.out_side(h));
         let (n_in, n_lo, n_out) = (ci * h * h, ci * h2 * h2, co * h2 * h2);
+        // The activations are fused into the passes that read them (bit-identical to separate passes):
+        // conv1's into the resize, conv2's into the skip sum, which the skip branch does not depend on.
         self.conv1.run(s, x, h, h, t1, obs)?;
-        leaky_relu(&mut t1[..n_in], SLOPE);
-        bilinear_fast(&t1[..n_in], ci, h, h, h2, h2, &mut t2[..n_lo]);
+        bilinear_lrelu(&t1[..n_in], ci, h, h, h2, h2, SLOPE, &mut t2[..n_lo]);
         self.conv2.run(s, t2, h2, h2, out, obs)?;
-        leaky_relu(&mut out[..n_out], SLOPE);
+        // Skip branch and sum in one pass when nothing observes the skip conv's input (which that pass
+        // never materialises).
+        if !observing {
+            if let ConvKernel::F32(pw) = &self.skip.kernel {
+                if resize_conv1x1_lrelu_add(s, pw, &x[..n_in], h, h, h2, h2, SLOPE, &mut out[..n_out]) {
+                    return Ok(());
+                }
+            }
+        }
         bilinear_fast(&x[..n_in], ci, h, h, h2, h2, &mut t2[..n_lo]);
         self.skip.run(s, t2, h2, h2, t1, obs)?;
-        add_assign(&mut out[..n_out], &t1[..n_out]);
+        lrelu_add(&mut out[..n_out], &t1[..n_out], SLOPE);
         Ok(())
     }
 }
@@ -263,6 +275,67 @@ mod tests {
         let stored =
             Stored { dtype, layout: Layout::RowMajor, shape: vec![out_f, in_f], bytes: Cow::Owned(bytes), scales, quant_axis: axis };
         One { plain, stored }
+    }
+
+    /// The block's output for `x`, observed (recording each conv input: the separate passes) or not (the
+    /// zero-sized observer: the fused skip pass).
+    fn resblock_bits(b: &ResBlock, x: &[f32], h: usize, observe: bool) -> (Vec<u32>, Vec<String>) {
+        let (ci, co, h2) = (b.conv1.spec.c_in, b.conv2.spec.c_out, b.out_side(h));
+        let big = ci.max(co) * h.max(h2) * h.max(h2);
+        let (mut t1, mut t2, mut out) = (vec![0f32; big], vec![0f32; big], vec![0f32; co * h2 * h2]);
+        let mut seen = Vec::new();
+        let mut s = Scratch::new();
+        let run = if observe {
+            b.run(&mut s, x, h, &mut t1, &mut t2, &mut out, &mut |n: &str, _: &[f32]| seen.push(n.to_string()), true)
+        } else {
+            b.run(&mut s, x, h, &mut t1, &mut t2, &mut out, &mut |_: &str, _: &[f32]| {}, false)
+        };
+        run.expect("block runs");
+        (out.iter().map(|v| v.to_bits()).collect(), seen)
+    }
+
+    #[test]
+    fn a_resblock_gives_the_same_bits_with_its_skip_pass_fused_or_separate() {
+        // Exact equality: the fused skip pass claims the separate passes' arithmetic. 12 -> 9 channels
+        // leaves a partial 8-row panel; sides 10 <-> 20 and 40 -> 20 leave partial 16-lane pixel blocks.
+        let (ci, co) = (12, 9);
+        let mut w = WeightMap::default();
+        for (name, shape) in [
+            ("b.conv1.weight", vec![ci, ci, 3, 3]),
+            ("b.conv1.bias", vec![ci]),
+            ("b.conv2.weight", vec![co, ci, 3, 3]),
+            ("b.conv2.bias", vec![co]),
+            ("b.skip.weight", vec![co, ci, 1, 1]),
+        ] {
+            let n = shape.iter().product();
+            w.insert(name, shape, seeded(name.len() as u64 + n as u64, n));
+        }
+        for (up, h) in [(true, 10), (false, 20), (false, 40)] {
+            let b = ResBlock::load(&w, "b", ci, co, up).expect("loads");
+            assert!(matches!(b.skip.kernel, ConvKernel::F32(_)), "an fp32 1x1 skip (the fused pass's case)");
+            let x = seeded(60 + h as u64, ci * h * h);
+            let (fused, none) = resblock_bits(&b, &x, h, false);
+            let (plain, seen) = resblock_bits(&b, &x, h, true);
+            assert!(none.is_empty());
+            assert_eq!(seen, ["b.conv1.weight", "b.conv2.weight", "b.skip.weight"], "every conv input observed");
+            assert!(fused == plain, "up {up}, side {h}: the fused skip pass changed a bit");
+        }
+    }
+
+    #[test]
+    fn an_fp32_refiner_gives_the_same_frame_observed_and_not() {
+        // `run` takes the fused ResBlock skip passes, `run_observed` the separate ones: bit-identical.
+        let cfg = crate::config::ModelConfig::small();
+        let mut w = WeightMap::default();
+        crate::refiner::testing::insert_seeded_refiner(&mut w, &cfg, 5);
+        let mut r = crate::refiner::Refiner::new(&w, &cfg, crate::refiner::NoiseMode::Stored).expect("loads");
+        let s = r.size();
+        let x = seeded(8, cfg.refiner.in_channels * s * s);
+        let (mut plain, mut observed) = (vec![0f32; 3 * s * s], vec![0f32; 3 * s * s]);
+        r.run(&x, &mut plain).expect("runs");
+        let mut n = 0;
+        r.run_observed(&x, &mut observed, &mut |_, _| n += 1).expect("runs");
+        assert!(n > 0 && plain == observed, "observing changed the frame");
     }
 
     #[test]

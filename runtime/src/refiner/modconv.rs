@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
 use gaga_kernels::fused::{bilinear_scaled, scale_channels, scale_channels_in_place, style_epilogue};
+use gaga_kernels::qgemm::PackedFormat;
 
 use super::layers::{Linear, Observe};
 use super::packed::{self, ConvKernel};
@@ -155,8 +156,16 @@ impl<'w> ModConv<'w> {
         Ok(())
     }
 
+    /// True when an upsampling call quantises straight from the low-resolution map (int8 weights:
+    /// `PackedConv::run_upsampled`), so it needs no `scaled` buffer (see [`ModConv::run_raw`]).
+    pub fn fuses_upsample(&self) -> bool {
+        matches!(&self.kernel, ConvKernel::Quant { w, .. } if w.format() == PackedFormat::I8)
+    }
+
     /// Like [`ModConv::run`] without the output factors (the caller fuses them into its epilogue). With
-    /// `up_from = Some(hl)`, `x` is `[c_in, hl, hl]` and is bilinearly resized to `h` while modulated.
+    /// `up_from = Some(hl)`, `x` is `[c_in, hl, hl]` and is bilinearly resized to `h` while modulated:
+    /// into `scaled`, or, when `scaled` is empty and [`ModConv::fuses_upsample`], on the fly while it is
+    /// quantised (bit-identical; the observation hook is then not called, as there is no map to show).
     #[allow(clippy::too_many_arguments)]
     fn run_raw(
         &self,
@@ -170,6 +179,17 @@ impl<'w> ModConv<'w> {
         obs: &mut Observe,
     ) -> Result<()> {
         let (ci, hw) = (self.c_in, h * h);
+        let fused = scaled.is_empty() && self.fuses_upsample();
+        if let (Some(hl), true, ConvKernel::Quant { w: pc, bias, act_scale }) = (up_from, fused, &self.kernel) {
+            let (x, s, out) = (&x[..ci * hl * hl], &s[..ci], &mut out[..self.c_out * hw]);
+            return pc
+                .run_upsampled(scratch, x, hl, hl, s, *act_scale, bias.as_deref(), out)
+                .map_err(|e| Error::Other(format!("refiner conv `{}`: {}", self.name, e.0)));
+        }
+        if scaled.len() < ci * hw {
+            let (name, n) = (&self.name, scaled.len());
+            return Err(Error::Other(format!("refiner conv `{name}`: modulated input buffer {n} floats, needs {}", ci * hw)));
+        }
         match up_from {
             Some(hl) => bilinear_scaled(&x[..ci * hl * hl], ci, hl, hl, h, h, &s[..ci], &mut scaled[..ci * hw]),
             None => scale_channels(&x[..ci * hw], &s[..ci], hw, &mut scaled[..ci * hw]),
@@ -205,7 +225,8 @@ impl<'w> StyleConv<'w> {
     }
 
     /// `x` `[c_in, h, h]`, or `[c_in, h/2, h/2]` with `up` (a level's first conv: the x2 bilinear
-    /// upsample is fused with the input modulation) -> `out` `[c_out, h, h]`. `noise` is `[h, h]`.
+    /// upsample is fused with the input modulation; an int8 conv given an empty `scaled` also fuses it
+    /// with quantising, see [`ModConv::run_raw`]) -> `out` `[c_out, h, h]`. `noise` is `[h, h]`.
     /// With `sft = Some((scale, shift))` the SFT condition `out * scale + shift` follows the activation.
     #[allow(clippy::too_many_arguments)]
     pub fn run(

@@ -23,8 +23,9 @@ pub struct LevelIds {
     pub t1: BufId,
     pub t2: BufId,
     pub feat: BufId,
-    /// First StyleConv: its modulated, upsampled input and its output (SFT applied later in place).
-    pub din_up: BufId,
+    /// First StyleConv: its modulated, upsampled input (None when an int8 conv quantises it straight
+    /// from the previous level's map, see [`schedule`]) and its output (SFT applied later in place).
+    pub din_up: Option<BufId>,
     pub e: BufId,
     /// SFT condition: the hidden map and the scale, then the shift, map.
     pub cond_t: BufId,
@@ -79,8 +80,11 @@ pub fn validate(r: &RefinerConfig) -> Result<()> {
     Ok(())
 }
 
-/// Records the run of a refiner with config `r` (checked by [`validate`]).
-pub fn schedule(r: &RefinerConfig) -> (Schedule, Ids) {
+/// Records the run of a refiner with config `r` (checked by [`validate`]). `fused_up[k]` says that
+/// level k's first StyleConv quantises its upsampled, modulated input on the fly (an int8 conv:
+/// `PackedConv::run_upsampled`), so that map gets no buffer; missing entries are false. One schedule
+/// serves every precision: only that buffer's existence differs.
+pub fn schedule(r: &RefinerConfig, fused_up: &[bool]) -> (Schedule, Ids) {
     let (u, d, oc, levels) = (&r.unet_channels, &r.decoder_channels, r.out_channels, r.levels());
     let area = |k: usize| side(k) * side(k);
     let mut s = Schedule::default();
@@ -118,7 +122,7 @@ pub fn schedule(r: &RefinerConfig) -> (Schedule, Ids) {
         let f = s.buf(u[k + 1] * a2);
         s.step();
         s.touch(dec);
-        let din_up = s.buf(d[k] * a2);
+        let din_up = (!fused_up.get(k).copied().unwrap_or(false)).then(|| s.buf(d[k] * a2));
         let e = s.buf(d[k + 1] * a2);
         s.step();
         s.touch(f);
@@ -153,11 +157,18 @@ pub struct ArenaReport {
     pub unshared_bytes: usize,
 }
 
-/// Plans the arena for `r`, without loading weights (for `gaga bench` and memory budgets).
+/// Plans the arena for `r` with every map in f32 (fp32 and fp16 layers), without loading weights (for
+/// `gaga bench` and memory budgets).
 pub fn report(r: &RefinerConfig) -> Result<ArenaReport> {
+    report_fused(r, &[])
+}
+
+/// [`report`] for a refiner whose levels `k` with `fused_up[k]` quantise their first StyleConv's
+/// upsampled input on the fly (every level of an all-int8 refiner: `vec![true; r.levels()]`).
+pub fn report_fused(r: &RefinerConfig, fused_up: &[bool]) -> Result<ArenaReport> {
     validate(r)?;
-    let planned = Plan::place(schedule(r).0, true);
-    let unshared = Plan::place(schedule(r).0, false);
+    let planned = Plan::place(schedule(r, fused_up).0, true);
+    let unshared = Plan::place(schedule(r, fused_up).0, false);
     Ok(ArenaReport { planned_bytes: 4 * planned.len(), peak_live_bytes: 4 * planned.peak_live(), unshared_bytes: 4 * unshared.len() })
 }
 
@@ -219,7 +230,7 @@ mod tests {
     #[test]
     fn the_official_plan_is_valid_and_needs_no_more_than_the_busiest_step() {
         for cfg in [ModelConfig::official(), ModelConfig::small()] {
-            let (sched, _) = schedule(&cfg.refiner);
+            let (sched, _) = schedule(&cfg.refiner, &[]);
             let p = Plan::place(sched, true);
             p.check().expect("no live buffers overlap");
             let r = report(&cfg.refiner).expect("valid config");
@@ -232,6 +243,24 @@ mod tests {
         // 64-channel upsampled modulated input 64 MiB, output 32 MiB, UNet feature 16 MiB, RGB 0.75 MiB).
         let official = report(&ModelConfig::official().refiner).expect("valid");
         assert_eq!(official.peak_live_bytes, (16 + 64 + 32 + 16) << 20 | 3 << 18);
+    }
+
+    #[test]
+    fn int8_levels_without_the_upsampled_input_shrink_the_official_arena_and_fp32_keeps_its_plan() {
+        let r = ModelConfig::official().refiner;
+        let all = vec![true; r.levels()];
+        let (sched, ids) = schedule(&r, &all);
+        assert!(ids.levels.iter().all(|l| l.din_up.is_none()));
+        let p = Plan::place(sched, true);
+        p.check().expect("no live buffers overlap");
+        let (int8, fp32) = (report_fused(&r, &all).expect("valid"), report(&r).expect("valid"));
+        assert_eq!(fp32.planned_bytes, report_fused(&r, &[false; 8]).expect("valid").planned_bytes, "fp32 plan changed");
+        assert!(int8.planned_bytes <= int8.peak_live_bytes + 64 * 64, "{} vs {}", int8.planned_bytes, int8.peak_live_bytes);
+        // 128.75 -> 96.75 MiB. The busiest steps are now the last level's SFT condition (UNet feature
+        // 16 MiB, StyleConv output 32, hidden map 16, scale / shift map 32, RGB 0.75) and its second
+        // StyleConv (input 32, modulated input 32, output 32, RGB 0.75).
+        assert_eq!(int8.peak_live_bytes, 96 << 20 | 3 << 18);
+        assert_eq!(fp32.planned_bytes, 128 << 20 | 3 << 18);
     }
 
     #[test]

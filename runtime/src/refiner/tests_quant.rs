@@ -22,8 +22,8 @@ fn is_conv_weight(name: &str, shape: &[usize]) -> bool {
 
 /// A model whose conv weights are stored at `dtype` (int8 per output channel along axis `rank - 4`);
 /// `f32()` dequantises like `Model` does. `plain` holds the dequantised values for the fp32 refiner.
-struct Quantised {
-    plain: WeightMap,
+pub(super) struct Quantised {
+    pub(super) plain: WeightMap,
     stored: BTreeMap<String, StoredAs>,
 }
 
@@ -31,7 +31,7 @@ struct Quantised {
 type StoredAs = (DType, Vec<u8>, Option<Vec<f32>>);
 
 impl Quantised {
-    fn new(cfg: &ModelConfig, dtype: DType) -> Quantised {
+    pub(super) fn new(cfg: &ModelConfig, dtype: DType) -> Quantised {
         let mut plain = WeightMap::default();
         insert_seeded_refiner(&mut plain, cfg, 3);
         let mut stored = BTreeMap::new();

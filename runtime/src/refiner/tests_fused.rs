@@ -1,0 +1,101 @@
+//! int8 levels that quantise their upsampled, modulated input on the fly (no f32 `din_up` map in the
+//! arena) against the same refiner materialising it: the claim is bit-identity, so every comparison is
+//! exact (same f32 values, same quantisation, exact integer sums, same epilogue).
+
+use gaga_kernels::testing::seeded;
+
+use super::packed::Precision;
+use super::tests_quant::Quantised;
+use super::*;
+use crate::format::DType;
+
+fn frames(r: &mut Refiner, cfg: &ModelConfig) -> Vec<u32> {
+    let s = cfg.refiner.size;
+    let mut bits = Vec::new();
+    for seed in [50u64, 51] {
+        let x = seeded(seed, cfg.refiner.in_channels * s * s);
+        let mut out = vec![0f32; cfg.refiner.out_channels * s * s];
+        r.run(&x, &mut out).expect("refiner runs");
+        bits.extend(out.iter().map(|v| v.to_bits()));
+    }
+    bits
+}
+
+#[test]
+fn an_int8_refiner_quantising_upsampled_inputs_on_the_fly_gives_the_bits_of_materialising_them() {
+    let cfg = ModelConfig::small();
+    let mut q = Quantised::new(&cfg, DType::I8);
+    // One level with a calibrated activation scale (the quantise pass alone), the others dynamic (the
+    // max-abs pass on the fly too).
+    let name = "upsampler.stylegan_decoder.style_convs.2.modulated_conv.weight@act_scale";
+    q.plain.insert(name.to_string(), vec![1], vec![0.03]);
+    for noise in [NoiseMode::Stored, NoiseMode::Random { seed: 9 }] {
+        let mut fused = Refiner::with_fused_upsampling(&q, &cfg, noise, true).expect("loads");
+        let mut plain = Refiner::with_fused_upsampling(&q, &cfg, noise, false).expect("loads");
+        assert!(fused.conv_precisions().iter().all(|(_, p)| *p == Precision::Int8));
+        assert!(frames(&mut fused, &cfg) == frames(&mut plain, &cfg), "{noise:?}: on-the-fly quantisation changed a bit");
+        let levels = cfg.refiner.levels();
+        let want = plan::report_fused(&cfg.refiner, &vec![true; levels]).expect("valid").planned_bytes;
+        assert_eq!(fused.arena_bytes(), want, "the arena has no upsampled-input buffers");
+        // At this size the busiest step is the first conv, so the arena keeps its size (official: plan.rs).
+        assert!(fused.arena_bytes() <= plain.arena_bytes(), "{} vs {}", fused.arena_bytes(), plain.arena_bytes());
+    }
+}
+
+#[test]
+fn fp32_and_fp16_refiners_keep_the_upsampled_input_buffers_and_the_planned_arena() {
+    let cfg = ModelConfig::small();
+    let full = plan::report(&cfg.refiner).expect("valid").planned_bytes;
+    let q16 = Quantised::new(&cfg, DType::F16);
+    for w in [&q16.plain as &dyn Weights, &q16] {
+        let r = Refiner::new(w, &cfg, NoiseMode::Stored).expect("loads");
+        assert_eq!(r.arena_bytes(), full, "fp32 / fp16 arena changed");
+    }
+}
+
+#[test]
+fn observing_an_int8_refiner_shows_the_upsampled_input_and_gives_the_same_frame() {
+    let cfg = ModelConfig::small();
+    let q = Quantised::new(&cfg, DType::I8);
+    let s = cfg.refiner.size;
+    let x = seeded(7, cfg.refiner.in_channels * s * s);
+    let mut r = Refiner::new(&q, &cfg, NoiseMode::Stored).expect("loads");
+    let (mut plain, mut observed) = (vec![0f32; 3 * s * s], vec![0f32; 3 * s * s]);
+    r.run(&x, &mut plain).expect("runs");
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    r.run_observed(&x, &mut observed, &mut |name, act| seen.push((name.to_string(), act.len()))).expect("runs");
+    assert!(plain == observed, "observing changed the frame");
+    // Last level's first StyleConv: d[levels - 1] channels at the full size.
+    let (levels, d) = (cfg.refiner.levels(), &cfg.refiner.decoder_channels);
+    let name = format!("upsampler.stylegan_decoder.style_convs.{}.modulated_conv.weight", 2 * levels - 2);
+    assert!(seen.contains(&(name.clone(), d[levels - 1] * s * s)), "`{name}` not observed at {s}x{s}: {seen:?}");
+}
+
+/// Refine time on an official-size int8 file, fused against materialised upsampled inputs, alternating in
+/// one process (5 rounds, medians): `GAGA_MEMORY_MODEL=/tmp/q/m_int8p.gaga cargo test --release -p
+/// gaga-runtime refiner::tests_fused::timing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn timing_official_int8_refine_fused_and_materialised() {
+    let Some(path) = std::env::var_os("GAGA_MEMORY_MODEL") else { return };
+    let m = crate::model::Model::open(std::path::Path::new(&path)).expect("open");
+    let cfg = m.config().clone();
+    let s = cfg.refiner.size;
+    let x = seeded(5, cfg.refiner.in_channels * s * s);
+    let mut out = vec![0f32; 3 * s * s];
+    let mut rs: Vec<Refiner> = [false, true].map(|f| Refiner::with_fused_upsampling(&m, &cfg, NoiseMode::Stored, f).expect("loads")).into();
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..6 {
+        for (r, t) in rs.iter_mut().zip(&mut times) {
+            let t0 = std::time::Instant::now();
+            r.run(&x, &mut out).expect("runs");
+            if round > 0 {
+                t.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for t in &mut times {
+        t.sort_by(f64::total_cmp);
+    }
+    eprintln!("int8 refine: materialised {:.0} ms, fused {:.0} ms ({:.0?} / {:.0?})", times[0][2], times[1][2], times[0], times[1]);
+}
