@@ -28,7 +28,7 @@ use gaga_runtime::flame::Flame;
 use gaga_runtime::model::Model;
 use gaga_runtime::render::testing::{driving_frame, seeded_frame_weights, synthetic_avatar};
 use gaga_runtime::render::{FrameRenderer, RenderOptions};
-use gaga_runtime::{Image, ModelConfig};
+use gaga_runtime::{Image, ModelConfig, Weights};
 
 struct Counting;
 
@@ -116,13 +116,19 @@ fn whole_frames_allocate_nothing_once_warmed_up() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = ModelConfig::small();
     let w = seeded_frame_weights(&cfg, 1);
-    let avatar = synthetic_avatar(&cfg, 1);
-    let frames: Vec<_> = (0..4).map(|i| driving_frame(&cfg, i)).collect();
+    frames_allocate_nothing("fp32", &w, &cfg, 1);
+}
+
+/// Renders warm-up frames, then counts the allocations of a `FrameRenderer` and of the CPU backend's
+/// session over later frames of the model `w`, both inside a 2-thread pool.
+fn frames_allocate_nothing(tag: &str, w: &(dyn Weights + Sync), cfg: &ModelConfig, seed: u64) {
+    let avatar = synthetic_avatar(cfg, seed);
+    let frames: Vec<_> = (0..4).map(|i| driving_frame(cfg, i)).collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     let s = cfg.image_size;
     let mut out = Image::new(s, s);
 
-    let mut renderer = FrameRenderer::new(&w, &cfg, RenderOptions::default()).expect("renderer");
+    let mut renderer = FrameRenderer::new(w, cfg, RenderOptions::default()).expect("renderer");
     for f in &frames {
         pool.install(|| renderer.render(&avatar, f, &mut out)).expect("warm-up frame");
     }
@@ -131,12 +137,12 @@ fn whole_frames_allocate_nothing_once_warmed_up() {
             pool.install(|| renderer.render(&avatar, f, &mut out)).expect("frame");
         }
     });
-    assert_eq!((n, bytes), (0, 0), "frames 2 and 3 allocated {n} times ({bytes} bytes)");
+    assert_eq!((n, bytes), (0, 0), "{tag}: frames 2 and 3 allocated {n} times ({bytes} bytes)");
 
     // The same through the backend's session (not `Send`, so it lives entirely inside the pool).
     let (n, bytes) = pool.install(|| {
         let backend = CpuBackend::default();
-        let mut session = backend.prepare(&w, &cfg, Budget::UNLIMITED).expect("session");
+        let mut session = backend.prepare(w, cfg, Budget::UNLIMITED).expect("session");
         let mut out = Image::new(s, s);
         for f in &frames {
             session.render(&avatar, f, &mut out).expect("session warm-up frame");
@@ -147,7 +153,7 @@ fn whole_frames_allocate_nothing_once_warmed_up() {
             }
         })
     });
-    assert_eq!((n, bytes), (0, 0), "session frames 2-4 allocated {n} times ({bytes} bytes)");
+    assert_eq!((n, bytes), (0, 0), "{tag}: session frames 2-4 allocated {n} times ({bytes} bytes)");
 }
 
 /// A converted seeded `small` model at `precision` in a fresh temp dir (removed by the caller), made as
@@ -170,44 +176,13 @@ fn small_model(tag: &str, precision: Precision) -> (PathBuf, PathBuf) {
     (dir, out)
 }
 
-/// Renders warm-up frames then counts a renderer's and a backend session's allocations over later
-/// frames of a converted `precision` model.
+/// [`frames_allocate_nothing`] on a converted `small` model at `precision`.
 fn converted_frames_allocate_nothing(tag: &str, precision: Precision) {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, path) = small_model(tag, precision);
     let m = Model::open(&path).expect("open");
     let cfg = m.config().clone();
-    let avatar = synthetic_avatar(&cfg, 3);
-    let frames: Vec<_> = (0..4).map(|i| driving_frame(&cfg, i)).collect();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
-    let s = cfg.image_size;
-    let mut out = Image::new(s, s);
-
-    let mut renderer = FrameRenderer::new(&m, &cfg, RenderOptions::default()).expect("renderer");
-    for f in &frames {
-        pool.install(|| renderer.render(&avatar, f, &mut out)).expect("warm-up frame");
-    }
-    let (n, bytes) = count(|| {
-        for f in &frames[1..3] {
-            pool.install(|| renderer.render(&avatar, f, &mut out)).expect("frame");
-        }
-    });
-    assert_eq!((n, bytes), (0, 0), "{tag}: frames 2 and 3 allocated {n} times ({bytes} bytes)");
-
-    let (n, bytes) = pool.install(|| {
-        let backend = CpuBackend::default();
-        let mut session = backend.prepare(&m, &cfg, Budget::UNLIMITED).expect("session");
-        let mut out = Image::new(s, s);
-        for f in &frames {
-            session.render(&avatar, f, &mut out).expect("session warm-up frame");
-        }
-        count(|| {
-            for f in &frames[1..4] {
-                session.render(&avatar, f, &mut out).expect("session frame");
-            }
-        })
-    });
-    assert_eq!((n, bytes), (0, 0), "{tag}: session frames 2-4 allocated {n} times ({bytes} bytes)");
+    frames_allocate_nothing(tag, &m, &cfg, 3);
     drop(m);
     std::fs::remove_dir_all(&dir).ok();
 }

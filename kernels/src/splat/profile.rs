@@ -73,15 +73,7 @@ pub fn profile(
     let t2 = Instant::now();
 
     let (grid_x, grid_y) = camera.tile_grid();
-    let frame = raster::Frame {
-        projected: &scratch.projected,
-        colors: gaussians.colors,
-        channels: c,
-        width: camera.width,
-        height: camera.height,
-        grid_x,
-        background,
-    };
+    let frame = raster::Frame::new(&scratch.projected, gaussians.colors, c, camera, background);
     let render = raster::select();
     let bins = &scratch.bins;
     let ptr = SyncPtr(out.as_mut_ptr());

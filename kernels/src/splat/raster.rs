@@ -59,6 +59,13 @@ pub struct Frame<'a> {
     pub background: &'a [f32],
 }
 
+impl<'a> Frame<'a> {
+    /// A frame of `camera`'s size over the projected Gaussians and their `[N, channels]` colours.
+    pub fn new(projected: &'a [Projected], colors: &'a [f32], channels: usize, camera: &super::SplatCamera, background: &'a [f32]) -> Self {
+        Frame { projected, colors, channels, width: camera.width, height: camera.height, grid_x: camera.tile_grid().0, background }
+    }
+}
+
 /// One chunk of a tile's list gathered front to back: global Gaussian indices (for colours) and their
 /// 2D splats, walked in this order.
 pub struct ChunkSplats<'a> {

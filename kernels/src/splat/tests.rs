@@ -323,15 +323,7 @@ fn simd_and_portable_tile_renderers_agree_bit_for_bit() {
     splat(&set, &cam, &bg, &mut fast, &mut scratch);
     // Re-render every tile with the portable build into a second buffer.
     let mut portable = vec![0f32; fast.len()];
-    let frame = raster::Frame {
-        projected: &scratch.projected,
-        colors: &scene.colors,
-        channels: 32,
-        width: 48,
-        height: 48,
-        grid_x: 3,
-        background: &bg,
-    };
+    let frame = raster::Frame::new(&scratch.projected, &scene.colors, 32, &cam, &bg);
     let ptr = SyncPtr(portable.as_mut_ptr());
     for t in 0..9 {
         // SAFETY: `portable` is a [32, 48, 48] buffer owned here; tiles are rendered one at a time.

@@ -90,15 +90,7 @@ fn render_with(kernel: raster::TileFn, scene: &Scene, cam: &SplatCamera, bg: &[f
     let c = scene.channels;
     let mut out = vec![f32::NAN; c * cam.width * cam.height];
     let (gx, gy) = cam.tile_grid();
-    let frame = raster::Frame {
-        projected: &scratch.projected,
-        colors: &scene.colors,
-        channels: c,
-        width: cam.width,
-        height: cam.height,
-        grid_x: gx,
-        background: bg,
-    };
+    let frame = raster::Frame::new(&scratch.projected, &scene.colors, c, cam, bg);
     let ptr = SyncPtr(out.as_mut_ptr());
     for t in 0..gx * gy {
         // SAFETY: `out` is a [c, height, width] buffer owned here, tiles rendered one at a time; each
@@ -159,15 +151,7 @@ fn official_size_stage_times_old_vs_new() {
     };
     let all_tiles = |kernel: raster::TileFn, scratch: &SplatScratch, out: &mut [f32]| {
         let (gx, gy) = cam.tile_grid();
-        let frame = raster::Frame {
-            projected: &scratch.projected,
-            colors: set.colors,
-            channels: CHANNELS,
-            width: 512,
-            height: 512,
-            grid_x: gx,
-            background: &bg,
-        };
+        let frame = raster::Frame::new(&scratch.projected, set.colors, CHANNELS, &cam, &bg);
         let ptr = SyncPtr(out.as_mut_ptr());
         // SAFETY: `out` is [32, 512, 512]; each tile is rendered once; both kernels are checked below.
         (0..gx * gy).into_par_iter().for_each(|t| unsafe { raster::render_tile(kernel, &frame, t, scratch.bins.tile(t), &ptr) });
