@@ -77,6 +77,18 @@ pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `dst *= src`, element-wise, in parallel chunks when large (the SFT scale).
+pub fn mul_assign(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "mul_assign lengths");
+    if dst.len() < SERIAL_BELOW {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d *= s);
+    } else {
+        dst.par_chunks_mut(SERIAL_BELOW)
+            .zip(src.par_chunks(SERIAL_BELOW))
+            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d *= s));
+    }
+}
+
 /// The StyleGAN2 `StyleConv` epilogue on a modulated conv's raw output `x` (`C = f.len()` planes of
 /// `hw`), optionally followed by the SFT condition of the decoder's first conv per level:
 /// `y = lrelu(x * f[c] + strength * noise + bias[c], slope)`, then `y = y * scale + shift` when `sft`

@@ -48,6 +48,13 @@ fn channel_scaling_and_adding_equal_the_plain_loops() {
     add_assign(&mut sum, &want);
     let plain: Vec<f32> = x.iter().zip(&want).map(|(a, b)| a + b).collect();
     assert_eq!(sum, plain);
+    // Above and below the parallel threshold (90,000 and 100 elements).
+    for n in [c * hw, 100] {
+        let mut prod = x[..n].to_vec();
+        mul_assign(&mut prod, &want[..n]);
+        let plain: Vec<f32> = x[..n].iter().zip(&want[..n]).map(|(a, b)| a * b).collect();
+        assert_eq!(prod, plain);
+    }
 }
 
 #[test]

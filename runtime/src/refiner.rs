@@ -12,8 +12,7 @@
 use gaga_kernels::act::{leaky_relu, sigmoid};
 use gaga_kernels::conv::Scratch;
 use gaga_kernels::fused::{add_assign, bilinear_fast};
-
-use rayon::prelude::*;
+use gaga_kernels::winograd::Epilogue;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -326,10 +325,9 @@ impl<'w> Refiner<'w> {
             };
             self.convs[2 * k].run(sc, lat, &prev[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), None, m, din, e, obs)?;
             let [f, ct, cx, e] = carve(a, [r(l.feat), r(l.cond_t), r(l.cond_x), r(l.e)])?;
-            self.cond[k].0.run(sc, f, h2, ct, cx, obs)?;
-            mul_assign(&mut e[..n], &cx[..n]);
-            self.cond[k].1.run(sc, f, h2, ct, cx, obs)?;
-            add_assign(&mut e[..n], &cx[..n]);
+            // SFT: `e * scale + shift`, each branch's last conv combining straight into `e`.
+            self.cond[k].0.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::MulInto, obs)?;
+            self.cond[k].1.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::AddInto, obs)?;
             let [e, din, dk] = carve(a, [r(l.e), r(l.din2), r(l.dec)])?;
             self.convs[2 * k + 1].run(sc, lat, e, h2, false, self.noise.get(2 * k + 2), None, m, din, dk, obs)?;
 
@@ -343,15 +341,5 @@ impl<'w> Refiner<'w> {
         out.copy_from_slice(&rgb[..out.len()]);
         sigmoid(out);
         Ok(())
-    }
-}
-
-/// `dst[i] *= src[i]` (the SFT scale), in parallel for large maps like `add_assign`.
-fn mul_assign(dst: &mut [f32], src: &[f32]) {
-    const CHUNK: usize = 1 << 16;
-    if dst.len() < CHUNK {
-        dst.iter_mut().zip(src).for_each(|(d, s)| *d *= s);
-    } else {
-        dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d *= s));
     }
 }

@@ -11,6 +11,7 @@ use std::arch::x86_64::*;
 
 use super::channel::group;
 use super::transforms::{L, T};
+use super::Epilogue;
 
 // One tile per lane of a 16-float vector.
 const _: () = assert!(L == 16);
@@ -214,6 +215,26 @@ pub unsafe fn input_channel(plane: &[f32], h: usize, w: usize, tw: usize, t0: us
     }
 }
 
+/// `epi` on the 16 output values `y` bound for `p` (lanes outside `mask` are not read).
+///
+/// # Safety
+/// The CPU has AVX-512F; the `mask` lanes of `p` are readable.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn finish(epi: Epilogue, y: __m512, p: *const f32, mask: __mmask16) -> __m512 {
+    match epi {
+        Epilogue::Store => y,
+        Epilogue::LeakyRelu(slope) => {
+            // Lanes with y < 0 (ordered: NaN and -0 pass through, as in the scalar `if`) get y * slope.
+            let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, _mm512_setzero_ps());
+            _mm512_mask_mul_ps(y, neg, y, _mm512_set1_ps(slope))
+        }
+        // SAFETY (both): the caller's mask lanes of p are readable.
+        Epilogue::MulInto => _mm512_mul_ps(unsafe { _mm512_maskz_loadu_ps(mask, p) }, y),
+        Epilogue::AddInto => _mm512_add_ps(unsafe { _mm512_maskz_loadu_ps(mask, p) }, y),
+    }
+}
+
 /// [`super::channel`]'s `output_channel` for AVX-512F: `m[xi * stride + t - t0]` plus `bias` into the output
 /// plane.
 ///
@@ -231,6 +252,7 @@ pub unsafe fn output_channel(
     t0: usize,
     n: usize,
     plane: &mut [f32],
+    epi: Epilogue,
 ) {
     let bias = _mm512_set1_ps(bias);
     let mut t = t0;
@@ -278,8 +300,12 @@ pub unsafe fn output_channel(
                 if k == 0 {
                     break;
                 }
-                // SAFETY: floats 16 q .. 16 q + k of `dst` exist; the store writes only k lanes.
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(16 * q), lanes(k), *oq) };
+                let mask = lanes(k);
+                // SAFETY: floats 16 q .. 16 q + k of `dst` exist; the load and store touch only k lanes.
+                unsafe {
+                    let p = dst.as_mut_ptr().add(16 * q);
+                    _mm512_mask_storeu_ps(p, mask, finish(epi, *oq, p, mask))
+                };
             }
         }
         t += nl;

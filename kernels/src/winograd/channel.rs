@@ -3,6 +3,7 @@
 //! dispatch on the GEMM's detected ISA.
 
 use super::transforms::{input_group, output_group, Lanes, L, T, W, XI};
+use super::Epilogue;
 use crate::sgemm::Isa;
 
 /// The lane group starting at tile `t` of a block ending at `end`: `(tile row, tile column, tiles)`, at
@@ -63,7 +64,17 @@ pub(super) fn input_channel(plane: &[f32], h: usize, w: usize, tw: usize, t0: us
 /// One output channel's transform for a block (the body each ISA wrapper compiles).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn output_channel(m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0: usize, n: usize, plane: &mut [f32]) {
+pub(super) fn output_channel(
+    m: [&[f32]; XI],
+    bias: f32,
+    h: usize,
+    w: usize,
+    tw: usize,
+    t0: usize,
+    n: usize,
+    plane: &mut [f32],
+    epi: Epilogue,
+) {
     let mut t = t0;
     while t < t0 + n {
         let (ty, tx, nl) = group(tw, t, t0 + n);
@@ -88,12 +99,12 @@ pub(super) fn output_channel(m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw:
                 break;
             }
             let dst = &mut plane[oy * w + x0..][..cols];
-            if cols == 4 * L {
+            if cols == 4 * L && epi == Epilogue::Store {
                 let d: &mut [f32; 4 * L] = dst.try_into().expect("4L floats");
                 *d = *yr;
             } else {
                 for (d, s) in dst.iter_mut().zip(yr) {
-                    *d = *s;
+                    *d = epi.apply(*s, *d);
                 }
             }
         }
@@ -113,8 +124,18 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn output_avx2(m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0: usize, n: usize, plane: &mut [f32]) {
-        output_channel(m, bias, h, w, tw, t0, n, plane)
+    pub unsafe fn output_avx2(
+        m: [&[f32]; XI],
+        bias: f32,
+        h: usize,
+        w: usize,
+        tw: usize,
+        t0: usize,
+        n: usize,
+        plane: &mut [f32],
+        epi: Epilogue,
+    ) {
+        output_channel(m, bias, h, w, tw, t0, n, plane, epi)
     }
 }
 
@@ -131,11 +152,22 @@ pub(super) fn dispatch_input(isa: Isa, plane: &[f32], h: usize, w: usize, tw: us
 
 /// [`output_channel`] compiled for the detected ISA.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn dispatch_output(isa: Isa, m: [&[f32]; XI], bias: f32, h: usize, w: usize, tw: usize, t0: usize, n: usize, plane: &mut [f32]) {
+pub(super) fn dispatch_output(
+    isa: Isa,
+    m: [&[f32]; XI],
+    bias: f32,
+    h: usize,
+    w: usize,
+    tw: usize,
+    t0: usize,
+    n: usize,
+    plane: &mut [f32],
+    epi: Epilogue,
+) {
     match isa {
         // SAFETY: the ISA was detected on this CPU (AVX-512 goes to `avx512` before building `m`).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::output_avx2(m, bias, h, w, tw, t0, n, plane) },
-        _ => output_channel(m, bias, h, w, tw, t0, n, plane),
+        Isa::Avx2 => unsafe { x86::output_avx2(m, bias, h, w, tw, t0, n, plane, epi) },
+        _ => output_channel(m, bias, h, w, tw, t0, n, plane, epi),
     }
 }

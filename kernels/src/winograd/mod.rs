@@ -6,7 +6,9 @@
 //!   36 independent `[c_out x c_in]` matrices, each packed into `crate::sgemm` panels (4x the 3x3 weights);
 //! - per call, the output tiles are cut into blocks of `nt` tiles (raster order). For one block: the input
 //!   transform writes `V[xi][c_in][nt]`, 36 GEMMs on our SGEMM micro-kernels give `M[xi][c_out][nt]`, and the
-//!   output transform writes `out = A^T M A + bias` into the output planes (partial tiles clipped);
+//!   output transform writes `out = A^T M A + bias` into the output planes (partial tiles clipped), or passes
+//!   each value through an [`Epilogue`] (LeakyReLU, or multiply / add into the map already in `out`: the
+//!   refiner's SFT), which saves the following element-wise pass and its temporary map;
 //! - blocks run in parallel (one buffer per worker, `scratch::run_tiled_in`); maps with too few blocks run
 //!   one block at a time with its three phases split over the pool instead (no nested parallelism).
 //!
@@ -137,6 +139,40 @@ impl WinogradWeights {
     }
 }
 
+/// What the output transform does with each output value `y = (A^T M A)[p] + bias` at pixel `p`: the
+/// element-wise pass that would follow the convolution, done while the value is in a register and with
+/// the same single rounding, so the result is bit-identical to the convolution then the plain pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Epilogue {
+    /// `out[p] = y`.
+    Store,
+    /// `out[p] = if y < 0 { y * slope } else { y }` (`act::leaky_relu`).
+    LeakyRelu(f32),
+    /// `out[p] *= y` (`out` holds the map to scale, e.g. the SFT condition's scale).
+    MulInto,
+    /// `out[p] += y` (the SFT condition's shift).
+    AddInto,
+}
+
+impl Epilogue {
+    /// The epilogue on one value `y` whose destination currently holds `d`.
+    #[inline(always)]
+    fn apply(self, y: f32, d: f32) -> f32 {
+        match self {
+            Epilogue::Store => y,
+            Epilogue::LeakyRelu(slope) => {
+                if y < 0.0 {
+                    y * slope
+                } else {
+                    y
+                }
+            }
+            Epilogue::MulInto => d * y,
+            Epilogue::AddInto => d + y,
+        }
+    }
+}
+
 /// How one call cuts its tiles: `nt` tiles per block, `blocks` blocks, `tile` floats of buffer per block.
 struct Plan {
     isa: Isa,
@@ -171,6 +207,21 @@ pub fn scratch_len(spec: &Conv2d, h: usize, w: usize) -> usize {
 /// `out = conv3x3(input) + bias` ("same" padding): `input` `[c_in, h, w]`, `out` `[c_out, h, w]`.
 /// Allocates nothing once `scratch` has grown.
 pub fn conv3x3(scratch: &mut Scratch, ww: &WinogradWeights, input: &[f32], h: usize, w: usize, out: &mut [f32]) -> Result<(), String> {
+    conv3x3_with(scratch, ww, input, h, w, out, Epilogue::Store)
+}
+
+/// [`conv3x3`] whose output values go through `epi` on their way into `out` (for [`Epilogue::MulInto`] and
+/// [`Epilogue::AddInto`], `out` holds the map they combine with). Bit-identical to [`conv3x3`] into a
+/// temporary followed by the element-wise pass.
+pub fn conv3x3_with(
+    scratch: &mut Scratch,
+    ww: &WinogradWeights,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    out: &mut [f32],
+    epi: Epilogue,
+) -> Result<(), String> {
     let spec = &ww.spec;
     if input.len() != spec.c_in * h * w || out.len() != spec.c_out * h * w {
         return Err(format!(
@@ -195,7 +246,7 @@ pub fn conv3x3(scratch: &mut Scratch, ww: &WinogradWeights, input: &[f32], h: us
         ctx.input_transform(v);
         ctx.products(v, m);
         // SAFETY: this block alone writes the pixels of tiles t0..t0 + n of every output plane.
-        unsafe { ctx.output_transform(m, dst) };
+        unsafe { ctx.output_transform(m, dst, epi) };
     });
     Ok(())
 }
@@ -298,7 +349,7 @@ impl Block<'_> {
     ///
     /// # Safety
     /// `dst` is the `[c_out, h, w]` output; no one else writes this block's pixels during the call.
-    unsafe fn output_transform(&self, m: &[f32], dst: SyncPtr) {
+    unsafe fn output_transform(&self, m: &[f32], dst: SyncPtr, epi: Epilogue) {
         let (co, nt, co_pad) = (self.ww.spec.c_out, self.plan.nt, self.plan.co_pad);
         let hw = self.h * self.w;
         each(co, self.par, |o| {
@@ -318,12 +369,13 @@ impl Block<'_> {
                         self.t0,
                         self.n,
                         plane,
+                        epi,
                     )
                 };
                 return;
             }
             let rows: [&[f32]; XI] = std::array::from_fn(|xi| &m[(xi * co_pad + o) * nt..][..nt]);
-            dispatch_output(self.plan.isa, rows, self.ww.bias[o], self.h, self.w, self.plan.tw, self.t0, self.n, plane);
+            dispatch_output(self.plan.isa, rows, self.ww.bias[o], self.h, self.w, self.plan.tw, self.t0, self.n, plane, epi);
         });
     }
 }

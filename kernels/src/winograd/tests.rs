@@ -156,10 +156,39 @@ fn the_avx512_transforms_give_the_generic_transforms_bits() {
         assert_eq!(bits(&a), bits(&b), "input transform, {h}x{w} tiles {t0}..{}", t0 + n);
         let m = seeded(40 + i as u64, XI * n);
         let mrows: [&[f32]; XI] = std::array::from_fn(|xi| &m[xi * n..(xi + 1) * n]);
-        let (mut pa, mut pb) = (vec![f32::NAN; h * w], vec![f32::NAN; h * w]);
-        channel::output_channel(mrows, 0.25, h, w, tw, t0, n, &mut pa);
-        // SAFETY: as above.
-        unsafe { avx512::output_channel(m.as_ptr(), n, 0.25, h, w, tw, t0, n, &mut pb) };
-        assert_eq!(bits(&pa), bits(&pb), "output transform, {h}x{w} tiles {t0}..{}", t0 + n);
+        for epi in [Epilogue::Store, Epilogue::LeakyRelu(0.2), Epilogue::MulInto, Epilogue::AddInto] {
+            let start = seeded(60 + i as u64, h * w);
+            let (mut pa, mut pb) = (start.clone(), start);
+            channel::output_channel(mrows, 0.25, h, w, tw, t0, n, &mut pa, epi);
+            // SAFETY: as above.
+            unsafe { avx512::output_channel(m.as_ptr(), n, 0.25, h, w, tw, t0, n, &mut pb, epi) };
+            assert_eq!(bits(&pa), bits(&pb), "output transform {epi:?}, {h}x{w} tiles {t0}..{}", t0 + n);
+        }
+    }
+}
+
+/// Each epilogue claims the convolution followed by the plain element-wise pass, with the same rounding:
+/// exact equality (sides that are not multiples of 4 clip partial tiles; 20x20 has several blocks).
+#[test]
+fn every_epilogue_gives_the_bits_of_the_convolution_then_the_plain_pass() {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (ci, co, h, w) in [(5, 9, 17, 18), (16, 32, 20, 20), (3, 8, 4, 7)] {
+        let s = spec(ci, co);
+        let x = seeded(70, ci * h * w);
+        let ww = WinogradWeights::new(&s, &seeded(71, co * ci * 9), Some(&seeded(72, co))).expect("valid weights");
+        let mut y = vec![0f32; co * h * w];
+        conv3x3(&mut Scratch::new(), &ww, &x, h, w, &mut y).expect("valid call");
+        let d = seeded(73, co * h * w);
+        let plain: [(Epilogue, Vec<f32>); 4] = [
+            (Epilogue::Store, y.clone()),
+            (Epilogue::LeakyRelu(0.2), y.iter().map(|&v| if v < 0.0 { v * 0.2 } else { v }).collect()),
+            (Epilogue::MulInto, d.iter().zip(&y).map(|(d, v)| d * v).collect()),
+            (Epilogue::AddInto, d.iter().zip(&y).map(|(d, v)| d + v).collect()),
+        ];
+        for (epi, want) in plain {
+            let mut got = d.clone();
+            conv3x3_with(&mut Scratch::new(), &ww, &x, h, w, &mut got, epi).expect("valid call");
+            assert_eq!(bits(&got), bits(&want), "{epi:?}, {ci}->{co} on {h}x{w}");
+        }
     }
 }

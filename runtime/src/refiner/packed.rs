@@ -63,10 +63,15 @@ impl WinogradConv<'_> {
         }
     }
 
+    /// The transformed weights, made on the first call.
+    fn winograd(&self, spec: &Conv2d) -> Result<&WinogradWeights> {
+        let ww = self.wino.get_or_init(|| WinogradWeights::new(spec, &self.row_major(spec), Some(&self.bias)));
+        ww.as_ref().map_err(|e| Error::Other(format!("refiner conv {spec:?}: {e}")))
+    }
+
     fn run(&self, s: &mut Scratch, spec: &Conv2d, x: &[f32], h: usize, w: usize, out: &mut [f32]) -> Result<()> {
         if winograd::pays(spec, h, w) {
-            let ww = self.wino.get_or_init(|| WinogradWeights::new(spec, &self.row_major(spec), Some(&self.bias)));
-            let ww = ww.as_ref().map_err(|e| Error::Other(format!("refiner conv {spec:?}: {e}")))?;
+            let ww = self.winograd(spec)?;
             return winograd::conv3x3(s, ww, x, h, w, out).map_err(|e| Error::Other(format!("refiner conv: {e}")));
         }
         let pw = match &self.direct {
@@ -275,6 +280,29 @@ impl ConvKernel<'_> {
             }
             ConvKernel::Winograd(wc) => wc.run(s, spec, x, h, w, out),
         }
+    }
+
+    /// [`ConvKernel::run`] with `epi` applied to every output value on its way into `out` (which holds the
+    /// map to combine with for `MulInto` / `AddInto`), when this layer runs Winograd at this size.
+    /// `Ok(false)` when it does not: nothing was written and the caller runs the plain passes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_fused(
+        &self,
+        s: &mut Scratch,
+        spec: &Conv2d,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        out: &mut [f32],
+        epi: winograd::Epilogue,
+    ) -> Result<bool> {
+        let ConvKernel::Winograd(wc) = self else { return Ok(false) };
+        if !winograd::pays(spec, h, w) {
+            return Ok(false);
+        }
+        let (x, out) = (&x[..spec.c_in * h * w], &mut out[..spec.c_out * h * w]);
+        winograd::conv3x3_with(s, wc.winograd(spec)?, x, h, w, out, epi).map_err(|e| Error::Other(format!("refiner conv: {e}")))?;
+        Ok(true)
     }
 
     /// The storage precision.
