@@ -301,7 +301,7 @@ pub fn resize_conv1x1_lrelu_add(
 
 /// `(i0, i1, w0, w1)` of one destination index, by the reference's rule (align_corners = false).
 #[inline]
-fn taps(dst: usize, in_len: usize, out_len: usize) -> (usize, usize, f32, f32) {
+pub(crate) fn taps(dst: usize, in_len: usize, out_len: usize) -> (usize, usize, f32, f32) {
     let src = crate::reference::bilinear_source(dst, in_len, out_len, false);
     let i0 = (src.floor() as usize).min(in_len - 1);
     let i1 = (i0 + 1).min(in_len - 1);

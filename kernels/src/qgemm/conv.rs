@@ -254,11 +254,7 @@ unsafe fn epilogue_body(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn quantise_map(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, offset: bool, map: &mut [u8]) {
     let flip = if offset { 0x80u8 } else { 0 };
-    let zero = u32::from_le_bytes([flip; 4]);
-    let map: &mut [u32] = bytemuck::cast_slice_mut(map);
-    let (body, slack) = map.split_at_mut(g.cg * g.plane);
-    slack.fill(zero);
-    body.par_chunks_mut(g.plane).enumerate().for_each(|(cg, dst)| {
+    for_each_group(g, offset, map, |_, cg, dst| {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected on this CPU.
@@ -267,6 +263,17 @@ pub(super) fn quantise_map(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geome
         }
         quantise_group(x, c_in, h, w, g, s, flip, cg, dst);
     });
+}
+
+/// The map's layout, shared by every writer: zeroes the slack after the last plane with the zero word
+/// (`0x80` bytes on offset ISAs), then runs `group(zero, cg, plane)` on each channel group's plane of
+/// `g.plane` u32 words in parallel.
+pub(super) fn for_each_group(g: &Geometry, offset: bool, map: &mut [u8], group: impl Fn(u32, usize, &mut [u32]) + Sync) {
+    let zero = u32::from_le_bytes([if offset { 0x80u8 } else { 0 }; 4]);
+    let map: &mut [u32] = bytemuck::cast_slice_mut(map);
+    let (body, slack) = map.split_at_mut(g.cg * g.plane);
+    slack.fill(zero);
+    body.par_chunks_mut(g.plane).enumerate().for_each(|(cg, dst)| group(zero, cg, dst));
 }
 
 /// [`quantise_group`] compiled for AVX2 (same IEEE operations, 8 lanes instead of SSE2's 4).

@@ -149,6 +149,11 @@ pub fn act_scale_for(x: &[f32]) -> f32 {
     } else {
         max_abs(x)
     };
+    scale_of_max(m)
+}
+
+/// The dynamic scale for a largest finite `|x|` of `m`: `m / 127`, or 1 when `m` is 0.
+pub(crate) fn scale_of_max(m: f32) -> f32 {
     if m > 0.0 {
         m / 127.0
     } else {

@@ -10,22 +10,13 @@
 
 use rayon::prelude::*;
 
-use super::conv::{output_geometry, run_i8_with, Geometry};
+use super::conv::{for_each_group, output_geometry, run_i8_with, Geometry};
 use super::pack::{Packed, PackedConv};
 use super::{ensure, quantise_lane, QError, QIsa, QResult, KG};
+use crate::fused::taps;
 
 /// Output columns computed per step into a stack buffer (4 channels x 256 floats = 4 KiB).
 const CHUNK: usize = 256;
-
-/// `(i0, i1, w0, w1)` of one destination index (align_corners = false), as `fused::taps` computes it.
-#[inline]
-fn taps(dst: usize, in_len: usize, out_len: usize) -> (usize, usize, f32, f32) {
-    let src = crate::reference::bilinear_source(dst, in_len, out_len, false);
-    let i0 = (src.floor() as usize).min(in_len - 1);
-    let i1 = (i0 + 1).min(in_len - 1);
-    let l1 = src - i0 as f32;
-    (i0, i1, 1.0 - l1, l1)
-}
 
 /// The low-resolution input and its per-channel factors (lengths checked by the caller).
 #[derive(Clone, Copy)]
@@ -90,20 +81,15 @@ impl Up<'_> {
         let (ch, y) = (r / oh, r % oh);
         let ty = taps(y, self.hl, oh);
         let mut buf = [0f32; CHUNK];
-        // 16 independent lanes with a select, as `qgemm::max_abs` (so it vectorises; `a < inf` drops NaN
-        // and inf); a maximum is exact in any order.
-        let mut lanes = [0f32; 16];
+        let mut m = 0f32;
         for x0 in (0..ow).step_by(CHUNK) {
             let n = CHUNK.min(ow - x0);
             self.cols(ch, ty, x0, &mut buf[..n]);
-            for c in buf[..n].chunks(16) {
-                for (m, &v) in lanes.iter_mut().zip(c) {
-                    let a = v.abs();
-                    *m = if a < f32::INFINITY && a > *m { a } else { *m };
-                }
-            }
+            // A maximum is exact in any order, so chunk by chunk equals `max_abs` of the whole row.
+            let c = super::max_abs_plain(&buf[..n]);
+            m = if c > m { c } else { m };
         }
-        lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m })
+        m
     }
 
     /// [`Up::row_max`], AVX2-compiled when the CPU has it.
@@ -132,11 +118,7 @@ impl Up<'_> {
 fn upsampled_act_scale(up: Up) -> f32 {
     let rows = up.c * 2 * up.hl;
     let m = (0..rows).into_par_iter().with_min_len(8).map(|r| up.row_max_fast(r)).reduce(|| 0.0, |a, b| if b > a { b } else { a });
-    if m > 0.0 {
-        m / 127.0
-    } else {
-        1.0
-    }
+    super::scale_of_max(m)
 }
 
 /// Writes the quantised, zero-bordered map of `up2(x) * s` in `conv.rs`'s layout: per channel group `cg`
@@ -144,12 +126,7 @@ fn upsampled_act_scale(up: Up) -> f32 {
 /// byte `t` for channel `4 * cg + t`, every byte `xor 0x80` on offset ISAs, the slack after the last
 /// plane zero.
 fn fill_map(up: Up, g: &Geometry, s: f32, offset: bool, map: &mut [u8]) {
-    let flip = if offset { 0x80u8 } else { 0 };
-    let zero = u32::from_le_bytes([flip; 4]);
-    let map: &mut [u32] = bytemuck::cast_slice_mut(map);
-    let (body, slack) = map.split_at_mut(g.cg * g.plane);
-    slack.fill(zero);
-    body.par_chunks_mut(g.plane).enumerate().for_each(|(cg, dst)| {
+    for_each_group(g, offset, map, |zero, cg, dst| {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected on this CPU.
@@ -232,8 +209,7 @@ impl PackedConv<'_> {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        // The detected kernel runs here by definition: no availability check (it allocates a list).
-        self.upsampled(QIsa::detect(), scratch, x, hl, wl, s, act_scale, bias, out)
+        self.run_upsampled_on(QIsa::detect(), scratch, x, hl, wl, s, act_scale, bias, out)
     }
 
     /// [`PackedConv::run_upsampled`] on a chosen int8 kernel (tests force each one).
@@ -251,23 +227,6 @@ impl PackedConv<'_> {
         out: &mut [f32],
     ) -> QResult<()> {
         ensure!(isa.runs(), "upsampling int8 conv: kernel {isa:?} does not run on this CPU");
-        self.upsampled(isa, scratch, x, hl, wl, s, act_scale, bias, out)
-    }
-
-    /// [`PackedConv::run_upsampled_on`] after the kernel check.
-    #[allow(clippy::too_many_arguments)]
-    fn upsampled(
-        &self,
-        isa: QIsa,
-        scratch: &mut crate::scratch::Scratch,
-        x: &[f32],
-        hl: usize,
-        wl: usize,
-        s: &[f32],
-        act_scale: Option<f32>,
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-    ) -> QResult<()> {
         let c = self.c_in;
         ensure!(matches!(self.w, Packed::I8 { .. }), "upsampling int8 conv: weight is {:?}, not I8", self.format());
         ensure!(x.len() == c * hl * wl, "upsampling int8 conv input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
