@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use gaga_converter::dev::{flame, write_checkpoint_file};
-use gaga_converter::{convert, ConvertOptions, Precision};
+use gaga_converter::dev::convert_seeded_small;
+use gaga_converter::Precision;
 use gaga_runtime::flame::Flame;
 use gaga_runtime::format::Stage;
 use gaga_runtime::model::{resident, Model};
@@ -23,12 +23,7 @@ static MEASURE: Mutex<()> = Mutex::new(());
 fn small_model(tag: &str, precision: Precision) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("gaga-memory-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (ck, fl, out) = (dir.join("ck.pt"), dir.join("flame.pt"), dir.join("m.gaga"));
-    write_checkpoint_file(&ck, &ModelConfig::small(), "small", 7).expect("seeded checkpoint");
-    flame::build(7).write_file(&fl).expect("seeded FLAME");
-    let opts =
-        ConvertOptions { checkpoint: ck, flame: fl, output: out.clone(), precision, keep: vec![], created_by: "tests/memory".into() };
-    convert(&opts, &mut |_| {}).expect("convert");
+    let out = convert_seeded_small(&dir, 7, precision, "tests/memory").expect("seeded small model converts");
     (dir, out)
 }
 

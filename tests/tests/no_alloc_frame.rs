@@ -19,8 +19,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use gaga_converter::dev::{flame, write_checkpoint_file};
-use gaga_converter::{convert, ConvertOptions, Precision};
+use gaga_converter::dev::convert_seeded_small;
+use gaga_converter::Precision;
 use gaga_kernels::splat::{splat, GaussianSet, SplatCamera, SplatScratch};
 use gaga_runtime::backend::cpu::CpuBackend;
 use gaga_runtime::backend::{Backend, Budget};
@@ -161,18 +161,7 @@ fn frames_allocate_nothing(tag: &str, w: &(dyn Weights + Sync), cfg: &ModelConfi
 fn small_model(tag: &str, precision: Precision) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("gaga-noalloc-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (ck, fl, out) = (dir.join("ck.pt"), dir.join("flame.pt"), dir.join("m.gaga"));
-    write_checkpoint_file(&ck, &ModelConfig::small(), "small", 5).expect("seeded checkpoint");
-    flame::build(5).write_file(&fl).expect("seeded FLAME");
-    let opts = ConvertOptions {
-        checkpoint: ck,
-        flame: fl,
-        output: out.clone(),
-        precision,
-        keep: vec![],
-        created_by: "tests/no_alloc_frame".into(),
-    };
-    convert(&opts, &mut |_| {}).expect("convert");
+    let out = convert_seeded_small(&dir, 5, precision, "tests/no_alloc_frame").expect("seeded small model converts");
     (dir, out)
 }
 

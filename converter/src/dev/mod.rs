@@ -24,5 +24,24 @@ pub mod torch_zip;
 pub use checkpoint::{seeded_weights, write_checkpoint, write_checkpoint_file};
 pub use layout::checkpoint_specs;
 
+use std::path::{Path, PathBuf};
+
+use gaga_runtime::ModelConfig;
+
+use gaga_runtime::Result;
+
+use crate::{convert, ConvertOptions, Precision};
+
+/// Converts the seeded `small` checkpoint and FLAME of `seed` at `precision` into `dir/m-{precision}.gaga`
+/// (writing `dir/ck.pt` and `dir/flame.pt` first), for tests and benches that need a real converted file.
+pub fn convert_seeded_small(dir: &Path, seed: u64, precision: Precision, created_by: &str) -> Result<PathBuf> {
+    let (checkpoint, flame, output) = (dir.join("ck.pt"), dir.join("flame.pt"), dir.join(format!("m-{}.gaga", precision.name())));
+    write_checkpoint_file(&checkpoint, &ModelConfig::small(), "small", seed)?;
+    flame::build(seed).write_file(&flame)?;
+    let opts = ConvertOptions { checkpoint, flame, output: output.clone(), precision, keep: vec![], created_by: created_by.into() };
+    convert(&opts, &mut |_| {})?;
+    Ok(output)
+}
+
 #[cfg(test)]
 mod roundtrip_tests;

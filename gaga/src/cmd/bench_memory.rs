@@ -98,8 +98,8 @@ pub fn print(p: &Planned, after_load: Option<Resident>, after_frames: Option<Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gaga_converter::dev::{flame, write_checkpoint_file};
-    use gaga_converter::{convert, ConvertOptions, Precision};
+    use gaga_converter::dev::convert_seeded_small;
+    use gaga_converter::Precision;
     use gaga_runtime::refiner::Refiner;
     use gaga_runtime::render::testing::synthetic_avatar;
 
@@ -107,18 +107,7 @@ mod tests {
     fn planned_and_loaded(tag: &str, precision: Precision) -> (Planned, usize) {
         let dir = std::env::temp_dir().join(format!("gaga-bench-memory-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let (ck, fl, output) = (dir.join("ck.pt"), dir.join("flame.pt"), dir.join("m.gaga"));
-        write_checkpoint_file(&ck, &ModelConfig::small(), "small", 9).expect("seeded checkpoint");
-        flame::build(9).write_file(&fl).expect("seeded FLAME");
-        let opts = ConvertOptions {
-            checkpoint: ck,
-            flame: fl,
-            output: output.clone(),
-            precision,
-            keep: vec![],
-            created_by: "bench_memory".into(),
-        };
-        convert(&opts, &mut |_| {}).expect("convert");
+        let output = convert_seeded_small(&dir, 9, precision, "bench_memory").expect("seeded small model converts");
         let m = Model::open(&output).expect("open");
         let cfg = m.config().clone();
         let planned = Planned::new(&m, &cfg, &synthetic_avatar(&cfg, 1));
