@@ -16,25 +16,36 @@ const UNBOUNDED: [f32; 2] = [f32::INFINITY, f32::INFINITY];
 /// Half-extents `[rx, ry]` in pixels; 0 x 0 with a negative sentinel when the Gaussian can never reach
 /// 1/255 (opacity below it), `UNBOUNDED` when the margins cannot be trusted (extremely thin ellipses).
 pub fn reach(s: &Splat2d) -> [f32; 2] {
+    reach_from(s, log_term(s.opacity))
+}
+
+/// `ln(255 opacity 1.001)`: the part of [`reach`] that is a libm call, so lane loops compute it apart.
+#[inline]
+pub fn log_term(opacity: f32) -> f64 {
+    (255.0 * opacity as f64 * 1.001).ln()
+}
+
+/// [`reach`] given [`log_term`] of the opacity. Every value is computed and the cases are selects, not
+/// early returns, so a loop over Gaussians vectorises; the selected value is the same float operations.
+#[inline(always)]
+pub fn reach_from(s: &Splat2d, log_term: f64) -> [f32; 2] {
     let opacity = s.opacity as f64;
-    // exp(power) <= 1, so a lower opacity (with 0.1 % to spare for rounding) is never blended.
-    if opacity * 1.001 < MIN_ALPHA as f64 {
-        return [-1.0, -1.0];
-    }
-    let k2 = 2.0 * (255.0 * opacity * 1.001).ln();
+    let k2 = 2.0 * log_term;
     let [a, b, c] = s.conic.map(|v| v as f64);
     let det = a * c - b * b;
-    if !(det > 0.0 && a > 0.0 && c > 0.0) {
-        return UNBOUNDED;
-    }
     let (sxx, syy) = (c / det, a / det);
     let f = (a.abs() + c.abs() + 2.0 * b.abs()) * (sxx + syy);
-    if f.is_nan() || f >= 1e6 {
-        return UNBOUNDED;
-    }
     let k2 = k2 * (1.0 + 1e-5 * f) + 1e-3;
     // 0.01 px more for the rounding of d = centre - pixel.
-    [((k2 * sxx).sqrt() + 0.01) as f32, ((k2 * syy).sqrt() + 0.01) as f32]
+    let bounded = [((k2 * sxx).sqrt() + 0.01) as f32, ((k2 * syy).sqrt() + 0.01) as f32];
+    let trusted = (det > 0.0) & (a > 0.0) & (c > 0.0) & !f.is_nan() & (f < 1e6);
+    let out = if trusted { bounded } else { UNBOUNDED };
+    // exp(power) <= 1, so a lower opacity (with 0.1 % to spare for rounding) is never blended.
+    if opacity * 1.001 < MIN_ALPHA as f64 {
+        [-1.0, -1.0]
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]

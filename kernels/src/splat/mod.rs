@@ -3,12 +3,14 @@
 //!
 //! Data flow per frame: `project` preprocesses every Gaussian in parallel (near cull, EWA conic, radius,
 //! tile rectangle; the 3D covariance comes from `cache` when the Gaussian's scale and rotation are bitwise
-//! those of an earlier frame) -> `bin` orders the visible ones by depth and lists them per 16x16 tile (count
-//! and scatter in parallel chunks) -> `raster` blends each tile front to back, tiles in parallel, taking
-//! each tile's list 64 Gaussians at a time and stopping once every pixel of the tile has stopped
-//! (`footprint` bounds where a Gaussian can matter, to skip work; `raster_x86` is the AVX-512 blend,
-//! `raster_portable` the generic one). `reference` is the plain per-pixel oracle; `synthetic` builds a
-//! head-like scene for benches; `profile` times the stages and counts the blend work (for harnesses).
+//! those of an earlier frame), 16 Gaussians at a time in `project_lanes` (the same float operations
+//! vectorised across Gaussians, bit for bit the scalar `project::project_with`) -> `bin` orders the
+//! visible ones by depth and lists them per 16x16 tile (count and scatter in parallel chunks) -> `raster`
+//! blends each tile front to back, tiles in parallel, taking each tile's list 64 Gaussians at a time and
+//! stopping once every pixel of the tile has stopped (`footprint` bounds where a Gaussian can matter, to
+//! skip work; `raster_x86` is the AVX-512 blend, `raster_portable` the generic one). `reference` is the
+//! plain per-pixel oracle; `synthetic` builds a head-like scene for benches; `profile` times the stages and
+//! counts the blend work (for harnesses).
 //!
 //! Rounding: every float operation follows the CUDA source's order in f32 (`ndc2Pix` in f64, as its double
 //! literals make it), and `project::exp` stays within CUDA `expf`'s 2 ulp. The GPU may contract some
@@ -31,6 +33,7 @@ pub mod camera;
 mod footprint;
 pub mod profile;
 pub mod project;
+mod project_lanes;
 mod raster;
 mod raster_portable;
 #[cfg(target_arch = "x86_64")]
@@ -42,6 +45,8 @@ pub mod synthetic;
 mod tests;
 #[cfg(test)]
 mod tests_fast;
+#[cfg(test)]
+mod tests_lanes;
 #[cfg(test)]
 mod tests_project;
 
@@ -194,18 +199,28 @@ fn prepare(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScr
     SplatStats { visible: scratch.bins.visible(), pairs: scratch.bins.pairs() }
 }
 
-/// Preprocesses every Gaussian into `scratch.projected` (culled ones get an empty tile rectangle).
+/// Gaussians per parallel task of the projection (a whole number of `project_lanes` blocks).
+const PROJECT_TASK: usize = 64 * project_lanes::LANES;
+
+/// Preprocesses every Gaussian into `scratch.projected` (culled ones get an empty tile rectangle), 16 at a
+/// time (`project_lanes`, bit for bit `project::project_with`).
 fn project_all(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScratch) {
+    use project_lanes::{project_block, LANES};
     let n = gaussians.len();
     scratch.projected.resize(n, Projected::default());
     if scratch.no_cov_cache {
-        scratch.projected.par_iter_mut().with_min_len(1024).enumerate().for_each(|(i, p)| {
-            *p = project::project(gaussians, i, camera).unwrap_or_default();
+        scratch.projected.par_chunks_mut(PROJECT_TASK).enumerate().for_each(|(t, part)| {
+            for (b, out) in part.chunks_mut(LANES).enumerate() {
+                project_block(gaussians, t * PROJECT_TASK + b * LANES, camera, &mut [], out);
+            }
         });
     } else {
         scratch.covs.resize(n, cache::CovEntry::default());
-        scratch.projected.par_iter_mut().zip(&mut scratch.covs).with_min_len(1024).enumerate().for_each(|(i, (p, entry))| {
-            *p = project::project_with(gaussians, i, camera, |s, r| entry.get(s, r)).unwrap_or_default();
+        let tasks = scratch.projected.par_chunks_mut(PROJECT_TASK).zip(scratch.covs.par_chunks_mut(PROJECT_TASK));
+        tasks.enumerate().for_each(|(t, (part, covs))| {
+            for (b, (out, covs)) in part.chunks_mut(LANES).zip(covs.chunks_mut(LANES)).enumerate() {
+                project_block(gaussians, t * PROJECT_TASK + b * LANES, camera, covs, out);
+            }
         });
     }
 }

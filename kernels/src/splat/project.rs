@@ -1,7 +1,8 @@
 //! Per-Gaussian preprocessing, step for step as `preprocessCUDA` in the official `forward.cu`: near cull,
 //! 3D covariance from the (unnormalised) quaternion, EWA projection to a 2D conic, screen radius, pixel
-//! position and the tile rectangle of `getRect`. The fast splatter and the reference share this code, so
-//! their comparison tests the binning and blending; `tests_project.rs` checks this part against f64 maths.
+//! position and the tile rectangle of `getRect`. The reference runs this code and the fast splatter the same
+//! operations 16 Gaussians at a time (`project_lanes`, bit for bit, `tests_lanes.rs`), so their comparison
+//! tests the binning and blending; `tests_project.rs` checks this part against f64 maths.
 //!
 //! Matrices follow glm's column-major convention (`m[col][row]`) and every product sums in glm's order, so
 //! each float operation is the one the CUDA source writes (the GPU may fuse some into FMAs; that is the
@@ -61,6 +62,8 @@ pub struct Projected {
 type Mat3 = [[f32; 3]; 3];
 
 /// glm's `operator*`: column c = a[0] b[c][0] + a[1] b[c][1] + a[2] b[c][2], summed left to right.
+/// (Inlined always, as the helpers below, so the lane loops of `project_lanes` vectorise.)
+#[inline(always)]
 fn mul(a: &Mat3, b: &Mat3) -> Mat3 {
     let mut out = [[0f32; 3]; 3];
     for c in 0..3 {
@@ -71,6 +74,7 @@ fn mul(a: &Mat3, b: &Mat3) -> Mat3 {
     out
 }
 
+#[inline(always)]
 fn transpose(a: &Mat3) -> Mat3 {
     let mut out = [[0f32; 3]; 3];
     for c in 0..3 {
@@ -98,6 +102,7 @@ pub fn cov3d(scale: [f32; 3], q: [f32; 4]) -> [f32; 6] {
 
 /// `computeCov2D`: EWA projection of a 3D covariance at view-space position `t`, with the Jacobian's
 /// x/z and y/z clamped to +-1.3 tanfov and 0.3 added to the diagonal. Returns `(xx, xy, yy)`.
+#[inline(always)]
 pub fn cov2d(t: [f32; 3], cam: &SplatCamera, cov: &[f32; 6]) -> [f32; 3] {
     let [fx, fy] = cam.focal_px;
     let limx = 1.3 * cam.tan_fov[0];
@@ -115,6 +120,7 @@ pub fn cov2d(t: [f32; 3], cam: &SplatCamera, cov: &[f32; 6]) -> [f32; 3] {
 }
 
 /// `ndc2Pix` for the projected clip position; the CUDA source computes it in double (`1.0` literals).
+#[inline(always)]
 pub fn clip_to_pixel(p_hom: [f32; 4], width: usize, height: usize) -> [f32; 2] {
     let p_w = 1.0 / (p_hom[3] + 0.000_000_1);
     let ndc2pix = |v: f32, s: usize| (((v as f64 + 1.0) * s as f64 - 1.0) * 0.5) as f32;
@@ -123,6 +129,7 @@ pub fn clip_to_pixel(p_hom: [f32; 4], width: usize, height: usize) -> [f32; 2] {
 
 /// `getRect`: tiles within `radius` of the centre, each bound truncated toward zero then clamped to the grid.
 /// Float-to-int conversions saturate (NaN -> 0), as CUDA's `cvt.rzi` does.
+#[inline(always)]
 pub fn tile_rect(x: f32, y: f32, radius: i32, grid: (usize, usize)) -> TileRect {
     let r = radius as f32;
     let b = BLOCK as f32;
@@ -136,7 +143,8 @@ pub fn tile_rect(x: f32, y: f32, radius: i32, grid: (usize, usize)) -> TileRect 
 }
 
 /// Without short-circuit, so the 32-channel colour check vectorises (it was a fifth of the projection time).
-fn all_finite(v: &[f32]) -> bool {
+#[inline(always)]
+pub(super) fn all_finite(v: &[f32]) -> bool {
     v.iter().fold(true, |ok, x| ok & x.is_finite())
 }
 
