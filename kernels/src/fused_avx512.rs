@@ -196,3 +196,58 @@ pub unsafe fn conv1x1_lrelu_add(panels: &[f32], bias: &[f32], ci: usize, co: usi
         }
     }
 }
+
+/// The horizontal half of [`up2_row`] for one input row `r` (`w` floats): `row[2j - 1]` and `row[2j]`
+/// (`j = 1..w`) get `0.75 r[j-1] + 0.25 r[j]` and `0.25 r[j-1] + 0.75 r[j]`, the same `blend` as there;
+/// `row[0]` and `row[2w - 1]` are left to the caller.
+///
+/// # Safety
+/// The CPU has AVX-512F; `row.len() == 2 r.len()`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn up2_hrow(r: &[f32], row: &mut [f32]) {
+    let w = r.len();
+    debug_assert!(row.len() == 2 * w);
+    let (q1, q3) = (_mm512_set1_ps(0.25), _mm512_set1_ps(0.75));
+    let lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let mut j = 1;
+    while j < w {
+        let m = (w - j).min(16);
+        let mask = lanes(m);
+        // SAFETY: lanes k < m read columns j - 1 + k and j + k, both < w.
+        let (a, b) = unsafe { (_mm512_maskz_loadu_ps(mask, r.as_ptr().add(j - 1)), _mm512_maskz_loadu_ps(mask, r.as_ptr().add(j))) };
+        let odd = _mm512_add_ps(_mm512_mul_ps(q3, a), _mm512_mul_ps(q1, b));
+        let even = _mm512_add_ps(_mm512_mul_ps(q1, a), _mm512_mul_ps(q3, b));
+        let (lo, hi) = (_mm512_permutex2var_ps(odd, lo_idx, even), _mm512_permutex2var_ps(odd, hi_idx, even));
+        // SAFETY: outputs 2j - 1 .. 2j - 1 + 2m lie below 2w - 1.
+        unsafe {
+            let p = row.as_mut_ptr().add(2 * j - 1);
+            _mm512_mask_storeu_ps(p, lanes(2 * m), lo);
+            if m > 8 {
+                _mm512_mask_storeu_ps(p.add(16), lanes(2 * m - 16), hi);
+            }
+        }
+        j += m;
+    }
+}
+
+/// The vertical half of [`up2_row`]: `out[k] = (wy0 h0[k] + wy1 h1[k]) * sc`, its `vert` (no FMA).
+///
+/// # Safety
+/// The CPU has AVX-512F; `h0` and `h1` hold at least `out.len()` floats.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn up2_vrow(h0: &[f32], h1: &[f32], wy0: f32, wy1: f32, sc: f32, out: &mut [f32]) {
+    debug_assert!(h0.len() >= out.len() && h1.len() >= out.len());
+    let (vy0, vy1, vs) = (_mm512_set1_ps(wy0), _mm512_set1_ps(wy1), _mm512_set1_ps(sc));
+    let mut k = 0;
+    while k < out.len() {
+        let mask = lanes(out.len() - k);
+        // SAFETY: the mask keeps every lane below out.len() (<= both inputs' lengths).
+        unsafe {
+            let (a, b) = (_mm512_maskz_loadu_ps(mask, h0.as_ptr().add(k)), _mm512_maskz_loadu_ps(mask, h1.as_ptr().add(k)));
+            let v = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(vy0, a), _mm512_mul_ps(vy1, b)), vs);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(k), mask, v);
+        }
+        k += 16;
+    }
+}

@@ -53,7 +53,12 @@ fn alone(shape: Shape) -> f64 {
 }
 
 /// Prints the per-segment table and the totals for the model at `path`.
+/// `path = "up2"`: only the fused-upsample A/B ([`up2_ab`]).
 pub fn refine(path: &str) {
+    if path == "up2" {
+        up2_ab();
+        return;
+    }
     let model = Model::open(path).expect("model opens");
     let cfg = model.config().clone();
     let mut r = Refiner::new(&model, &cfg, NoiseMode::Stored).expect("refiner loads");
@@ -103,6 +108,7 @@ pub fn refine(path: &str) {
         median(observed.clone()) * 1e3,
         min(&observed)
     );
+    ab(&mut r, &x, &mut out);
     println!("| # | conv | shape | segment ms | conv alone ms | rest ms |");
     println!("|---|---|---|---|---|---|");
     let pre = median(seg[0].clone());
@@ -218,4 +224,85 @@ fn skip_branch(x: &[f32], out: &mut [f32]) {
     }
     println!("| skip branch 32->16 @512, three passes | 112 | {:.2} | |", median(sep));
     println!("| skip branch 32->16 @512, fused | 24 | {:.2} | |", median(fused));
+}
+
+/// Session-5 changes that keep the same bits, each with its process-wide switch (off = the old path).
+/// A switch's name and setter.
+type Switch = (&'static str, fn(bool));
+
+const SWITCHES: [Switch; 1] = [("narrow 16-column strip for 16x16 maps", winograd::set_narrow_strips)];
+
+/// Old against new in this process, alternating: the whole refine (all switches off, then on; medians of
+/// 7), then each switch alone on the 3x3 shapes it touches (medians of 5 rounds of [`alone`]).
+fn ab(r: &mut Refiner, x: &[f32], out: &mut [f32]) {
+    let set = |on: bool| SWITCHES.iter().for_each(|(_, f)| f(on));
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    let mut first: Option<Vec<f32>> = None;
+    for _ in 0..7 {
+        for (on, v) in [(false, &mut old), (true, &mut new)] {
+            set(on);
+            let t = Instant::now();
+            r.run(x, out).expect("refine runs");
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+            // Every run, old or new, must give the first one's bits.
+            let same = first.get_or_insert_with(|| out.to_vec()).iter().zip(out.iter()).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "refine output with the switches {} differs from the first run's", if on { "on" } else { "off" });
+        }
+    }
+    let (o, n) = (median(old), median(new));
+    println!("A/B whole refine via `run`, medians of 7 alternating: old {o:.1} ms, new {n:.1} ms ({:.3}x)\n", o / n);
+    println!("| switch | shape | old ms | new ms | ratio |\n|---|---|---|---|---|");
+    let shapes: [Shape; 3] = [(256, 256, 3, 16), (256, 512, 3, 16), (512, 512, 3, 16)];
+    for (name, f) in SWITCHES {
+        for shape in shapes {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                f(false);
+                a.push(alone(shape));
+                f(true);
+                b.push(alone(shape));
+            }
+            let (a, b) = (median(a) * 1e3, median(b) * 1e3);
+            println!("| {name} | {}->{} @{} | {a:.2} | {b:.2} | {:.2} |", shape.0, shape.1, shape.3, a / b);
+        }
+    }
+    set(true);
+    up2_ab();
+    println!();
+}
+
+/// The up StyleConvs' input (x2 bilinear resize with the modulation, `fused::bilinear_scaled`) then the
+/// Winograd conv, against `winograd::conv3x3_up2_with` building the upsampled input inside the input
+/// transform; alternating, medians of 5.
+fn up2_ab() {
+    use gaga_kernels::fused::bilinear_scaled;
+    println!("\n| x2 upsample + conv | old: resize then conv ms | new: fused ms | ratio | min old / min new |\n|---|---|---|---|---|");
+    for (ci, co, side) in [(512, 512, 16), (512, 512, 32), (512, 256, 64), (256, 128, 128), (128, 64, 256), (64, 32, 512)] {
+        let (hl, spec) = (side / 2, Conv2d { c_in: ci, c_out: co, kernel: 3, stride: 1, pad: 1 });
+        let (low, s) = (seeded(1, ci * hl * hl), seeded(2, ci));
+        let ww = winograd::WinogradWeights::new(&spec, &seeded(3, co * ci * 9), Some(&seeded(4, co))).expect("3x3 shape");
+        let (mut up, mut out, mut sc) = (vec![0f32; ci * side * side], vec![0f32; co * side * side], Scratch::new());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for i in 0..9 {
+            let t = Instant::now();
+            bilinear_scaled(&low, ci, hl, hl, side, side, &s, &mut up);
+            winograd::conv3x3(&mut sc, &ww, &up, side, side, &mut out).expect("sizes match");
+            let ta = t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            let ran = winograd::conv3x3_up2_with(&mut sc, &ww, &low, hl, hl, &s, &mut out, winograd::Epilogue::Store).expect("sizes match");
+            let tb = t.elapsed().as_secs_f64() * 1e3;
+            if !ran {
+                println!("(no fused path on this CPU)");
+                return;
+            }
+            if i > 0 {
+                a.push(ta);
+                b.push(tb);
+            }
+        }
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let r = min(&a) / min(&b);
+        let (a, b) = (median(a), median(b));
+        println!("| {ci}->{co} {hl}->{side} | {a:.2} | {b:.2} | {:.2} | {r:.2} |", a / b);
+    }
 }

@@ -290,6 +290,53 @@ pub(crate) unsafe fn tile_offs_split(
     false
 }
 
+/// Columns of the narrow micro-tile ([`tile_narrow`]).
+pub(crate) const NR_NARROW: usize = 16;
+
+/// A narrow micro-tile: panels `p..p + np` (`np` is 1 or 2) of the packed `m x k` matrix `a` (from
+/// [`pack_a`]; `bias` holds their `MR * np` values, added when `first`), inner rows `q0..q0 + kc`, times
+/// `kc` rows of [`NR_NARROW`] columns of `B` at `b` (stride `ldb`), into `MR * np` rows of `c` (stride
+/// `ldc`). Bit-identical to [`tile_split`]'s full tile on the columns both compute. Returns false (doing
+/// nothing) when this CPU has no narrow kernel (only AVX-512 strips are wider than 16).
+///
+/// # Safety
+/// `b` has `kc` rows of 16 readable floats at stride `ldb`; `c` has `MR * np` rows of 16 writable floats at
+/// stride `ldc`, written by no one else during the call.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn tile_narrow(
+    isa: Isa,
+    kc: usize,
+    a: &[f32],
+    k: usize,
+    p: usize,
+    np: usize,
+    bias: &[f32],
+    q0: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+) -> bool {
+    assert!((1..=2).contains(&np) && q0 + kc <= k && a.len() >= (p + np) * MR * k && bias.len() >= np * MR);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        let at = |i: usize| a[(p + i) * MR * k + q0 * MR..].as_ptr();
+        // SAFETY: panels and bias checked above; B and C as vouched by the caller; AVX-512F detected.
+        unsafe {
+            if np == 2 {
+                x86::kernel_16cols_avx512::<2>(kc, [at(0), at(1)], b, ldb, c, ldc, first, bias.as_ptr());
+            } else {
+                x86::kernel_16cols_avx512::<1>(kc, [at(0)], b, ldb, c, ldc, first, bias.as_ptr());
+            }
+        }
+        return true;
+    }
+    let _ = (isa, b, c, ldc, ldb, first);
+    false
+}
+
 /// The `KC` split of an inner dimension `k`: block length (blocks are equal but the last). Depends on `k`
 /// only, so every path sums in the same order.
 pub(crate) fn kc_step(k: usize) -> usize {

@@ -89,3 +89,71 @@ fn unpacking_panels_gives_back_the_row_major_matrix() {
         assert_eq!(back, a, "{m}x{k}");
     }
 }
+
+#[test]
+fn the_narrow_strip_gives_the_bits_of_the_wide_one_on_its_sixteen_columns() {
+    // Three panels (one pair, one single), k = 300 in two KC blocks (the second accumulates onto the first).
+    let (m, k, ldb) = (24, 300, 37);
+    let (a, b, bias) = (seeded(5, m * k), seeded(6, k * ldb), seeded(7, m));
+    let mut packed = vec![f32::NAN; packed_a_len(m, k)];
+    pack_a(m, k, &a, &mut packed);
+    let kc = kc_step(k);
+    for isa in isas() {
+        let (mut wide, mut narrow) = (vec![f32::NAN; m * 32], vec![f32::NAN; m * 16]);
+        if isa != Isa::Avx512 {
+            // SAFETY: a kernel-less ISA touches neither B nor C.
+            let ran = unsafe { tile_narrow(isa, k, &packed, k, 0, 1, &bias, 0, b.as_ptr(), ldb, narrow.as_mut_ptr(), 16, true) };
+            assert!(!ran, "{isa:?} has no narrow kernel");
+            continue;
+        }
+        for q0 in (0..k).step_by(kc) {
+            let kcb = kc.min(k - q0);
+            for p in 0..m / MR {
+                let panel = &packed[p * MR * k..(p + 1) * MR * k];
+                // SAFETY: B rows q0.. have 32 columns inside `b` (ldb = 37); C rows p*MR.. of 32 floats.
+                unsafe {
+                    tile_split(
+                        isa,
+                        kcb,
+                        panel,
+                        &bias[p * MR..],
+                        q0,
+                        b[q0 * ldb..].as_ptr(),
+                        ldb,
+                        wide.as_mut_ptr().add(p * MR * 32),
+                        32,
+                        MR,
+                        32,
+                        q0 == 0,
+                    )
+                };
+            }
+            for (p, np) in [(0, 2), (2, 1)] {
+                // SAFETY: as above, 16 columns; C rows p*MR..(p + np)*MR of 16 floats.
+                let ran = unsafe {
+                    tile_narrow(
+                        isa,
+                        kcb,
+                        &packed,
+                        k,
+                        p,
+                        np,
+                        &bias[p * MR..],
+                        q0,
+                        b[q0 * ldb..].as_ptr(),
+                        ldb,
+                        narrow.as_mut_ptr().add(p * MR * 16),
+                        16,
+                        q0 == 0,
+                    )
+                };
+                assert!(ran, "AVX-512 has a narrow kernel");
+            }
+        }
+        for r in 0..m {
+            for j in 0..16 {
+                assert_eq!(narrow[r * 16 + j].to_bits(), wide[r * 32 + j].to_bits(), "row {r} column {j}");
+            }
+        }
+    }
+}

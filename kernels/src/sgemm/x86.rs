@@ -133,3 +133,53 @@ pub unsafe fn kernel_8x32_avx512_offs(
         }
     }
 }
+
+/// `P` micro-panels (`8 P` rows) x 16 columns with AVX-512F: the narrow strip for products whose column
+/// count leaves half of a 32-wide strip empty (the Winograd products of 16x16 maps: 16 tiles). Each
+/// output value gets exactly the FMAs of [`kernel_8x32_avx512`] in the same order (bias or `c`, then
+/// `q = 0..kc`), so the two kernels agree bit for bit on the columns they share. Two panels give 16
+/// independent accumulator chains (one panel's 8 would just cover the FMA latency of two ports).
+///
+/// # Safety
+/// The CPU supports AVX-512F; each `a[i]` holds `kc * MR` floats (a panel of `super::pack_a` from its
+/// inner row `q0`), `bias` `8 P`, `b` `kc` rows of 16 readable floats at stride `ldb`, `c` `8 P` rows of 16
+/// writable floats at stride `ldc`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn kernel_16cols_avx512<const P: usize>(
+    kc: usize,
+    a: [*const f32; P],
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+    bias: *const f32,
+) {
+    // SAFETY: every pointer offset below stays within the ranges the caller vouched for.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); MR]; P];
+        for p in 0..P {
+            for r in 0..MR {
+                let row = p * MR + r;
+                acc[p][r] = if first { _mm512_set1_ps(*bias.add(row)) } else { _mm512_loadu_ps(c.add(row * ldc)) };
+            }
+        }
+        let mut bp = b;
+        for q in 0..kc {
+            let bv = _mm512_loadu_ps(bp);
+            for p in 0..P {
+                let ap = a[p].add(q * MR);
+                for r in 0..MR {
+                    acc[p][r] = _mm512_fmadd_ps(_mm512_set1_ps(*ap.add(r)), bv, acc[p][r]);
+                }
+            }
+            bp = bp.add(ldb);
+        }
+        for p in 0..P {
+            for r in 0..MR {
+                _mm512_storeu_ps(c.add((p * MR + r) * ldc), acc[p][r]);
+            }
+        }
+    }
+}

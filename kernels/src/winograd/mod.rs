@@ -9,6 +9,9 @@
 //!   output transform writes `out = A^T M A + bias` into the output planes (partial tiles clipped), or passes
 //!   each value through an [`Epilogue`] (LeakyReLU, or multiply / add into the map already in `out`: the
 //!   refiner's SFT), which saves the following element-wise pass and its temporary map;
+//! - a block's last strip of at most 16 tiles (16x16 maps) runs on a 16-column kernel (`products.rs`),
+//!   and [`conv3x3_up2_with`] builds an x2-upsampled, channel-scaled input inside the input transform
+//!   (`up2.rs`); both give the same bits as the plain path;
 //! - blocks run in parallel (one buffer per worker, `scratch::run_tiled_in`); maps with too few blocks run
 //!   one block at a time with its three phases split over the pool instead (no nested parallelism).
 //!
@@ -18,7 +21,9 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod channel;
+mod products;
 mod transforms;
+mod up2;
 
 use rayon::prelude::*;
 
@@ -28,6 +33,7 @@ use crate::scratch::{run_tiled_in, tiled_len};
 use crate::sgemm::{self, Isa, MR};
 use channel::{dispatch_input, dispatch_output};
 use transforms::{weight_tile, XI};
+pub use up2::conv3x3_up2_with;
 
 /// Floats of one block's `V` and `M` aimed at (1 MiB, half this host's per-core L2): wide layers get
 /// fewer tiles per block, thin ones more.
@@ -173,6 +179,21 @@ impl Epilogue {
     }
 }
 
+/// Whether [`conv3x3_with`] runs a last strip of at most 16 tiles on the narrow 16-column kernel (on by
+/// default; [`set_narrow_strips`] turns it off).
+static NARROW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+fn narrow_strips() -> bool {
+    NARROW.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns the narrow last strip of the products on or off process-wide, for old-vs-new timings in one
+/// process (the benches). Either way every output has the same bits.
+#[doc(hidden)]
+pub fn set_narrow_strips(on: bool) {
+    NARROW.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// How one call cuts its tiles: `nt` tiles per block, `blocks` blocks, `tile` floats of buffer per block.
 struct Plan {
     isa: Isa,
@@ -222,6 +243,21 @@ pub fn conv3x3_with(
     out: &mut [f32],
     epi: Epilogue,
 ) -> Result<(), String> {
+    conv3x3_strips(scratch, ww, input, h, w, out, epi, narrow_strips())
+}
+
+/// [`conv3x3_with`] with the narrow last strip on (`narrow`) or off: the two give the same bits.
+#[allow(clippy::too_many_arguments)]
+fn conv3x3_strips(
+    scratch: &mut Scratch,
+    ww: &WinogradWeights,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    out: &mut [f32],
+    epi: Epilogue,
+    narrow: bool,
+) -> Result<(), String> {
     let spec = &ww.spec;
     if input.len() != spec.c_in * h * w || out.len() != spec.c_out * h * w {
         return Err(format!(
@@ -232,9 +268,28 @@ pub fn conv3x3_with(
             out.len()
         ));
     }
+    run_blocks(scratch, ww, input, h, w, out, epi, narrow, None);
+    Ok(())
+}
+
+/// The blocks of one call whose sizes were checked: `input` is the `[c_in, h, w]` map, or with `up2` the
+/// low-resolution map it is upsampled from (see `up2.rs`).
+#[allow(clippy::too_many_arguments)]
+fn run_blocks(
+    scratch: &mut Scratch,
+    ww: &WinogradWeights,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    out: &mut [f32],
+    epi: Epilogue,
+    narrow: bool,
+    up2: Option<up2::Up2>,
+) {
     if out.is_empty() {
-        return Ok(());
+        return;
     }
+    let spec = &ww.spec;
     let plan = Plan::new(spec, h, w);
     let buf = scratch.take(tiled_len(plan.blocks, plan.tile));
     let dst = SyncPtr(out.as_mut_ptr());
@@ -242,13 +297,15 @@ pub fn conv3x3_with(
         let t0 = blk * plan.nt;
         let n = plan.nt.min(plan.tiles - t0);
         let (v, m) = buf.split_at_mut(XI * spec.c_in * plan.nt);
-        let ctx = Block { ww, plan: &plan, input, h, w, t0, n, par: pool > 1 };
-        ctx.input_transform(v);
+        let ctx = Block { ww, plan: &plan, input, h, w, t0, n, par: pool > 1, narrow };
+        match up2 {
+            Some(u) => ctx.input_transform_up2(v, u),
+            None => ctx.input_transform(v),
+        }
         ctx.products(v, m);
         // SAFETY: this block alone writes the pixels of tiles t0..t0 + n of every output plane.
         unsafe { ctx.output_transform(m, dst, epi) };
     });
-    Ok(())
 }
 
 /// Channels ahead the AVX-512 input transform prefetches (the same tiles' rows of channel `i + PF` while
@@ -265,6 +322,8 @@ struct Block<'a> {
     t0: usize,
     n: usize,
     par: bool,
+    /// Products of a last strip of at most 16 columns on the narrow kernel (see `products.rs`).
+    narrow: bool,
 }
 
 /// Runs `f(i)` for `i < n`, over the pool when `par`.
@@ -297,51 +356,6 @@ impl Block<'_> {
             let rows: [&mut [f32]; XI] =
                 std::array::from_fn(|xi| unsafe { std::slice::from_raw_parts_mut(vp.get().add((xi * ci + i) * nt), nt) });
             dispatch_input(self.plan.isa, plane, self.h, self.w, self.plan.tw, self.t0, self.n, rows);
-        });
-    }
-
-    /// The 36 products `M_xi = U_xi V_xi` (`[c_out_pad x nt]` each, bias-free).
-    fn products(&self, v: &[f32], m: &mut [f32]) {
-        let (ci, nt, co_pad, isa) = (self.ww.spec.c_in, self.plan.nt, self.plan.co_pad, self.plan.isa);
-        let nr = isa.nr();
-        let plen = sgemm::packed_a_len(self.ww.spec.c_out, ci);
-        let kc = sgemm::kc_step(ci);
-        let zero = [0f32; MR];
-        let mp = SyncPtr(m.as_mut_ptr());
-        // Strips past the block's tiles would only read V columns left from an earlier block: skip them.
-        let strips = self.n.div_ceil(nr);
-        each(XI, self.par, |xi| {
-            let a = &self.ww.u[xi * plen..(xi + 1) * plen];
-            let b = &v[xi * ci * nt..(xi + 1) * ci * nt];
-            let c = mp.get().wrapping_add(xi * co_pad * nt);
-            let mut q0 = 0;
-            while q0 < ci {
-                let kcb = kc.min(ci - q0);
-                // Panel outer, strips inner: the 8 x kc panel stays in L1 while B's strips come from L2.
-                for (p, panel) in a.chunks_exact(MR * ci).enumerate() {
-                    for s in 0..strips {
-                        // SAFETY: B rows q0..q0 + kcb of V_xi have nt >= (s + 1) * nr columns; C rows
-                        // p*MR..p*MR + MR (< co_pad) of M_xi belong to this xi alone.
-                        unsafe {
-                            sgemm::tile_split(
-                                isa,
-                                kcb,
-                                panel,
-                                &zero,
-                                q0,
-                                b[q0 * nt + s * nr..].as_ptr(),
-                                nt,
-                                c.add(p * MR * nt + s * nr),
-                                nt,
-                                MR,
-                                nr,
-                                q0 == 0,
-                            );
-                        }
-                    }
-                }
-                q0 += kcb;
-            }
         });
     }
 

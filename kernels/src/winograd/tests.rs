@@ -192,3 +192,77 @@ fn every_epilogue_gives_the_bits_of_the_convolution_then_the_plain_pass() {
         }
     }
 }
+
+#[test]
+fn the_narrow_last_strip_gives_the_same_bits_as_the_wide_one() {
+    // Tile counts 1, 4, 15, 16 (one narrow strip), 36 (a wide strip then 4 tiles), 25 (a 25-tile last
+    // strip stays wide), 80 in several blocks; c_out 5 / 24 / 40 (one, three, five panels: odd pairs), KC
+    // split at c_in 300; every epilogue (Mul/AddInto start from the same map).
+    let cases = [
+        (spec(3, 5), 4, 4),
+        (spec(8, 24), 8, 8),
+        (spec(16, 40), 12, 20),
+        (spec(300, 24), 16, 16),
+        (spec(32, 16), 24, 24),
+        (spec(7, 9), 20, 20),
+        (spec(64, 40), 40, 32),
+    ];
+    let epis = [Epilogue::Store, Epilogue::LeakyRelu(0.2), Epilogue::MulInto, Epilogue::AddInto];
+    for (i, &(s, h, w)) in cases.iter().enumerate() {
+        let seed = 300 + 10 * i as u64;
+        let x = seeded(seed, s.c_in * h * w);
+        let ww =
+            WinogradWeights::new(&s, &seeded(seed + 1, s.c_out * s.c_in * 9), Some(&seeded(seed + 2, s.c_out))).expect("valid weights");
+        for epi in epis {
+            let start = seeded(seed + 3, s.c_out * h * w);
+            let (mut wide, mut narrow) = (start.clone(), start);
+            conv3x3_strips(&mut Scratch::new(), &ww, &x, h, w, &mut wide, epi, false).expect("valid call");
+            conv3x3_strips(&mut Scratch::new(), &ww, &x, h, w, &mut narrow, epi, true).expect("valid call");
+            let same = wide.iter().zip(&narrow).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{s:?} at {h}x{w}, {epi:?}: narrow and wide strips differ");
+        }
+    }
+}
+
+#[test]
+fn the_upsampling_convolution_gives_the_bits_of_the_resize_then_the_convolution() {
+    use crate::fused::bilinear_scaled;
+    // Low-resolution sizes giving 16 tiles (the narrow strip), partial tiles, partial 16-tile groups,
+    // tile rows longer than one 64-tile window (2x140 -> 4x280: 70 tiles a row), several blocks starting
+    // mid-row (c_out 40 at 40x80), a 1x1 map (generic taps); every epilogue.
+    let cases =
+        [(spec(8, 16), 8, 8), (spec(5, 9), 5, 7), (spec(3, 8), 3, 33), (spec(4, 8), 2, 140), (spec(64, 40), 20, 40), (spec(6, 5), 1, 1)];
+    let epis = [Epilogue::Store, Epilogue::LeakyRelu(0.2), Epilogue::MulInto, Epilogue::AddInto];
+    for (i, &(sp, hl, wl)) in cases.iter().enumerate() {
+        let seed = 500 + 10 * i as u64;
+        let (h, w) = (2 * hl, 2 * wl);
+        let low = seeded(seed, sp.c_in * hl * wl);
+        let s = seeded(seed + 1, sp.c_in);
+        let ww =
+            WinogradWeights::new(&sp, &seeded(seed + 2, sp.c_out * sp.c_in * 9), Some(&seeded(seed + 3, sp.c_out))).expect("valid weights");
+        let mut up = vec![0f32; sp.c_in * h * w];
+        bilinear_scaled(&low, sp.c_in, hl, wl, h, w, &s, &mut up);
+        for epi in epis {
+            let start = seeded(seed + 4, sp.c_out * h * w);
+            let (mut want, mut got) = (start.clone(), start);
+            conv3x3_with(&mut Scratch::new(), &ww, &up, h, w, &mut want, epi).expect("valid call");
+            let ran = conv3x3_up2_with(&mut Scratch::new(), &ww, &low, hl, wl, &s, &mut got, epi).expect("valid call");
+            if !ran {
+                assert_ne!(Isa::detect(), Isa::Avx512, "AVX-512 runs the fused path");
+                return;
+            }
+            let bad = want.iter().zip(&got).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert!(bad.is_none(), "{sp:?} from {hl}x{wl}, {epi:?}: first difference at {bad:?}");
+        }
+    }
+}
+
+#[test]
+fn the_upsampling_convolution_names_the_sizes_it_was_given() {
+    let ww = WinogradWeights::new(&spec(2, 3), &[0.0; 54], None).expect("valid");
+    let e =
+        conv3x3_up2_with(&mut Scratch::new(), &ww, &[0.0; 7], 2, 2, &[1.0; 2], &mut [0.0; 48], Epilogue::Store).expect_err("short input");
+    assert!(e.contains("2x2") && e.contains("found 7") && e.contains("48"), "{e}");
+    let e = conv3x3_up2_with(&mut Scratch::new(), &ww, &[0.0; 8], 2, 2, &[1.0; 1], &mut [0.0; 48], Epilogue::Store).expect_err("factors");
+    assert!(e.contains("factor"), "{e}");
+}
