@@ -66,11 +66,17 @@ pub(crate) fn run_tiled(scratch: &mut Scratch, tasks: usize, tile_len: usize, ta
 
 /// Floats [`run_tiled_in`] needs for `tasks` tasks of `tile_len` floats: one tile per worker that runs.
 pub(crate) fn tiled_len(tasks: usize, tile_len: usize) -> usize {
+    tiled_workers(tasks) * tile_len
+}
+
+/// Workers [`run_tiled_in`] runs `tasks` tasks on: the whole pool with at least two tasks per worker,
+/// else one (tasks in turn).
+pub(crate) fn tiled_workers(tasks: usize) -> usize {
     let t = threads();
     if t > 1 && tasks >= 2 * t {
-        t * tile_len
+        t
     } else {
-        tile_len
+        1
     }
 }
 
@@ -78,7 +84,7 @@ pub(crate) fn tiled_len(tasks: usize, tile_len: usize) -> usize {
 pub(crate) fn run_tiled_in(buf: &mut [f32], tasks: usize, tile_len: usize, task: impl Fn(usize, &mut [f32], usize) + Sync) {
     let t = threads();
     let buf = &mut buf[..tiled_len(tasks, tile_len)];
-    if t > 1 && tasks >= 2 * t {
+    if tiled_workers(tasks) > 1 {
         let next = AtomicUsize::new(0);
         buf.par_chunks_mut(tile_len.max(1)).for_each(|tile| loop {
             let i = next.fetch_add(1, Ordering::Relaxed);

@@ -1,23 +1,23 @@
 //! The int8 convolution driver: an implicit GEMM over a quantised, zero-bordered copy of the input.
 //!
 //! The input `[c_in, h, w]` is quantised once per call into `[G][h + 2p][w + 2p][4]` bytes (channels in
-//! groups of 4, `p = k / 2` zero border). Output pixel `(oy, ox)` becomes the flat column
-//! `j = oy * (w + 2p) + ox`; its tap `(ky, kx)` of channel group `cg` is then the 4 bytes at
-//! `(cg * plane + j + ky * (w + 2p) + kx) * 4`, so a strip of consecutive columns is one contiguous run
-//! per inner group and the micro-kernels read it in place through an offset table (no im2col copy).
-//! Columns with `ox >= w` (the border) are computed and dropped. Work is split over blocks of columns;
-//! integer sums are exact, so blocking and threading cannot change a result.
+//! groups of 4, `p = k / 2` zero border, planes `stride >= plane` words apart, see [`plane_stride`]).
+//! Output pixel `(oy, ox)` becomes the flat column `j = oy * (w + 2p) + ox`; its tap `(ky, kx)` of
+//! channel group `cg` is then the 4 bytes at `(cg * stride + j + ky * (w + 2p) + kx) * 4`, so a strip of
+//! consecutive columns is one contiguous run per inner group and the micro-kernels read it in place
+//! through an offset table (no im2col copy). Columns with `ox >= w` (the border) are computed and
+//! dropped. Work is split into tasks of column blocks x output panels (`plan.rs`); integer sums are
+//! exact, so blocking and threading cannot change a result.
 
 use rayon::prelude::*;
 
+use super::epilogue::{epilogue, Terms, Tile};
 use super::kernels::micro_i8;
 use super::pack::{Packed, PackedConv};
+use super::plan::Plan;
 use super::{act_scale_for, ensure, quantise_lane, QError, QIsa, QResult, KG, MR};
 use crate::matmul::{threads, SyncPtr};
-use crate::scratch::{run_tiled_in, tiled_len, Scratch};
-
-/// Most flat columns per task (multiple of every `nr`).
-const NC: usize = 256;
+use crate::scratch::{run_tiled_in, tiled_len, tiled_workers, Scratch};
 
 /// Most inner groups per block: a 32-column strip of 160 groups is 20 KiB, the 8-row panel slice 5 KiB
 /// (both stay in a 48 KiB L1). Measured against 64 (one thread, alternating in one process): 3-6 % faster
@@ -29,6 +29,8 @@ pub(super) struct Geometry {
     pub p: usize,
     pub wp: usize,
     pub plane: usize,
+    /// Words from one channel group's plane to the next (>= `plane`, see [`plane_stride`]).
+    pub stride: usize,
     pub cg: usize,
     pub n_flat: usize,
 }
@@ -50,8 +52,29 @@ pub(super) fn output_geometry(pc: &PackedConv, h: usize, w: usize, bias: Option<
     let p = pc.k / 2;
     let (hp, wp) = (h + 2 * p, w + 2 * p);
     let cg = c_in.div_ceil(KG);
-    ensure!(cg * hp * wp * KG < u32::MAX as usize / 2, "packed conv: input [{c_in}, {h}, {w}] too large for 32-bit offsets");
-    Ok(Geometry { p, wp, plane: hp * wp, cg, n_flat: h * wp })
+    let stride = plane_stride(hp * wp);
+    ensure!(cg * stride * KG < u32::MAX as usize / 2, "packed conv: input [{c_in}, {h}, {w}] too large for 32-bit offsets");
+    Ok(Geometry { p, wp, plane: hp * wp, stride, cg, n_flat: h * wp })
+}
+
+/// Words between consecutive channel-group planes of the quantised map. A strip's loads walk every
+/// group at the same pixel, so the groups' addresses modulo 4 KiB pick their L1 sets: planes of
+/// 514 x 514 or 258 x 258 words lie 16 bytes apart modulo 4 KiB, so 16 groups x 3 rows fight over a
+/// few 12-way sets and every load comes from L2. Large planes are therefore padded to 17 cache lines
+/// past a 4 KiB multiple (17 is odd, so 64 consecutive groups start in 64 different sets), which
+/// keeps 16-word alignment; planes under 16 KiB stay unpadded (padding would cost a large share).
+pub(super) fn plane_stride(plane: usize) -> usize {
+    const WORDS_4K: usize = 1024;
+    const OFFSET: usize = 17 * 16;
+    if plane < 4 * WORDS_4K || super::plan::old(super::plan::OLD_STRIDE) {
+        return plane;
+    }
+    let base = plane - plane % WORDS_4K + OFFSET;
+    if base >= plane {
+        base
+    } else {
+        base + WORDS_4K
+    }
 }
 
 /// int8 convolution of `x` into `out` on `isa` (see [`PackedConv::run_on`]).
@@ -67,9 +90,27 @@ pub(super) fn run_i8(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) -> QResult<()> {
+    run_i8_timed(isa, pc, scratch, x, h, w, act_scale, bias, out, None)
+}
+
+/// [`run_i8`] reporting where its time goes to `probe` (the phase-split timing test).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_i8_timed(
+    isa: QIsa,
+    pc: &PackedConv,
+    scratch: &mut Scratch,
+    x: &[f32],
+    h: usize,
+    w: usize,
+    act_scale: Option<f32>,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    probe: Probe,
+) -> QResult<()> {
     geometry(pc, x, h, w, bias, out)?;
     let scale = || act_scale.unwrap_or_else(|| act_scale_for(x));
-    run_i8_with(isa, pc, scratch, h, w, bias, out, scale, |g, s, map| quantise_map(x, pc.c_in, h, w, g, s, isa.offset(), map))
+    let fill = |g: &Geometry, s, map: &mut [u8]| quantise_map(x, pc.c_in, h, w, g, s, isa.offset(), map);
+    run_i8_probed(isa, pc, scratch, h, w, bias, out, scale, fill, probe)
 }
 
 /// [`run_i8`] on an input the caller supplies: `scale()` gives the activation scale, `fill(g, s, map)`
@@ -87,11 +128,58 @@ pub(super) fn run_i8_with(
     scale: impl FnOnce() -> f32,
     fill: impl FnOnce(&Geometry, f32, &mut [u8]),
 ) -> QResult<()> {
+    run_i8_probed(isa, pc, scratch, h, w, bias, out, scale, fill, None)
+}
+
+/// A phase of an int8 convolution call, as reported to a [`Probe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// `scale()`: the max-abs pass of a dynamic scale.
+    Scale,
+    /// `fill()`: the quantise pass.
+    Fill,
+    /// One task's micro-kernel loops (summed over tasks, so over threads).
+    Gemm,
+    /// One task's epilogue (summed over tasks).
+    Epilogue,
+    /// The wall time of the parallel GEMM + epilogue region.
+    Region,
+    /// How many workers ran the region (reported as a count, not seconds).
+    Workers,
+}
+
+/// Receives each phase's seconds (timing tests only; calls pass `None` and read no clock).
+pub(super) type Probe<'a> = Option<&'a (dyn Fn(Phase, f64) + Sync)>;
+
+/// Elapsed seconds since `t0`, reported to `probe` as `phase` (nothing when there is no probe).
+fn report(probe: Probe, phase: Phase, t0: Option<std::time::Instant>) {
+    if let (Some(p), Some(t0)) = (probe, t0) {
+        p(phase, t0.elapsed().as_secs_f64());
+    }
+}
+
+/// [`run_i8_with`] reporting where its time goes to `probe`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_i8_probed(
+    isa: QIsa,
+    pc: &PackedConv,
+    scratch: &mut Scratch,
+    h: usize,
+    w: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    scale: impl FnOnce() -> f32,
+    fill: impl FnOnce(&Geometry, f32, &mut [u8]),
+    probe: Probe,
+) -> QResult<()> {
+    let clock = || probe.map(|_| std::time::Instant::now());
     let Packed::I8 { q, scales, sums } = &pc.w else {
         return Err(QError(format!("run_i8: weight is {:?}, not I8", pc.format())));
     };
     let g = output_geometry(pc, h, w, bias, out)?;
+    let t0 = clock();
     let s = scale();
+    report(probe, Phase::Scale, t0);
     ensure!(s.is_finite() && s > 0.0, "packed conv activation scale: {s}, expected finite and > 0");
     if out.is_empty() {
         return Ok(());
@@ -100,14 +188,12 @@ pub(super) fn run_i8_with(
     let groups = k * k * g.cg;
     // Quantised map (+ slack for the last strip's dropped columns and the largest tap offset), alignment
     // pad, offsets.
-    let map_words = g.cg * g.plane + nr + 2 * g.p + 16;
-    let t = threads();
-    let nc = g.n_flat.div_ceil(2 * t).next_multiple_of(nr).clamp(nr, NC);
-    let blocks = g.n_flat.div_ceil(nc);
-    // Row stride of the accumulator block, padded so its rows do not alias in L1 (4 KiB multiples).
-    let ldt = nc + 16;
-    let tile = panels * MR * ldt;
-    let buf = scratch.take(map_words + 16 + groups + tiled_len(blocks, tile));
+    let map_words = g.cg * g.stride + nr + 2 * g.p + 16;
+    let plan = Plan::new(g.n_flat, nr, panels, threads());
+    // Row stride of the accumulator tile, padded so its rows do not alias in L1 (4 KiB multiples).
+    let ldt = plan.max_columns() + 16;
+    let tile = plan.max_panels() * MR * ldt;
+    let buf = scratch.take(map_words + 16 + groups + tiled_len(plan.tasks(), tile));
     // A 64-byte-aligned map: 1x1 convolutions on maps whose planes are multiples of 16 pixels then load
     // whole cache lines. (3x3 taps stay misaligned by `(ky * wp + kx) % 16` words; aligning them with
     // permutes cost more than the split loads, see docs/performance.md.)
@@ -115,11 +201,13 @@ pub(super) fn run_i8_with(
     let (map, rest) = buf[pad..].split_at_mut(map_words);
     let (offs, tiles) = rest.split_at_mut(groups);
     let map: &mut [u8] = bytemuck::cast_slice_mut(map);
+    let t0 = clock();
     fill(&g, s, map);
+    report(probe, Phase::Fill, t0);
     let offs: &mut [u32] = bytemuck::cast_slice_mut(offs);
     for (i, o) in offs.iter_mut().enumerate() {
         let (tap, c) = (i / g.cg, i % g.cg);
-        *o = ((c * g.plane + (tap / k) * g.wp + tap % k) * KG) as u32;
+        *o = ((c * g.stride + (tap / k) * g.wp + tap % k) * KG) as u32;
     }
     let (map, offs) = (&*map, &*offs);
     // Inner blocks of at most KCG groups, equal in size (72 groups: 2 x 36, not 64 + 8).
@@ -128,125 +216,39 @@ pub(super) fn run_i8_with(
     let last = g.n_flat.next_multiple_of(nr) * KG + offs.iter().max().copied().unwrap_or(0) as usize;
     assert!(last <= map.len(), "int8 conv: strip reads reach byte {last} of a {}-byte map", map.len());
     let dst = SyncPtr(out.as_mut_ptr());
-    let corr: &[i32] = if isa.offset() { sums } else { &[] };
-    run_tiled_in(tiles, blocks, tile, |blk, buf, _| {
+    let terms = Terms { scales, s, corr: if isa.offset() { sums } else { &[] }, bias };
+    let t0 = clock();
+    run_tiled_in(tiles, plan.tasks(), tile, |task, buf, _| {
+        let t1 = clock();
         let ct: &mut [i32] = bytemuck::cast_slice_mut(&mut buf[..tile]);
-        let j0 = blk * nc;
-        let ncols = nc.min(g.n_flat - j0);
+        let ((j0, j1), (p0, p1)) = (plan.columns(task), plan.panel_range(task));
+        let ncols = j1.min(g.n_flat) - j0;
         for g0 in (0..groups).step_by(kb) {
             let gb = kb.min(groups - g0);
             for s0 in (0..ncols).step_by(nr) {
-                for p in 0..panels {
+                for p in p0..p1 {
                     // SAFETY: the panel slice holds gb groups; strip reads stay below `last` (checked);
-                    // the tile's 8 rows x nr columns lie inside `ct` (nc is a multiple of nr).
+                    // the tile's 8 rows x nr columns lie inside `ct` (column counts are multiples of nr).
                     unsafe {
                         let a = q.as_ptr().add((p * groups + g0) * MR * KG);
                         let b = map.as_ptr().add((j0 + s0) * KG);
-                        micro_i8(isa, gb, a, b, offs[g0..].as_ptr(), ct.as_mut_ptr().add(p * MR * ldt + s0), ldt, g0 == 0);
+                        micro_i8(isa, gb, a, b, offs[g0..].as_ptr(), ct.as_mut_ptr().add((p - p0) * MR * ldt + s0), ldt, g0 == 0);
                     }
                 }
             }
         }
-        // SAFETY: this block owns flat columns j0..j0 + ncols, i.e. its pixels of every output plane.
-        unsafe { epilogue(ct, ldt, j0, ncols, &g, w, h, scales, s, corr, bias, dst) };
+        report(probe, Phase::Gemm, t1);
+        let t1 = clock();
+        let tile = Tile { ct, ldc: ldt, j0, ncols, o0: p0 * MR, o1: (p1 * MR).min(pc.c_out) };
+        // SAFETY: this task owns flat columns j0..j0 + ncols of output channels o0..o1.
+        unsafe { epilogue(&tile, &terms, &g, w, h, dst) };
+        report(probe, Phase::Epilogue, t1);
     });
+    report(probe, Phase::Region, t0);
+    if let Some(p) = probe {
+        p(Phase::Workers, tiled_workers(plan.tasks()) as f64);
+    }
     Ok(())
-}
-
-/// `out[o, pixel(j)] = ((acc - corr[o]) as f32) * (scales[o] * s) + bias[o]` for the block's columns.
-///
-/// # Safety
-/// `dst` points at `scales.len()` planes of `h * w` floats whose pixels in columns `j0..j0 + ncols` no one
-/// else touches during the call.
-#[allow(clippy::too_many_arguments)]
-unsafe fn epilogue(
-    ct: &[i32],
-    ldc: usize,
-    j0: usize,
-    ncols: usize,
-    g: &Geometry,
-    w: usize,
-    h: usize,
-    scales: &[f32],
-    s: f32,
-    corr: &[i32],
-    bias: Option<&[f32]>,
-    dst: SyncPtr,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected; the rest is the caller's contract.
-        unsafe { epilogue_avx2(ct, ldc, j0, ncols, g, w, h, scales, s, corr, bias, dst) };
-        return;
-    }
-    // SAFETY: the caller's contract.
-    unsafe { epilogue_body(ct, ldc, j0, ncols, g, w, h, scales, s, corr, bias, dst) }
-}
-
-/// [`epilogue_body`] compiled for AVX2 (the same IEEE multiply then add per element, 8 lanes; no FMA
-/// contraction, which Rust never does implicitly).
-///
-/// # Safety
-/// As [`epilogue`], on a CPU with AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn epilogue_avx2(
-    ct: &[i32],
-    ldc: usize,
-    j0: usize,
-    ncols: usize,
-    g: &Geometry,
-    w: usize,
-    h: usize,
-    scales: &[f32],
-    s: f32,
-    corr: &[i32],
-    bias: Option<&[f32]>,
-    dst: SyncPtr,
-) {
-    // SAFETY: the caller's contract.
-    unsafe { epilogue_body(ct, ldc, j0, ncols, g, w, h, scales, s, corr, bias, dst) }
-}
-
-/// The epilogue's loops.
-///
-/// # Safety
-/// As [`epilogue`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn epilogue_body(
-    ct: &[i32],
-    ldc: usize,
-    j0: usize,
-    ncols: usize,
-    g: &Geometry,
-    w: usize,
-    h: usize,
-    scales: &[f32],
-    s: f32,
-    corr: &[i32],
-    bias: Option<&[f32]>,
-    dst: SyncPtr,
-) {
-    for (o, &ws) in scales.iter().enumerate() {
-        let (sc, c, b) = (ws * s, corr.get(o).copied().unwrap_or(0), bias.map_or(0.0, |b| b[o]));
-        let row = &ct[o * ldc..o * ldc + ncols];
-        let mut j = j0;
-        while j < j0 + ncols {
-            let (oy, ox) = (j / g.wp, j % g.wp);
-            let run = (g.wp - ox).min(j0 + ncols - j);
-            if ox < w {
-                let len = run.min(w - ox);
-                // SAFETY: pixel (oy, ox..ox + len) of plane o is inside the output and owned by this block.
-                let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * h * w + oy * w + ox), len) };
-                for (v, &acc) in d.iter_mut().zip(&row[j - j0..j - j0 + len]) {
-                    *v = (acc.wrapping_sub(c) as f32) * sc + b;
-                }
-            }
-            j += run;
-        }
-    }
 }
 
 /// Quantises `x` `[c_in, h, w]` into the zero-bordered, channel-grouped map (`xor 0x80` for offset ISAs):
@@ -267,13 +269,14 @@ pub(super) fn quantise_map(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geome
 
 /// The map's layout, shared by every writer: zeroes the slack after the last plane with the zero word
 /// (`0x80` bytes on offset ISAs), then runs `group(zero, cg, plane)` on each channel group's plane of
-/// `g.plane` u32 words in parallel.
+/// `g.plane` u32 words (planes start `g.stride` words apart) in parallel. The words between planes are
+/// left as they are: only dropped border columns of the last strip can read them.
 pub(super) fn for_each_group(g: &Geometry, offset: bool, map: &mut [u8], group: impl Fn(u32, usize, &mut [u32]) + Sync) {
     let zero = u32::from_le_bytes([if offset { 0x80u8 } else { 0 }; 4]);
     let map: &mut [u32] = bytemuck::cast_slice_mut(map);
-    let (body, slack) = map.split_at_mut(g.cg * g.plane);
+    let (body, slack) = map.split_at_mut(g.cg * g.stride);
     slack.fill(zero);
-    body.par_chunks_mut(g.plane).enumerate().for_each(|(cg, dst)| group(zero, cg, dst));
+    body.par_chunks_mut(g.stride).enumerate().for_each(|(cg, dst)| group(zero, cg, &mut dst[..g.plane]));
 }
 
 /// [`quantise_group`] compiled for AVX2 (same IEEE operations, 8 lanes instead of SSE2's 4).

@@ -139,8 +139,9 @@ fn the_detected_kernels_are_the_ones_the_environment_expects() {
 
 #[test]
 fn the_vectorised_max_abs_equals_a_plain_fold_ignoring_non_finite_values() {
-    // Lengths around the 64-lane blocks and the parallel split; NaN / inf / -inf / -0 at block edges.
-    for len in [0usize, 1, 63, 64, 65, 200, 1000, (1 << 16) + 17] {
+    // Lengths around the 64-lane blocks, the four-stream split (16,400 = 4 x 4,096 + 16) and the parallel
+    // split; NaN / inf / -inf / -0 at block edges.
+    for len in [0usize, 1, 63, 64, 65, 200, 1000, 16_400, (1 << 16) + 17] {
         let mut x: Vec<f32> = seeded(9, len).iter().map(|v| v * 5.0).collect();
         for (i, bad) in [(0, f32::NAN), (63, f32::INFINITY), (64, f32::NEG_INFINITY), (len / 2, f32::NAN), (len.saturating_sub(1), -0.0)] {
             if let Some(v) = x.get_mut(i) {

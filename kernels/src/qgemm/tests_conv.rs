@@ -163,6 +163,35 @@ fn fp16_storage_equals_fp32_on_rounded_weights_and_fp32_matches_the_reference() 
     }
 }
 
+/// The task splits of `plan.rs` (output panels split across tasks when a map has few columns) and
+/// the padded plane stride of large maps change no bit: 1, 2 and 3 threads, every kernel, against the
+/// written-out integer convolution.
+#[test]
+fn panel_split_tasks_and_padded_planes_equal_the_written_out_conv_at_1_2_and_3_threads() {
+    use super::conv::plane_stride;
+    use super::plan::Plan;
+    // (c_in, c_out, k, h, w): one strip and 9 panels; a 1x1 with 25 panels and 2 strips (AVX2: 8 +
+    // tail); a 68 x 72 plane (4,896 words) that is padded, with 66 x 70 outputs in many blocks.
+    let shapes = [(64, 72, 3, 3, 2), (16, 200, 1, 4, 4), (8, 20, 3, 66, 70)];
+    assert!(Plan::new(3 * 4, 32, 9, 2).chunks > 1 && Plan::new(3 * 4, 8, 9, 3).chunks > 1, "the first shape splits panels");
+    assert!(plane_stride(68 * 72) > 68 * 72, "the last shape pads its planes");
+    let pools: Vec<rayon::ThreadPool> = (1..=3).map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("pool")).collect();
+    for sh in shapes {
+        let c = case(&sh);
+        let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
+        let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
+        let want = naive_int8_conv(&c, &q, &scales, act_scale_for(&c.x));
+        for isa in QIsa::available() {
+            for (t, pool) in pools.iter().enumerate() {
+                let got = pool.install(|| run(&p, Kernel::I8(isa), &c, None));
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{isa:?} {sh:?} {} threads, element {i}: {a} vs {b}", t + 1);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let c = case(&(24, 16, 3, 20, 30));

@@ -156,7 +156,7 @@ fn conv_phase_timing() {
             let mut out = vec![0f32; co * r * r];
             let mut scratch = Scratch::new();
             let Ok(g) = super::conv::geometry(&p, &x, r, r, None, &out) else { return };
-            let mut map = vec![0u8; (g.cg * g.plane + 64) * KG];
+            let mut map = vec![0u8; (g.cg * g.stride + 64) * KG];
             let mut best = [f64::MAX; 3];
             let time = |f: &mut dyn FnMut()| {
                 let t0 = std::time::Instant::now();
@@ -181,4 +181,135 @@ fn conv_phase_timing() {
             );
         }
     });
+}
+
+/// Where an int8 convolution's time goes at 1 and 2 threads (dynamic scale, as the refiner runs it),
+/// with session 4's choices (variant 3: `plan::OLD` bits) and today's (0) alternating in one process: max-abs pass,
+/// quantise pass, GEMM (task time summed over tasks / workers), epilogue (likewise) and idle (the
+/// parallel region's wall time minus the workers' average busy time: load imbalance and hand-out
+/// overhead). Per layer, variant and thread count: the split of the fastest of 9 calls
+/// (`GAGA_SPLIT_REPS`), in ms, and the whole call's % of that pool's int8 peak (`GAGA_SPLIT_LAYERS=
+/// ci,co,r;...` picks 3x3 layers).
+/// `cargo test --release -p gaga-kernels conv_phase_split -- --ignored --nocapture --test-threads=1`
+#[test]
+#[ignore = "timing; run by hand (command above)"]
+fn conv_phase_split() {
+    use super::conv::{run_i8_timed, Phase};
+    use super::plan::OLD;
+    use crate::scratch::Scratch;
+    use crate::testing::seeded;
+    use std::sync::atomic::Ordering;
+    use std::sync::Mutex;
+    let isa = QIsa::detect();
+    let pools: Vec<rayon::ThreadPool> =
+        [1, 2].iter().filter_map(|&n| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok()).collect();
+    let peaks: Vec<f64> = pools.iter().map(|p| p.install(|| measure_int8_peak(isa, p.current_num_threads()).unwrap_or(f64::NAN))).collect();
+    println!("\nint8 peak ({isa:?}): {:.0} GOP/s on 1 thread, {:.0} on 2", peaks[0], peaks[1]);
+    println!(
+        "| layer | variant, threads | call ms (% peak) | max-abs | quantise | GEMM | epilogue | idle |\n|---|---|---|---|---|---|---|---|"
+    );
+    let layers = std::env::var("GAGA_SPLIT_LAYERS").ok().map_or_else(
+        || {
+            vec![
+                (512usize, 256usize, 64usize),
+                (512, 512, 32),
+                (256, 256, 64),
+                (256, 128, 128),
+                (512, 512, 16),
+                (256, 256, 16),
+                (64, 32, 512),
+                (32, 32, 512),
+            ]
+        },
+        |v| {
+            v.split(';')
+                .filter_map(|l| {
+                    let n: Vec<usize> = l.split(',').filter_map(|t| t.trim().parse().ok()).collect();
+                    (n.len() == 3).then(|| (n[0], n[1], n[2]))
+                })
+                .collect()
+        },
+    );
+    // `GAGA_SPLIT_VARIANTS=7,0`: the `plan::OLD` bits of each variant (default: session 4 = 3 vs today).
+    let variants: Vec<u32> = std::env::var("GAGA_SPLIT_VARIANTS")
+        .ok()
+        .map_or_else(|| vec![3, 0], |v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect());
+    let reps: usize = std::env::var("GAGA_SPLIT_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
+    for (ci, co, r) in layers {
+        let k = 3;
+        let x = seeded(1, ci * r * r);
+        let Ok(p) = PackedConv::from_f32_as_i8(&seeded(2, co * ci * k * k), co, ci, k) else { return };
+        let mut out = vec![0f32; co * r * r];
+        let mut scratch = Scratch::new();
+        // Per (variant, pool): (wall, [scale, fill, gemm, epilogue, region, workers]) of the fastest call.
+        let mut best = vec![(f64::MAX, [0f64; 6]); 2 * variants.len()];
+        for _ in 0..reps {
+            for (v, b) in best.iter_mut().enumerate() {
+                OLD.store(variants[v / 2], Ordering::Relaxed);
+                let acc = Mutex::new([0f64; 6]);
+                let probe = |ph: Phase, t: f64| {
+                    if let Ok(mut a) = acc.lock() {
+                        a[ph as usize] += t;
+                    }
+                };
+                let wall = pools[v % 2].install(|| {
+                    let t0 = std::time::Instant::now();
+                    run_i8_timed(isa, &p, &mut scratch, &x, r, r, None, None, &mut out, Some(&probe)).expect("conv");
+                    t0.elapsed().as_secs_f64()
+                });
+                if wall < b.0 {
+                    *b = (wall, acc.into_inner().unwrap_or_default());
+                }
+            }
+        }
+        OLD.store(0, Ordering::Relaxed);
+        for (v, (wall, a)) in best.iter().enumerate() {
+            let workers = a[Phase::Workers as usize].max(1.0);
+            let (gemm, epi) = (a[Phase::Gemm as usize] / workers, a[Phase::Epilogue as usize] / workers);
+            let idle = a[Phase::Region as usize] - gemm - epi;
+            let pct = 100.0 * 2.0 * (ci * co * k * k * r * r) as f64 / wall / 1e9 / peaks[v % 2];
+            println!(
+                "| 3x3 {ci}->{co} @{r} | {}, {} | {:.2} ({pct:.0} %) | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                variants[v / 2],
+                v % 2 + 1,
+                wall * 1e3,
+                a[Phase::Scale as usize] * 1e3,
+                a[Phase::Fill as usize] * 1e3,
+                gemm * 1e3,
+                epi * 1e3,
+                idle * 1e3
+            );
+        }
+    }
+}
+
+/// The max-abs pass on a 64 x 512 x 512 input (64 MiB, the refiner's largest) on one thread: one
+/// sequential stream (`max_abs_plain`, session 4) against four side by side (`max_abs`), alternating,
+/// best of 9.
+/// `cargo test --release -p gaga-kernels max_abs_stream_timing -- --ignored --nocapture --test-threads=1`
+#[test]
+#[ignore = "timing; run by hand (command above)"]
+fn max_abs_stream_timing() {
+    /// Session 4's dispatched pass: the one-stream loop compiled for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn one_stream(x: &[f32]) -> f32 {
+        max_abs_plain(x)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if !std::is_x86_feature_detected!("avx512f") {
+        return;
+    }
+    let x = crate::testing::seeded(1, 64 * 512 * 512);
+    let mut best = [f64::MAX; 2];
+    for _ in 0..9 {
+        for (i, b) in best.iter_mut().enumerate() {
+            let t0 = std::time::Instant::now();
+            // SAFETY: AVX-512F was detected above.
+            #[cfg(target_arch = "x86_64")]
+            std::hint::black_box(if i == 0 { unsafe { one_stream(&x) } } else { max_abs(&x) });
+            *b = b.min(t0.elapsed().as_secs_f64());
+        }
+    }
+    println!("max-abs of 64 MiB: one stream {:.2} ms, four streams {:.2} ms", best[0] * 1e3, best[1] * 1e3);
 }
