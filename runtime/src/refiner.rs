@@ -20,6 +20,7 @@ use crate::weights::Weights;
 
 mod arena;
 mod layers;
+mod lowmem;
 pub mod modconv;
 pub(crate) mod noise;
 pub mod packed;
@@ -30,6 +31,8 @@ mod tests;
 #[cfg(test)]
 mod tests_fused;
 #[cfg(test)]
+mod tests_lowmem;
+#[cfg(test)]
 mod tests_quant;
 
 use arena::carve;
@@ -37,13 +40,16 @@ use layers::{Condition, Conv, Linear, Observe, ResBlock, SLOPE};
 use modconv::{ModBufs, StyleConv, ToRgb};
 use noise::Noise;
 pub use noise::NoiseMode;
-use plan::side;
+pub use plan::MapMemory;
+use plan::{side, OnTheFly};
 
-/// The small per-frame vectors (style code, latent, per-layer modulation); the maps live in the arena.
+/// The small per-frame vectors (style code, latent, per-layer modulation, unit factors for the int8 up
+/// blocks); the maps live in the arena.
 struct Vectors {
     style: Vec<f32>,
     latent: Vec<f32>,
     m: ModBufs,
+    ones: Vec<f32>,
 }
 
 /// The StyleUNet with its weights (borrowed from the model when stored as f32) and buffers.
@@ -71,32 +77,38 @@ pub struct Refiner<'w> {
     arena: Vec<f32>,
     plan: arena::Plan,
     ids: plan::Ids,
+    /// Per level, the maps computed on the fly (their arena buffers are empty).
+    fly: Vec<OnTheFly>,
     v: Vectors,
+}
+
+/// `v` resized to `len` floats (calibration's stand-in for a map the plan computes on the fly).
+fn spare_of(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    v.resize(len, 0.0);
+    &mut v[..]
 }
 
 impl<'w> Refiner<'w> {
     /// Loads every `upsampler.*` tensor for `cfg.refiner` and allocates the working buffers.
-    /// `GAGA_FUSED_UPSAMPLE=0` (or `off`, `false`) keeps int8 levels' upsampled inputs as f32 maps
-    /// (see [`Refiner::with_fused_upsampling`]; an escape hatch and the A/B for memory figures).
+    /// int8 levels compute on the fly the maps `GAGA_INT8_MAPS` allows ([`MapMemory::from_env`]; default
+    /// [`MapMemory::Upsampled`]).
     pub fn new(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode) -> Result<Self> {
-        let fuse = !matches!(std::env::var("GAGA_FUSED_UPSAMPLE").as_deref(), Ok("0" | "off" | "false"));
-        Self::with_options(w, cfg, noise, true, fuse)
+        Self::with_options(w, cfg, noise, true, MapMemory::from_env()?)
     }
 
-    /// [`Refiner::new`] that keeps every int8 level's upsampled, modulated input as an f32 map in the
-    /// arena (`fuse = false`: the layout before on-the-fly quantisation, for tests that compare the two
-    /// bitwise) or not (`fuse = true`, what `new` does).
-    pub fn with_fused_upsampling(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, fuse: bool) -> Result<Self> {
-        Self::with_options(w, cfg, noise, true, fuse)
+    /// [`Refiner::new`] with int8 levels' maps stored or computed on the fly as `maps` says (every mode
+    /// gives the same bits; tests compare them, benches time them).
+    pub fn with_map_memory(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, maps: MapMemory) -> Result<Self> {
+        Self::with_options(w, cfg, noise, true, maps)
     }
 
     /// [`Refiner::new`] with the arena planned (`shared`) or one region per buffer (tests compare the two).
     #[cfg(test)]
     pub(crate) fn with_arena(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, shared: bool) -> Result<Self> {
-        Self::with_options(w, cfg, noise, shared, true)
+        Self::with_options(w, cfg, noise, shared, MapMemory::Lean)
     }
 
-    fn with_options(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, shared: bool, fuse: bool) -> Result<Self> {
+    fn with_options(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode, shared: bool, maps: MapMemory) -> Result<Self> {
         let r = &cfg.refiner;
         plan::validate(r)?;
         let (u, d, sd) = (r.unet_channels.clone(), r.decoder_channels.clone(), r.style_dim);
@@ -106,8 +118,9 @@ impl<'w> Refiner<'w> {
         let down = (0..levels)
             .map(|i| ResBlock::load(w, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1], false))
             .collect::<Result<_>>()?;
-        let up = (0..levels).map(|k| ResBlock::load(w, &format!("{p}.conv_body_up.{k}"), u[k], u[k + 1], true)).collect::<Result<_>>()?;
-        let cond = (0..levels)
+        let up: Vec<ResBlock> =
+            (0..levels).map(|k| ResBlock::load(w, &format!("{p}.conv_body_up.{k}"), u[k], u[k + 1], true)).collect::<Result<_>>()?;
+        let cond: Vec<(Condition, Condition)> = (0..levels)
             .map(|k| {
                 Ok((
                     Condition::load(w, &format!("{p}.condition_scale.{k}"), u[k + 1])?,
@@ -125,14 +138,32 @@ impl<'w> Refiner<'w> {
             (1..=levels).map(|k| ToRgb::load(w, &format!("{sg}.to_rgbs.{}", k - 1), d[k], r.out_channels, sd)).collect::<Result<_>>()?;
 
         let s = r.size;
-        // Levels whose first StyleConv is int8 quantise its upsampled input on the fly: no f32 buffer
-        // for it (64 MiB at 512x512); the plan is otherwise the same for every precision.
-        let fused: Vec<bool> = (0..levels).map(|k| fuse && convs[2 * k].mc.fuses_upsample()).collect();
-        let (schedule, ids) = plan::schedule(r, &fused);
+        // int8 layers compute their inputs on the fly where they can (no f32 buffer for them: 64 MiB for
+        // the upsampled StyleConv input at 512x512, 32 MiB each for the rest); the plan is otherwise the
+        // same for every precision.
+        let fly: Vec<OnTheFly> = (0..levels)
+            .map(|k| {
+                let mod_input = convs[2 * k + 1].mc.fuses_upsample();
+                let up_input = convs[2 * k].mc.fuses_upsample();
+                OnTheFly {
+                    up_block: lowmem::up_block_fits(&up[k]),
+                    up_input,
+                    // Only where that conv's quantised input is the largest kernel scratch.
+                    up_bands: up_input && k + 1 == levels,
+                    cond_bands: lowmem::cond_fits(&cond[k].0) && lowmem::cond_fits(&cond[k].1),
+                    mod_input,
+                    // The last level's decoder output is read by nothing after its ToRGB.
+                    rgb_in_place: mod_input && k + 1 == levels,
+                }
+            })
+            .map(|f| maps.restrict(f))
+            .collect();
+        let (schedule, ids) = plan::schedule(r, &fly);
         let plan = arena::Plan::place(schedule, shared);
         plan.check()?;
         let maxc = d.iter().chain(&u).copied().max().unwrap_or(0).max(r.out_channels);
-        let v = Vectors { style: vec![0.0; sd], latent: vec![0.0; sd], m: ModBufs { s: vec![0.0; maxc], f: vec![0.0; maxc] } };
+        let m = ModBufs { s: vec![0.0; maxc], f: vec![0.0; maxc] };
+        let v = Vectors { style: vec![0.0; sd], latent: vec![0.0; sd], m, ones: vec![1.0; maxc] };
         Ok(Refiner {
             size: s,
             in_ch: r.in_channels,
@@ -155,6 +186,7 @@ impl<'w> Refiner<'w> {
             arena: vec![0.0; plan.len()],
             plan,
             ids,
+            fly,
             v,
             u,
             d,
@@ -260,7 +292,7 @@ impl<'w> Refiner<'w> {
         let (u, d, oc) = (&self.u, &self.d, self.out_ch);
         let (ids, a, sc) = (&self.ids, &mut self.arena[..], &mut self.scratch);
         let r = |id| self.plan.region(id);
-        let Vectors { style, latent, m } = &mut self.v;
+        let Vectors { style, latent, m, ones } = &mut self.v;
 
         // Encoder: the down blocks write straight into the skip buffers (skips[k] at side(k)).
         let [input, first] = carve(a, [r(ids.input), r(ids.first)])?;
@@ -296,45 +328,65 @@ impl<'w> Refiner<'w> {
         self.to_rgb1.run(sc, lat, dec, 4, None, m, din, rgb, obs)?;
 
         let (mut feat, mut dec, mut rgb) = (ids.head, ids.dec0, ids.rgb0);
-        for (k, l) in ids.levels.iter().enumerate() {
+        // Calibration observes every conv input, so the maps computed on the fly are then materialised in
+        // this temporary (`run_observed` may allocate).
+        let mut spare = Vec::new();
+        for (k, (l, fly)) in ids.levels.iter().zip(&self.fly).enumerate() {
             let (h, h2) = (side(k), side(k + 1));
+            let n = d[k + 1] * h2 * h2;
             // UNet up block k at side(k + 1).
             let [x, skip, t1, t2, f] = carve(a, [r(feat), r(ids.skips[k]), r(l.t1), r(l.t2), r(l.feat)])?;
             add_assign(&mut x[..u[k] * h * h], &skip[..u[k] * h * h]);
-            self.up[k].run(sc, x, h, t1, t2, f, obs, observing)?;
+            if fly.up_block && !observing {
+                lowmem::up_block(&self.up[k], sc, x, h, ones, t1, f)?;
+            } else {
+                let t2 = if fly.up_block { spare_of(&mut spare, u[k] * h2 * h2) } else { t2 };
+                self.up[k].run(sc, x, h, t1, t2, f, obs, observing)?;
+            }
 
             // Decoder level k + 1. conv1 upsamples while it modulates; its SFT condition is applied after
             // it in place (the same two roundings as `act * scale + shift` in one pass), so the condition's
-            // maps are computed only once the 2x-wide upsampled input is dead.
-            let n = d[k + 1] * h2 * h2;
-            // An int8 conv without a `din_up` buffer quantises the upsampled input on the fly (empty
-            // `din`); observing needs the map itself, so calibration materialises it in a temporary.
-            let mut observed = Vec::new();
-            let (prev, din, e) = match l.din_up {
-                Some(id) => {
-                    let [prev, din, e] = carve(a, [r(dec), r(id), r(l.e)])?;
-                    (prev, din, e)
-                }
-                None => {
-                    let [prev, e] = carve(a, [r(dec), r(l.e)])?;
-                    if observing {
-                        observed.resize(d[k] * h2 * h2, 0f32);
+            // maps are computed only once the 2x-wide upsampled input is dead. An int8 conv without a
+            // `din_up` buffer quantises the upsampled input on the fly (empty `din`).
+            if fly.up_input && fly.up_bands && !observing {
+                let [prev, band, e] = carve(a, [r(dec), r(l.up_band), r(l.e)])?;
+                self.convs[2 * k].run_up_banded(sc, lat, &prev[..d[k] * h * h], h2, self.noise.get(2 * k + 1), m, band, e)?;
+            } else {
+                let (prev, din, e) = match l.din_up {
+                    Some(id) => {
+                        let [prev, din, e] = carve(a, [r(dec), r(id), r(l.e)])?;
+                        (prev, din, e)
                     }
-                    (prev, &mut observed[..], e)
-                }
-            };
-            self.convs[2 * k].run(sc, lat, &prev[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), None, m, din, e, obs)?;
+                    None => {
+                        let [prev, e] = carve(a, [r(dec), r(l.e)])?;
+                        (prev, if observing { spare_of(&mut spare, d[k] * h2 * h2) } else { &mut [][..] }, e)
+                    }
+                };
+                self.convs[2 * k].run(sc, lat, &prev[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), None, m, din, e, obs)?;
+            }
             let [f, ct, cx, e] = carve(a, [r(l.feat), r(l.cond_t), r(l.cond_x), r(l.e)])?;
             // SFT: `e * scale + shift`, each branch's last conv combining straight into `e`.
-            self.cond[k].0.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::MulInto, obs)?;
-            self.cond[k].1.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::AddInto, obs)?;
+            let (cs, csh) = (&self.cond[k].0, &self.cond[k].1);
+            if fly.cond_bands && !observing {
+                lowmem::cond_banded(cs, sc, f, h2, ct, cx, &mut e[..n], Epilogue::MulInto)?;
+                lowmem::cond_banded(csh, sc, f, h2, ct, cx, &mut e[..n], Epilogue::AddInto)?;
+            } else {
+                let cx = if fly.cond_bands { spare_of(&mut spare, n) } else { cx };
+                cs.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::MulInto, obs)?;
+                csh.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::AddInto, obs)?;
+            }
             let [e, din, dk] = carve(a, [r(l.e), r(l.din2), r(l.dec)])?;
+            let din = if fly.mod_input && observing { spare_of(&mut spare, n) } else { din };
             self.convs[2 * k + 1].run(sc, lat, e, h2, false, self.noise.get(2 * k + 2), None, m, din, dk, obs)?;
 
             let nrgb = oc * h2 * h2;
             let [prev, dk, up, din, rk] = carve(a, [r(rgb), r(l.dec), r(l.rgb_up), r(l.din3), r(l.rgb)])?;
             bilinear_fast(&prev[..oc * h * h], oc, h, h, h2, h2, &mut up[..nrgb]);
-            self.to_rgbs[k].run(sc, lat, dk, h2, Some(&up[..nrgb]), m, din, rk, obs)?;
+            if fly.rgb_in_place {
+                self.to_rgbs[k].run_in_place(sc, lat, dk, h2, Some(&up[..nrgb]), m, rk, obs)?;
+            } else {
+                self.to_rgbs[k].run(sc, lat, dk, h2, Some(&up[..nrgb]), m, din, rk, obs)?;
+            }
             (feat, dec, rgb) = (l.feat, l.dec, l.rgb);
         }
         let [rgb] = carve(a, [r(rgb)])?;

@@ -2,12 +2,12 @@
 //! after load and after the timed frames, next to what the configuration plans: the refiner's activation
 //! arena (`gaga_runtime::refiner::plan`; the CPU splat is written into its input region), the avatar and the
 //! per-frame weights as stored. The arena is the one the session plans for this file: levels whose first
-//! StyleConv is stored as int8 quantise their upsampled input on the fly and need no f32 map for it
-//! (`plan::report_fused`), as `Refiner::new` does unless `GAGA_FUSED_UPSAMPLE` turns that off.
+//! StyleConv is stored as int8 compute the maps `GAGA_INT8_MAPS` allows on the fly and need no f32 map
+//! for them (`plan::report_int8`, `MapMemory`), as `Refiner::new` does.
 
 use gaga_runtime::format::{DType, Stage};
 use gaga_runtime::model::{Model, Resident};
-use gaga_runtime::refiner::plan;
+use gaga_runtime::refiner::{plan, MapMemory};
 use gaga_runtime::{Avatar, ModelConfig};
 use serde_json::{json, Value};
 
@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 pub struct Planned {
     /// Decoder levels whose upsampled input is quantised on the fly (no f32 map in the arena).
     pub fused_levels: usize,
+    /// Which int8 maps are computed on the fly (`GAGA_INT8_MAPS`).
+    pub int8_maps: MapMemory,
     pub refiner_arena: usize,
     pub refiner_arena_unshared: usize,
     pub avatar: usize,
@@ -24,11 +26,13 @@ pub struct Planned {
 
 impl Planned {
     pub fn new(model: &Model, cfg: &ModelConfig, avatar: &Avatar) -> Planned {
-        let fused = fused_upsampling(model, cfg);
-        let arena = plan::report_fused(&cfg.refiner, &fused).ok();
+        let int8_maps = MapMemory::from_env().unwrap_or_default();
+        let int8 = int8_levels(model, cfg);
+        let arena = plan::report_int8(&cfg.refiner, &int8, int8_maps).ok();
         let floats = [&avatar.positions, &avatar.colors, &avatar.opacities, &avatar.scales, &avatar.rotations, &avatar.shapecode];
         Planned {
-            fused_levels: fused.iter().filter(|&&f| f).count(),
+            fused_levels: if int8_maps == MapMemory::Stored { 0 } else { int8.iter().filter(|&&f| f).count() },
+            int8_maps,
             refiner_arena: arena.as_ref().map_or(0, |a| a.planned_bytes),
             refiner_arena_unshared: arena.as_ref().map_or(0, |a| a.unshared_bytes),
             avatar: 4 * floats.iter().map(|v| v.len()).sum::<usize>(),
@@ -38,15 +42,13 @@ impl Planned {
     }
 }
 
-/// Per decoder level, whether the refiner loaded from `model` fuses the level's upsampling into its int8
-/// quantisation: the level's first StyleConv weight is stored as int8 (row-major or packed; the refiner's
-/// `ModConv::fuses_upsample`), and `GAGA_FUSED_UPSAMPLE` is not `0`, `off` or `false` (`Refiner::new`).
-pub fn fused_upsampling(model: &Model, cfg: &ModelConfig) -> Vec<bool> {
-    let off = matches!(std::env::var("GAGA_FUSED_UPSAMPLE").as_deref(), Ok("0" | "off" | "false"));
+/// Per decoder level, whether the refiner loaded from `model` plans it as an int8 level: the level's first
+/// StyleConv weight is stored as int8 (row-major or packed; the refiner's `ModConv::fuses_upsample`).
+pub fn int8_levels(model: &Model, cfg: &ModelConfig) -> Vec<bool> {
     (0..cfg.refiner.levels())
         .map(|k| {
             let name = format!("upsampler.stylegan_decoder.style_convs.{}.modulated_conv.weight", 2 * k);
-            !off && model.header().entry(&name).is_some_and(|e| e.dtype == DType::I8)
+            model.header().entry(&name).is_some_and(|e| e.dtype == DType::I8)
         })
         .collect()
 }
@@ -63,6 +65,7 @@ pub fn json(p: &Planned, after_load: Option<Resident>, after_frames: Option<Resi
         "peak_resident_bytes": after_frames.map(|r| r.peak),
         "refiner_arena_bytes": p.refiner_arena,
         "refiner_fused_levels": p.fused_levels,
+        "int8_maps": p.int8_maps.name(),
         "refiner_arena_unshared_bytes": p.refiner_arena_unshared,
         "avatar_bytes": p.avatar,
         "frame_weights_stored_bytes": p.frame_weights_stored,
@@ -85,10 +88,11 @@ pub fn print(p: &Planned, after_load: Option<Resident>, after_frames: Option<Res
         }
     }
     println!(
-        "planned: refiner arena {:.1} MiB (unshared {:.1}, splat image inside, {} levels upsample into int8 on the fly), avatar {:.1}, weights stored {:.1} frame + {:.1} FLAME",
+        "planned: refiner arena {:.1} MiB (unshared {:.1}, splat image inside, {} int8 levels compute {} maps on the fly), avatar {:.1}, weights stored {:.1} frame + {:.1} FLAME",
         mib(p.refiner_arena as u64),
         mib(p.refiner_arena_unshared as u64),
         p.fused_levels,
+        p.int8_maps.name(),
         mib(p.avatar as u64),
         mib(p.frame_weights_stored),
         mib(p.flame_stored)
@@ -105,21 +109,18 @@ mod tests {
 
     /// Planned and loaded arena sizes of a converted seeded `small` model at `precision`.
     fn planned_and_loaded(tag: &str, precision: Precision) -> (Planned, usize) {
-        let dir = std::env::temp_dir().join(format!("gaga-bench-memory-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let output = convert_seeded_small(&dir, 9, precision, "bench_memory").expect("seeded small model converts");
+        let dir = tempfile::Builder::new().prefix(&format!("gaga-bench-memory-{tag}-")).tempdir().expect("temp dir");
+        let output = convert_seeded_small(dir.path(), 9, precision, "bench_memory").expect("seeded small model converts");
         let m = Model::open(&output).expect("open");
         let cfg = m.config().clone();
         let planned = Planned::new(&m, &cfg, &synthetic_avatar(&cfg, 1));
         let loaded = Refiner::new(&m, &cfg, Default::default()).expect("refiner").arena_bytes();
-        drop(m);
-        std::fs::remove_dir_all(&dir).ok();
         (planned, loaded)
     }
 
     #[test]
     fn the_reported_arena_is_the_one_an_int8_or_fp32_refiner_allocates() {
-        let env_off = matches!(std::env::var("GAGA_FUSED_UPSAMPLE").as_deref(), Ok("0" | "off" | "false"));
+        let env_off = MapMemory::from_env().unwrap_or_default() == MapMemory::Stored;
         let levels = ModelConfig::small().refiner.levels();
         let (int8, loaded8) = planned_and_loaded("int8", Precision::Int8);
         assert_eq!(int8.refiner_arena, loaded8, "int8: reported vs allocated arena bytes");

@@ -1,8 +1,8 @@
 //! Tests of `upsample_quant.rs` (bit-identity with the materialised path) and of `fconv.rs`'s in-place
 //! 1x1 path, plus an ignored timing.
 
-use super::{upsampled_act_scale, Up};
-use crate::fused::bilinear_scaled;
+use super::{source_act_scale, Scaled, Up};
+use crate::fused::{bilinear_scaled, scale_channels};
 use crate::qgemm::{act_scale_for, Kernel, PackedConv, QIsa};
 use crate::scratch::Scratch;
 use crate::testing::seeded;
@@ -51,11 +51,98 @@ fn the_dynamic_scale_of_the_upsampled_input_equals_the_materialised_maps_even_wi
         }
         let mut up = vec![0f32; c * 4 * hl * wl];
         bilinear_scaled(&x, c, hl, wl, 2 * hl, 2 * wl, &s, &mut up);
-        let got = upsampled_act_scale(Up { x: &x, c, hl, wl, s: &s });
+        let got = source_act_scale(Up { x: &x, c, hl, wl, s: &s });
         assert_eq!(got.to_bits(), act_scale_for(&up).to_bits(), "{poison:?}");
     }
     let zeros = vec![0f32; c * hl * wl];
-    assert_eq!(upsampled_act_scale(Up { x: &zeros, c, hl, wl, s: &s }), 1.0, "all-zero input keeps scale 1");
+    assert_eq!(source_act_scale(Up { x: &zeros, c, hl, wl, s: &s }), 1.0, "all-zero input keeps scale 1");
+}
+
+// Bit-identity again: `x * s` quantised on the fly against `scale_channels` then the plain conv.
+#[test]
+fn quantising_the_scaled_input_on_the_fly_gives_the_bits_of_the_materialised_map_on_every_kernel() {
+    for &(c_in, c_out, k, h, w) in SHAPES {
+        let (x, s) = inputs(c_in, h, w);
+        let pc = PackedConv::from_f32_as_i8(&seeded(23, c_out * c_in * k * k), c_out, c_in, k).expect("pack");
+        let bias = seeded(24, c_out);
+        let mut scaled = vec![0f32; c_in * h * w];
+        scale_channels(&x, &s, h * w, &mut scaled);
+        for isa in QIsa::available() {
+            for act in [None, Some(0.02)] {
+                let (mut want, mut got) = (vec![f32::NAN; c_out * h * w], vec![0f32; c_out * h * w]);
+                pc.run_on(Kernel::I8(isa), &mut Scratch::new(), &scaled, h, w, act, Some(&bias), &mut want).expect("materialised");
+                pc.run_scaled_on(isa, &mut Scratch::new(), &x, h, w, &s, act, Some(&bias), &mut got).expect("fused");
+                let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{isa:?} {act:?} shape {:?}: scaled on the fly differs", (c_in, c_out, k, h, w));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_dynamic_scale_of_the_scaled_input_equals_the_materialised_maps_even_with_non_finite_values() {
+    let (c, h, w) = (5, 6, 300);
+    let (mut x, s) = inputs(c, h, w);
+    for poison in [None, Some(f32::NAN), Some(f32::NEG_INFINITY)] {
+        if let Some(v) = poison {
+            x[1234] = v;
+        }
+        let mut scaled = vec![0f32; c * h * w];
+        scale_channels(&x, &s, h * w, &mut scaled);
+        let got = source_act_scale(Scaled { x: &x, c, h, w, s: &s });
+        assert_eq!(got.to_bits(), act_scale_for(&scaled).to_bits(), "{poison:?}");
+    }
+}
+
+#[test]
+fn mismatched_scaled_inputs_and_float_weights_are_errors_that_name_the_argument() {
+    let pc = PackedConv::from_f32_as_i8(&seeded(1, 4 * 4 * 9), 4, 4, 3).expect("pack");
+    let (x, s) = inputs(4, 3, 3);
+    let mut out = vec![0f32; 4 * 9];
+    let run = |pc: &PackedConv, x: &[f32], s: &[f32], out: &mut [f32]| {
+        pc.run_scaled(&mut Scratch::new(), x, 3, 3, s, None, None, out).expect_err("bad call").0
+    };
+    assert!(run(&pc, &x[1..], &s, &mut out).contains("input: 35 floats"));
+    assert!(run(&pc, &x, &s[1..], &mut out).contains("channel factors: 3 values"));
+    assert!(run(&pc, &x, &s, &mut out[1..]).contains("output"));
+    let f = PackedConv::from_f32(&seeded(1, 4 * 4 * 9), 4, 4, 3).expect("pack");
+    assert!(run(&f, &x, &s, &mut out).contains("not I8"));
+}
+
+// Bitwise: output rows of bands (with a halo row each side, dropped) against the whole map's rows.
+#[test]
+fn an_upsampling_conv_run_in_row_bands_gives_the_bits_of_the_whole_map() {
+    for &(c_in, c_out, k, hl, wl) in SHAPES {
+        let (x, s) = inputs(c_in, hl, wl);
+        let pc = PackedConv::from_f32_as_i8(&seeded(23, c_out * c_in * k * k), c_out, c_in, k).expect("pack");
+        let bias = seeded(24, c_out);
+        let (h, w) = (2 * hl, 2 * wl);
+        let mut whole = vec![0f32; c_out * h * w];
+        let scale = pc.upsampled_act_scale(&x, hl, wl, &s).expect("scale");
+        pc.run_upsampled(&mut Scratch::new(), &x, hl, wl, &s, None, Some(&bias), &mut whole).expect("whole");
+        let halo = k / 2;
+        for band in [1, 3, h] {
+            let mut got = vec![f32::NAN; c_out * h * w];
+            for y0 in (0..h).step_by(band) {
+                let y1 = (y0 + band).min(h);
+                let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(h));
+                let mut part = vec![0f32; c_out * (b - a) * w];
+                pc.run_upsampled_rows(&mut Scratch::new(), &x, hl, wl, &s, scale, (a, b - a), Some(&bias), &mut part).expect("band");
+                for o in 0..c_out {
+                    let src = &part[(o * (b - a) + y0 - a) * w..(o * (b - a) + y1 - a) * w];
+                    got[(o * h + y0) * w..(o * h + y1) * w].copy_from_slice(src);
+                }
+            }
+            assert!(bits_eq(&whole, &got), "shape {:?}, bands of {band}: banded rows differ", (c_in, c_out, k, hl, wl));
+        }
+        let mut out = vec![0f32; c_out * 2 * w];
+        let e = pc.run_upsampled_rows(&mut Scratch::new(), &x, hl, wl, &s, scale, (h - 1, 2), None, &mut out).expect_err("past the end");
+        assert!(e.0.contains("band"), "{e}");
+    }
+}
+
+fn bits_eq(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[test]

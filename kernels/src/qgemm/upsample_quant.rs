@@ -1,12 +1,17 @@
-//! An int8 convolution whose input is `up2(x) * s`: the x2 bilinear upsample (align_corners = false) of
-//! a low-resolution map `x` `[c_in, hl, wl]`, times a per-channel factor `s` (the refiner's modulated
-//! first StyleConv of a level). The upsampled map is never stored in f32: its values are computed on the
-//! fly, once for the max-abs scale (dynamic mode) and once straight into the int8 zero-bordered map that
-//! `conv.rs` multiplies. At 512x512 and 64 channels that saves the 64 MiB f32 map.
+//! int8 convolutions whose input is computed while it is quantised, never stored in f32:
+//! - `up2(x) * s` ([`PackedConv::run_upsampled`]): the x2 bilinear upsample (align_corners = false) of a
+//!   low-resolution map `x` `[c_in, hl, wl]`, times a per-channel factor `s` (the refiner's modulated
+//!   first StyleConv of a level, or with `s = 1` an up ResBlock's convolutions). At 512x512 and 64
+//!   channels that saves a 64 MiB f32 map;
+//! - `x * s` ([`PackedConv::run_scaled`]): a map times a per-channel factor (the modulated input of a
+//!   level's second StyleConv; 32 MiB at 512x512).
 //!
-//! Every value is `fused::bilinear_scaled`'s: the same taps, weights and operation order
-//! (`(wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d)) * s`, no FMA), so the quantised bytes, the
-//! integers and the output are bit-identical to quantising the materialised map (`tests_upsample.rs`).
+//! The values are computed on the fly, once for the max-abs scale (dynamic mode) and once straight into
+//! the int8 zero-bordered map that `conv.rs` multiplies. Every value is the materialised map's:
+//! `fused::bilinear_scaled`'s taps, weights and operation order
+//! (`(wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d)) * s`, no FMA), `fused::scale_channels`'
+//! `v * s`, so the quantised bytes, the integers and the output are bit-identical to quantising the
+//! materialised map (`tests_upsample.rs`).
 
 use rayon::prelude::*;
 
@@ -18,6 +23,59 @@ use crate::fused::taps;
 /// Output columns computed per step into a stack buffer (4 channels x 256 floats = 4 KiB).
 const CHUNK: usize = 256;
 
+/// A map computed on the fly: `[c, h, w]` values, produced a row segment at a time.
+trait Source: Copy + Sync {
+    /// Channels, rows and columns of the computed map.
+    fn dims(&self) -> (usize, usize, usize);
+    /// Columns `x0..x0 + dst.len()` of row `y` of channel `ch`.
+    fn cols(&self, ch: usize, y: usize, x0: usize, dst: &mut [f32]);
+}
+
+/// `x * s` of a map `x` `[c, h, w]` (lengths checked by the caller).
+#[derive(Clone, Copy)]
+struct Scaled<'a> {
+    x: &'a [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    s: &'a [f32],
+}
+
+impl Source for Scaled<'_> {
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.c, self.h, self.w)
+    }
+
+    #[inline(always)]
+    fn cols(&self, ch: usize, y: usize, x0: usize, dst: &mut [f32]) {
+        let start = (ch * self.h + y) * self.w + x0;
+        let sc = self.s[ch];
+        // `fused::scale_channels`' `v * s`.
+        let n = dst.len();
+        dst.iter_mut().zip(&self.x[start..start + n]).for_each(|(d, v)| *d = v * sc);
+    }
+}
+
+/// Rows `y0..y0 + h` of another source (a band of the map, for convolutions run band by band).
+#[derive(Clone, Copy)]
+struct Rows<S> {
+    src: S,
+    y0: usize,
+    h: usize,
+}
+
+impl<S: Source> Source for Rows<S> {
+    fn dims(&self) -> (usize, usize, usize) {
+        let (c, _, w) = self.src.dims();
+        (c, self.h, w)
+    }
+
+    #[inline(always)]
+    fn cols(&self, ch: usize, y: usize, x0: usize, dst: &mut [f32]) {
+        self.src.cols(ch, self.y0 + y, x0, dst);
+    }
+}
+
 /// The low-resolution input and its per-channel factors (lengths checked by the caller).
 #[derive(Clone, Copy)]
 struct Up<'a> {
@@ -28,13 +86,24 @@ struct Up<'a> {
     s: &'a [f32],
 }
 
+impl Source for Up<'_> {
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.c, 2 * self.hl, 2 * self.wl)
+    }
+
+    #[inline(always)]
+    fn cols(&self, ch: usize, y: usize, x0: usize, dst: &mut [f32]) {
+        self.cols_at(ch, taps(y, self.hl, 2 * self.hl), x0, dst);
+    }
+}
+
 impl Up<'_> {
     /// Columns `x0..x0 + dst.len()` of output row `y` of channel `ch` (`ty` = that row's taps), by
     /// `fused::resample`'s rules: with `wl >= 2` the exact-x2 fast path (columns `2j - 1` and `2j` from
     /// inputs `j - 1` and `j` at weights 0.75 / 0.25 and 0.25 / 0.75), `taps` at the two border
     /// columns; `taps` everywhere for a 1-wide input. Interior pairs run as one loop the compiler vectorises.
     #[inline(always)]
-    fn cols(&self, ch: usize, ty: (usize, usize, f32, f32), x0: usize, dst: &mut [f32]) {
+    fn cols_at(&self, ch: usize, ty: (usize, usize, f32, f32), x0: usize, dst: &mut [f32]) {
         let (w, ow) = (self.wl, 2 * self.wl);
         let plane = &self.x[ch * self.hl * w..(ch + 1) * self.hl * w];
         let (r0, r1) = (&plane[ty.0 * w..(ty.0 + 1) * w], &plane[ty.1 * w..(ty.1 + 1) * w]);
@@ -73,59 +142,57 @@ impl Up<'_> {
             *d = one(x0 + k);
         }
     }
-
-    /// Largest finite `|value|` of output row `r` (channel `r / oh`), 0 for none.
-    #[inline(always)]
-    fn row_max(&self, r: usize) -> f32 {
-        let (oh, ow) = (2 * self.hl, 2 * self.wl);
-        let (ch, y) = (r / oh, r % oh);
-        let ty = taps(y, self.hl, oh);
-        let mut buf = [0f32; CHUNK];
-        let mut m = 0f32;
-        for x0 in (0..ow).step_by(CHUNK) {
-            let n = CHUNK.min(ow - x0);
-            self.cols(ch, ty, x0, &mut buf[..n]);
-            // A maximum is exact in any order, so chunk by chunk equals `max_abs` of the whole row.
-            let c = super::max_abs_plain(&buf[..n]);
-            m = if c > m { c } else { m };
-        }
-        m
-    }
-
-    /// [`Up::row_max`], AVX2-compiled when the CPU has it.
-    fn row_max_fast(&self, r: usize) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 was detected on this CPU.
-            return unsafe { self.row_max_avx2(r) };
-        }
-        self.row_max(r)
-    }
-
-    /// [`Up::row_max`] compiled for AVX2.
-    ///
-    /// # Safety
-    /// The CPU supports AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn row_max_avx2(&self, r: usize) -> f32 {
-        self.row_max(r)
-    }
 }
 
-/// The dynamic activation scale of `up2(x) * s` (`x` `[c, hl, wl]`, `s` `[c]`) without storing it:
-/// bitwise [`super::act_scale_for`] of the materialised map. Panics on mismatched lengths (internal).
-fn upsampled_act_scale(up: Up) -> f32 {
-    let rows = up.c * 2 * up.hl;
-    let m = (0..rows).into_par_iter().with_min_len(8).map(|r| up.row_max_fast(r)).reduce(|| 0.0, |a, b| if b > a { b } else { a });
+/// Largest finite `|value|` of row `r` (channel `r / h`) of `src`, 0 for none.
+#[inline(always)]
+fn row_max<S: Source>(src: S, r: usize) -> f32 {
+    let (_, h, w) = src.dims();
+    let mut buf = [0f32; CHUNK];
+    let mut m = 0f32;
+    for x0 in (0..w).step_by(CHUNK) {
+        let n = CHUNK.min(w - x0);
+        src.cols(r / h, r % h, x0, &mut buf[..n]);
+        // A maximum is exact in any order, so chunk by chunk equals `max_abs` of the whole row.
+        let c = super::max_abs_plain(&buf[..n]);
+        m = if c > m { c } else { m };
+    }
+    m
+}
+
+/// [`row_max`], AVX2-compiled when the CPU has it.
+fn row_max_fast<S: Source>(src: S, r: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected on this CPU.
+        return unsafe { row_max_avx2(src, r) };
+    }
+    row_max(src, r)
+}
+
+/// [`row_max`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_max_avx2<S: Source>(src: S, r: usize) -> f32 {
+    row_max(src, r)
+}
+
+/// The dynamic activation scale of the map `src` computes, without storing it: bitwise
+/// [`super::act_scale_for`] of the materialised map. Panics on mismatched lengths (internal).
+fn source_act_scale<S: Source>(src: S) -> f32 {
+    let (c, h, _) = src.dims();
+    let m = (0..c * h).into_par_iter().with_min_len(8).map(|r| row_max_fast(src, r)).reduce(|| 0.0, |a, b| if b > a { b } else { a });
     super::scale_of_max(m)
 }
 
-/// Writes the quantised, zero-bordered map of `up2(x) * s` in `conv.rs`'s layout: per channel group `cg`
+/// Writes the quantised, zero-bordered map of `src` in `conv.rs`'s layout: per channel group `cg`
 /// a plane of `g.plane` little-endian u32 words holding `[h + 2p][w + 2p]` (any padding after it zero),
 /// byte `t` for channel `4 * cg + t`, every byte `xor 0x80` on offset ISAs, the slack after the last
 /// plane zero.
-fn fill_map(up: Up, g: &Geometry, s: f32, offset: bool, map: &mut [u8]) {
+fn fill_map<S: Source>(up: S, g: &Geometry, s: f32, offset: bool, map: &mut [u8]) {
     for_each_group(g, offset, map, |zero, cg, dst| {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
@@ -143,28 +210,27 @@ fn fill_map(up: Up, g: &Geometry, s: f32, offset: bool, map: &mut [u8]) {
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn fill_group_avx2(up: Up, g: &Geometry, s: f32, zero: u32, cg: usize, dst: &mut [u32]) {
+unsafe fn fill_group_avx2<S: Source>(up: S, g: &Geometry, s: f32, zero: u32, cg: usize, dst: &mut [u32]) {
     fill_group(up, g, s, zero, cg, dst);
 }
 
 /// Channel group `cg` into its plane `dst`: borders as `conv.rs` lays them out, then each row's pixels
 /// as one word of four quantised channels (missing channels of a partial group quantise to 0).
 #[inline(always)]
-fn fill_group(up: Up, g: &Geometry, s: f32, zero: u32, cg: usize, dst: &mut [u32]) {
-    let (h, w) = (2 * up.hl, 2 * up.wl);
+fn fill_group<S: Source>(up: S, g: &Geometry, s: f32, zero: u32, cg: usize, dst: &mut [u32]) {
+    let (c, h, w) = up.dims();
     let first = (g.p * g.wp + g.p).min(dst.len());
     dst[..first].fill(zero);
     let mut buf = [[0f32; CHUNK]; KG];
     for y in 0..h {
-        let ty = taps(y, up.hl, h);
         let base = (y + g.p) * g.wp + g.p;
         for x0 in (0..w).step_by(CHUNK) {
             let n = CHUNK.min(w - x0);
             let mut have = [false; KG];
             for (t, (b, hv)) in buf.iter_mut().zip(&mut have).enumerate() {
                 let ch = cg * KG + t;
-                if ch < up.c {
-                    up.cols(ch, ty, x0, &mut b[..n]);
+                if ch < c {
+                    up.cols(ch, y, x0, &mut b[..n]);
                     *hv = true;
                 }
             }
@@ -237,9 +303,101 @@ impl PackedConv<'_> {
             return Ok(());
         }
         let up = Up { x, c, hl, wl, s };
-        let scale = || act_scale.unwrap_or_else(|| upsampled_act_scale(up));
+        let scale = || act_scale.unwrap_or_else(|| source_act_scale(up));
         run_i8_with(isa, self, scratch, h, w, bias, out, scale, |g, s, map| fill_map(up, g, s, isa.offset(), map))
             .map_err(|e| QError(format!("upsampling int8 conv: {}", e.0)))
+    }
+
+    /// The dynamic activation scale [`PackedConv::run_upsampled`] uses for `up2(x) * s` (`x` `[c_in, hl,
+    /// wl]`), without storing the map: for callers that run the conv band by band
+    /// ([`PackedConv::run_upsampled_rows`]) with the whole map's scale.
+    pub fn upsampled_act_scale(&self, x: &[f32], hl: usize, wl: usize, s: &[f32]) -> QResult<f32> {
+        let c = self.c_in;
+        ensure!(x.len() == c * hl * wl, "upsampling int8 conv input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
+        ensure!(s.len() == c, "upsampling int8 conv channel factors: {} values, c_in is {c}", s.len());
+        Ok(source_act_scale(Up { x, c, hl, wl, s }))
+    }
+
+    /// The convolution of rows `y0..y0 + rows` of `up2(x) * s` taken as a map of its own (zero padding
+    /// at the band's edges too) into `out` `[c_out, rows, 2 wl]`, quantised with `act_scale`. A caller
+    /// that wants output rows `a..b` of the whole map passes the band `a - 1..b + 1` (clipped to the map)
+    /// and drops the first and last rows where it added one: integer sums are exact and per pixel, so
+    /// those rows are bit-identical to [`PackedConv::run_upsampled`]'s with the same scale.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_upsampled_rows(
+        &self,
+        scratch: &mut crate::scratch::Scratch,
+        x: &[f32],
+        hl: usize,
+        wl: usize,
+        s: &[f32],
+        act_scale: f32,
+        (y0, rows): (usize, usize),
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        let isa = QIsa::detect();
+        let c = self.c_in;
+        ensure!(matches!(self.w, Packed::I8 { .. }), "upsampling int8 conv: weight is {:?}, not I8", self.format());
+        ensure!(x.len() == c * hl * wl, "upsampling int8 conv input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
+        ensure!(s.len() == c, "upsampling int8 conv channel factors: {} values, c_in is {c}", s.len());
+        ensure!(y0 + rows <= 2 * hl, "upsampling int8 conv band: rows {y0}..{} of a {}-row map", y0 + rows, 2 * hl);
+        let w = 2 * wl;
+        output_geometry(self, rows, w, bias, out)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let band = Rows { src: Up { x, c, hl, wl, s }, y0, h: rows };
+        run_i8_with(isa, self, scratch, rows, w, bias, out, || act_scale, |g, s, map| fill_map(band, g, s, isa.offset(), map))
+            .map_err(|e| QError(format!("upsampling int8 conv band: {}", e.0)))
+    }
+
+    /// `out = conv(x * s) + bias`: `x` `[c_in, h, w]` is multiplied per channel by `s` `[c_in]` while it
+    /// is quantised, so no f32 map of the scaled input exists. int8 weights only. Bit-identical to
+    /// `fused::scale_channels` followed by [`PackedConv::run`] with the same `act_scale` (`None`: the
+    /// dynamic max-abs scale of the scaled input).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_scaled(
+        &self,
+        scratch: &mut crate::scratch::Scratch,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        s: &[f32],
+        act_scale: Option<f32>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        self.run_scaled_on(QIsa::detect(), scratch, x, h, w, s, act_scale, bias, out)
+    }
+
+    /// [`PackedConv::run_scaled`] on a chosen int8 kernel (tests force each one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_scaled_on(
+        &self,
+        isa: QIsa,
+        scratch: &mut crate::scratch::Scratch,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        s: &[f32],
+        act_scale: Option<f32>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        ensure!(isa.runs(), "scaling int8 conv: kernel {isa:?} does not run on this CPU");
+        let c = self.c_in;
+        ensure!(matches!(self.w, Packed::I8 { .. }), "scaling int8 conv: weight is {:?}, not I8", self.format());
+        ensure!(x.len() == c * h * w, "scaling int8 conv input: {} floats, [{c}, {h}, {w}] needs {}", x.len(), c * h * w);
+        ensure!(s.len() == c, "scaling int8 conv channel factors: {} values, c_in is {c}", s.len());
+        output_geometry(self, h, w, bias, out)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let src = Scaled { x, c, h, w, s };
+        let scale = || act_scale.unwrap_or_else(|| source_act_scale(src));
+        run_i8_with(isa, self, scratch, h, w, bias, out, scale, |g, s, map| fill_map(src, g, s, isa.offset(), map))
+            .map_err(|e| QError(format!("scaling int8 conv: {}", e.0)))
     }
 }
 

@@ -156,16 +156,18 @@ impl<'w> ModConv<'w> {
         Ok(())
     }
 
-    /// True when an upsampling call quantises straight from the low-resolution map (int8 weights:
-    /// `PackedConv::run_upsampled`), so it needs no `scaled` buffer (see [`ModConv::run_raw`]).
+    /// True when a call given an empty `scaled` buffer quantises its modulated input straight from the
+    /// unmodulated map (int8 weights: `PackedConv::run_upsampled` for an upsampling call,
+    /// `PackedConv::run_scaled` otherwise; see [`ModConv::run_raw`]).
     pub fn fuses_upsample(&self) -> bool {
         matches!(&self.kernel, ConvKernel::Quant { w, .. } if w.format() == PackedFormat::I8)
     }
 
     /// Like [`ModConv::run`] without the output factors (the caller fuses them into its epilogue). With
-    /// `up_from = Some(hl)`, `x` is `[c_in, hl, hl]` and is bilinearly resized to `h` while modulated:
-    /// into `scaled`, or, when `scaled` is empty and [`ModConv::fuses_upsample`], on the fly while it is
-    /// quantised (bit-identical; the observation hook is then not called, as there is no map to show).
+    /// `up_from = Some(hl)`, `x` is `[c_in, hl, hl]` and is bilinearly resized to `h` while modulated.
+    /// The modulated input goes into `scaled`, or, when `scaled` is empty and
+    /// [`ModConv::fuses_upsample`], is computed on the fly while it is quantised (bit-identical; the
+    /// observation hook is then not called, as there is no map to show).
     #[allow(clippy::too_many_arguments)]
     fn run_raw(
         &self,
@@ -180,11 +182,13 @@ impl<'w> ModConv<'w> {
     ) -> Result<()> {
         let (ci, hw) = (self.c_in, h * h);
         let fused = scaled.is_empty() && self.fuses_upsample();
-        if let (Some(hl), true, ConvKernel::Quant { w: pc, bias, act_scale }) = (up_from, fused, &self.kernel) {
-            let (x, s, out) = (&x[..ci * hl * hl], &s[..ci], &mut out[..self.c_out * hw]);
-            return pc
-                .run_upsampled(scratch, x, hl, hl, s, *act_scale, bias.as_deref(), out)
-                .map_err(|e| Error::Other(format!("refiner conv `{}`: {}", self.name, e.0)));
+        if let (true, ConvKernel::Quant { w: pc, bias, act_scale }) = (fused, &self.kernel) {
+            let (s, out, b) = (&s[..ci], &mut out[..self.c_out * hw], bias.as_deref());
+            let done = match up_from {
+                Some(hl) => pc.run_upsampled(scratch, &x[..ci * hl * hl], hl, hl, s, *act_scale, b, out),
+                None => pc.run_scaled(scratch, &x[..ci * hw], h, h, s, *act_scale, b, out),
+            };
+            return done.map_err(|e| Error::Other(format!("refiner conv `{}`: {}", self.name, e.0)));
         }
         if scaled.len() < ci * hw {
             let (name, n) = (&self.name, scaled.len());
@@ -198,6 +202,40 @@ impl<'w> ModConv<'w> {
         // The modulated input is what the conv (and an int8 activation scale) sees.
         obs(&self.name, &scaled[..ci * hw]);
         self.kernel.run(scratch, &spec, &scaled[..ci * hw], h, h, out)
+    }
+}
+
+impl ModConv<'_> {
+    /// The raw output (no output factors) of an upsampling int8 call, `x` `[c_in, h/2, h/2]` ->
+    /// `out` `[c_out, h, h]`, computed in row bands of `plan::UP_BAND_ROWS`: each band (with a halo row
+    /// each side, dropped) into `band`, then copied into `out`. Uses the whole map's activation scale, so
+    /// the bits are [`ModConv::run_raw`]'s; the kernels' scratch holds one band's quantised input.
+    fn run_up_banded(&self, scratch: &mut Scratch, x: &[f32], h: usize, s: &[f32], band: &mut [f32], out: &mut [f32]) -> Result<()> {
+        let err = |what: String| Error::Other(format!("refiner conv `{}`: {what}", self.name));
+        let (ConvKernel::Quant { w: pc, bias, act_scale }, true) = (&self.kernel, self.fuses_upsample()) else {
+            return Err(err("banded upsampling needs int8 weights".into()));
+        };
+        let (ci, co, hl, halo, rows) = (self.c_in, self.c_out, h / 2, self.k / 2, super::plan::UP_BAND_ROWS);
+        let most = (rows + 2 * halo).min(h);
+        if band.len() < co * most * h || out.len() < co * h * h || x.len() < ci * hl * hl || s.len() < ci {
+            return Err(err(format!("band {} floats (needs {}), output {} (needs {})", band.len(), co * most * h, out.len(), co * h * h)));
+        }
+        let (x, s) = (&x[..ci * hl * hl], &s[..ci]);
+        let q = |e: gaga_kernels::qgemm::QError| err(e.0);
+        let scale = match act_scale {
+            Some(a) => *a,
+            None => pc.upsampled_act_scale(x, hl, hl, s).map_err(q)?,
+        };
+        for y0 in (0..h).step_by(rows) {
+            let y1 = (y0 + rows).min(h);
+            let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(h));
+            let n = (b - a) * h;
+            pc.run_upsampled_rows(scratch, x, hl, hl, s, scale, (a, b - a), bias.as_deref(), &mut band[..co * n]).map_err(q)?;
+            for o in 0..co {
+                out[o * h * h + y0 * h..o * h * h + y1 * h].copy_from_slice(&band[o * n + (y0 - a) * h..o * n + (y1 - a) * h]);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -249,6 +287,28 @@ impl<'w> StyleConv<'w> {
         style_epilogue(&mut out[..co * h * h], h * h, &m.f[..co], noise, self.strength, &self.bias, super::layers::SLOPE, sft);
         Ok(())
     }
+
+    /// [`StyleConv::run`] of a level's first (upsampling) int8 conv, without SFT, computed in row bands
+    /// through `band` (at least `plan::up_band_len` floats): the same bits, a band-sized kernel scratch.
+    /// No observation hook (a caller that observes uses `run`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_up_banded(
+        &self,
+        scratch: &mut Scratch,
+        latent: &[f32],
+        x: &[f32],
+        h: usize,
+        noise: &[f32],
+        m: &mut ModBufs,
+        band: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.mc.modulate(latent, std::f32::consts::SQRT_2, &mut m.s, &mut m.f);
+        self.mc.run_up_banded(scratch, x, h, &m.s, band, out)?;
+        let co = self.mc.c_out;
+        style_epilogue(&mut out[..co * h * h], h * h, &m.f[..co], noise, self.strength, &self.bias, super::layers::SLOPE, None);
+        Ok(())
+    }
 }
 
 /// `ToRGB`: modulated 1x1 conv without demodulation, + bias (the upsampled skip is added by the caller).
@@ -266,6 +326,8 @@ impl<'w> ToRgb<'w> {
     }
 
     /// `out[o] = modconv(x)[o] + bias[o] + skip[o]` (skip `[c_out, h, h]`, already upsampled, or None).
+    /// With `in_place`, `x` is modulated in place (it is garbage afterwards) and `scaled` is unused: the
+    /// same `v * s` as into `scaled`, so the same bits.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -281,6 +343,40 @@ impl<'w> ToRgb<'w> {
     ) -> Result<()> {
         self.mc.modulate(latent, 1.0, &mut m.s, &mut m.f);
         self.mc.run(scratch, x, h, &m.s, &m.f, scaled, out, obs)?;
+        self.add_bias_skip(h, skip, out);
+        Ok(())
+    }
+
+    /// [`ToRgb::run`] modulating `x` in place instead of into a buffer of its own (`x` is garbage
+    /// afterwards): the same `v * s`, so the same bits. For a map nothing reads later.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_in_place(
+        &self,
+        scratch: &mut Scratch,
+        latent: &[f32],
+        x: &mut [f32],
+        h: usize,
+        skip: Option<&[f32]>,
+        m: &mut ModBufs,
+        out: &mut [f32],
+        obs: &mut Observe,
+    ) -> Result<()> {
+        self.mc.modulate(latent, 1.0, &mut m.s, &mut m.f);
+        let (ci, co, hw) = (self.mc.c_in, self.mc.c_out, h * h);
+        if x.len() < ci * hw {
+            return Err(Error::Other(format!("refiner conv `{}`: input {} floats, needs {}", self.mc.name, x.len(), ci * hw)));
+        }
+        scale_channels_in_place(&mut x[..ci * hw], &m.s[..ci], hw);
+        let spec = Conv2d { c_in: ci, c_out: co, kernel: self.mc.k, stride: 1, pad: self.mc.k / 2 };
+        obs(&self.mc.name, &x[..ci * hw]);
+        self.mc.kernel.run(scratch, &spec, &x[..ci * hw], h, h, out)?;
+        scale_channels_in_place(&mut out[..co * hw], &m.f[..co], hw);
+        self.add_bias_skip(h, skip, out);
+        Ok(())
+    }
+
+    /// `out[o] += bias[o] + skip[o]` (or `+= bias[o]` without a skip).
+    fn add_bias_skip(&self, h: usize, skip: Option<&[f32]>, out: &mut [f32]) {
         let hw = h * h;
         for (o, &b) in self.bias.iter().enumerate() {
             let plane = &mut out[o * hw..(o + 1) * hw];
@@ -289,6 +385,5 @@ impl<'w> ToRgb<'w> {
                 None => plane.iter_mut().for_each(|v| *v += b),
             }
         }
-        Ok(())
     }
 }

@@ -17,7 +17,110 @@ pub struct DownIds {
     pub t2: BufId,
 }
 
-/// One decoder level `k` (side(k) -> side(k + 1)), in run order.
+/// Rows per band of an SFT condition's second conv computed band by band ([`OnTheFly::cond_bands`]).
+/// Each band is computed with a one-row halo on each side (dropped), so `(B + 2) / B` of the conv's work:
+/// 16 rows cost 12.5 % more on those two convs for a band of 1.7 MiB at 512x512 instead of a 32 MiB map.
+pub const COND_BAND_ROWS: usize = 16;
+
+/// Output rows per band of a level's first StyleConv run band by band ([`OnTheFly::up_bands`]): one
+/// band's output (plus a halo row each side) is 1.1 MiB at 512x512 and its int8 input map 0.6 MiB, instead
+/// of the whole map's 16.1 MiB in the kernels' scratch.
+pub const UP_BAND_ROWS: usize = 16;
+
+/// Which of a decoder level's maps an int8 refiner never stores in f32 (each is computed while it is
+/// quantised, or in place). Every path gives the same bits as storing the map; the default stores all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OnTheFly {
+    /// The up ResBlock's upsampled temporary `t2` (conv2's and the skip's inputs, quantised straight from
+    /// the low-resolution maps with unit factors: `PackedConv::run_upsampled`).
+    pub up_block: bool,
+    /// The first StyleConv's upsampled, modulated input `din_up` (`PackedConv::run_upsampled`).
+    pub up_input: bool,
+    /// With `up_input`, that conv also runs in row bands of [`UP_BAND_ROWS`] (`PackedConv::
+    /// run_upsampled_rows`), each band's output in the `up_band` buffer, so the kernels' scratch holds one
+    /// band's quantised input instead of the whole map's.
+    pub up_bands: bool,
+    /// The SFT condition's output-size map `cond_x`: its second convs run in row bands of
+    /// [`COND_BAND_ROWS`], so `cond_x` holds one band's input and output.
+    pub cond_bands: bool,
+    /// The second StyleConv's modulated input `din2` (`PackedConv::run_scaled`).
+    pub mod_input: bool,
+    /// ToRGB's modulated input `din3`: the level's decoder output is modulated in place (only when
+    /// nothing reads it later, i.e. the last level).
+    pub rgb_in_place: bool,
+}
+
+/// How many of an int8 refiner's maps are computed on the fly instead of stored as f32. Every choice
+/// gives the same bits; they trade arena memory for time (official size, `docs/performance.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MapMemory {
+    /// Every map stored (the layout before on-the-fly quantisation; A/B and escape hatch).
+    Stored,
+    /// Only each level's upsampled, modulated StyleConv input (`up_input`): 32 MiB less arena at no
+    /// measurable cost. The default.
+    #[default]
+    Upsampled,
+    /// Every map that can be ([`OnTheFly`]): official arena 96.75 -> 66.44 MiB and kernel scratch
+    /// 16.2 -> 8.3 MiB, for about 20 % more int8 refine time (inputs computed twice under dynamic
+    /// scales, banded convs' halo rows). For boards whose memory budget needs it.
+    Lean,
+}
+
+impl MapMemory {
+    /// The environment's choice: `GAGA_INT8_MAPS=stored|upsampled|lean` (unset: [`MapMemory::Upsampled`]).
+    pub fn from_env() -> Result<MapMemory> {
+        match std::env::var("GAGA_INT8_MAPS") {
+            Err(_) => Ok(MapMemory::default()),
+            Ok(v) => [MapMemory::Stored, MapMemory::Upsampled, MapMemory::Lean]
+                .into_iter()
+                .find(|m| m.name() == v)
+                .ok_or_else(|| Error::Other(format!("GAGA_INT8_MAPS={v}: expected stored, upsampled or lean"))),
+        }
+    }
+
+    /// The mode's `GAGA_INT8_MAPS` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapMemory::Stored => "stored",
+            MapMemory::Upsampled => "upsampled",
+            MapMemory::Lean => "lean",
+        }
+    }
+
+    /// `fly` (everything a level could compute on the fly) cut down to what this mode allows.
+    pub fn restrict(self, fly: OnTheFly) -> OnTheFly {
+        match self {
+            MapMemory::Stored => OnTheFly::default(),
+            MapMemory::Upsampled => OnTheFly { up_input: fly.up_input, ..OnTheFly::default() },
+            MapMemory::Lean => fly,
+        }
+    }
+}
+
+impl OnTheFly {
+    /// Every map of an all-int8 level computed on the fly; `last` = the last level (ToRGB in place).
+    /// Banding the first StyleConv pays only where its quantised input is the largest scratch: the last level.
+    pub fn int8(last: bool) -> OnTheFly {
+        OnTheFly { up_block: true, up_input: true, up_bands: last, cond_bands: true, mod_input: true, rgb_in_place: last }
+    }
+}
+
+/// Floats of [`LevelIds::cond_x`] for a banded level `k`: one band's input (`u[k + 1]` channels) and
+/// output (`d[k + 1]`), with the halo rows.
+pub fn cond_band_len(r: &RefinerConfig, k: usize) -> usize {
+    let h = side(k + 1);
+    (r.unet_channels[k + 1] + r.decoder_channels[k + 1]) * (COND_BAND_ROWS + 2).min(h) * h
+}
+
+/// Floats of [`LevelIds::up_band`] for a banded level `k`: one band of the first StyleConv's output
+/// (`d[k + 1]` channels) with its halo rows.
+pub fn up_band_len(r: &RefinerConfig, k: usize) -> usize {
+    let h = side(k + 1);
+    r.decoder_channels[k + 1] * (UP_BAND_ROWS + 2).min(h) * h
+}
+
+/// One decoder level `k` (side(k) -> side(k + 1)), in run order. A map the level computes on the fly
+/// ([`OnTheFly`]) has an empty buffer.
 pub struct LevelIds {
     /// Up block: temporaries and the UNet feature at side(k + 1).
     pub t1: BufId,
@@ -26,6 +129,8 @@ pub struct LevelIds {
     /// First StyleConv: its modulated, upsampled input (None when an int8 conv quantises it straight
     /// from the previous level's map, see [`schedule`]) and its output (SFT applied later in place).
     pub din_up: Option<BufId>,
+    /// One output band of that conv when it runs in bands (else empty).
+    pub up_band: BufId,
     pub e: BufId,
     /// SFT condition: the hidden map and the scale, then the shift, map.
     pub cond_t: BufId,
@@ -80,11 +185,10 @@ pub fn validate(r: &RefinerConfig) -> Result<()> {
     Ok(())
 }
 
-/// Records the run of a refiner with config `r` (checked by [`validate`]). `fused_up[k]` says that
-/// level k's first StyleConv quantises its upsampled, modulated input on the fly (an int8 conv:
-/// `PackedConv::run_upsampled`), so that map gets no buffer; missing entries are false. One schedule
-/// serves every precision: only that buffer's existence differs.
-pub fn schedule(r: &RefinerConfig, fused_up: &[bool]) -> (Schedule, Ids) {
+/// Records the run of a refiner with config `r` (checked by [`validate`]). `fly[k]` says which of level
+/// k's maps are computed on the fly (missing entries: none), and those buffers are empty. One schedule
+/// serves every precision: only those buffers' sizes differ.
+pub fn schedule(r: &RefinerConfig, fly: &[OnTheFly]) -> (Schedule, Ids) {
     let (u, d, oc, levels) = (&r.unet_channels, &r.decoder_channels, r.out_channels, r.levels());
     let area = |k: usize| side(k) * side(k);
     let mut s = Schedule::default();
@@ -117,29 +221,32 @@ pub fn schedule(r: &RefinerConfig, fused_up: &[bool]) -> (Schedule, Ids) {
         s.step();
         s.touch(feat);
         s.touch(skips[k]);
+        let fk = fly.get(k).copied().unwrap_or_default();
+        let unless = |on: bool, len: usize| if on { 0 } else { len };
         let t1 = s.buf((u[k] * area(k)).max(u[k + 1] * a2));
-        let t2 = s.buf(u[k] * a2);
+        let t2 = s.buf(unless(fk.up_block, u[k] * a2));
         let f = s.buf(u[k + 1] * a2);
         s.step();
         s.touch(dec);
-        let din_up = (!fused_up.get(k).copied().unwrap_or(false)).then(|| s.buf(d[k] * a2));
+        let din_up = (!fk.up_input).then(|| s.buf(d[k] * a2));
+        let up_band = s.buf(if fk.up_input && fk.up_bands { up_band_len(r, k) } else { 0 });
         let e = s.buf(d[k + 1] * a2);
         s.step();
         s.touch(f);
         s.touch(e);
         let cond_t = s.buf(u[k + 1] * a2);
-        let cond_x = s.buf(d[k + 1] * a2);
+        let cond_x = s.buf(if fk.cond_bands { cond_band_len(r, k) } else { d[k + 1] * a2 });
         s.step();
         s.touch(e);
-        let din2 = s.buf(d[k + 1] * a2);
+        let din2 = s.buf(unless(fk.mod_input, d[k + 1] * a2));
         let dk = s.buf(d[k + 1] * a2);
         s.step();
         s.touch(rgb);
         s.touch(dk);
         let rgb_up = s.buf(oc * a2);
-        let din3 = s.buf(d[k + 1] * a2);
+        let din3 = s.buf(unless(fk.rgb_in_place, d[k + 1] * a2));
         let rk = s.buf(oc * a2);
-        lv.push(LevelIds { t1, t2, feat: f, din_up, e, cond_t, cond_x, din2, dec: dk, rgb_up, din3, rgb: rk });
+        lv.push(LevelIds { t1, t2, feat: f, din_up, up_band, e, cond_t, cond_x, din2, dec: dk, rgb_up, din3, rgb: rk });
         (feat, dec, rgb) = (f, dk, rk);
     }
     s.step();
@@ -160,15 +267,27 @@ pub struct ArenaReport {
 /// Plans the arena for `r` with every map in f32 (fp32 and fp16 layers), without loading weights (for
 /// `gaga bench` and memory budgets).
 pub fn report(r: &RefinerConfig) -> Result<ArenaReport> {
-    report_fused(r, &[])
+    report_levels(r, &[])
 }
 
-/// [`report`] for a refiner whose levels `k` with `fused_up[k]` quantise their first StyleConv's
-/// upsampled input on the fly (every level of an all-int8 refiner: `vec![true; r.levels()]`).
-pub fn report_fused(r: &RefinerConfig, fused_up: &[bool]) -> Result<ArenaReport> {
+/// [`report`] for a refiner whose levels `k` with `int8[k]` are all-int8 and compute on the fly what
+/// `mode` allows of [`OnTheFly::int8`] (an all-int8 refiner: `vec![true; r.levels()]`), as `Refiner::new`
+/// plans them.
+pub fn report_int8(r: &RefinerConfig, int8: &[bool], mode: MapMemory) -> Result<ArenaReport> {
+    let levels = r.unet_channels.len().saturating_sub(1);
+    let fly: Vec<OnTheFly> = int8
+        .iter()
+        .enumerate()
+        .map(|(k, &on)| if on { mode.restrict(OnTheFly::int8(k + 1 == levels)) } else { OnTheFly::default() })
+        .collect();
+    report_levels(r, &fly)
+}
+
+/// [`report`] with level k's maps computed on the fly as `fly[k]` says.
+pub fn report_levels(r: &RefinerConfig, fly: &[OnTheFly]) -> Result<ArenaReport> {
     validate(r)?;
-    let planned = Plan::place(schedule(r, fused_up).0, true);
-    let unshared = Plan::place(schedule(r, fused_up).0, false);
+    let planned = Plan::place(schedule(r, fly).0, true);
+    let unshared = Plan::place(schedule(r, fly).0, false);
     Ok(ArenaReport { planned_bytes: 4 * planned.len(), peak_live_bytes: 4 * planned.peak_live(), unshared_bytes: 4 * unshared.len() })
 }
 
@@ -245,22 +364,55 @@ mod tests {
         assert_eq!(official.peak_live_bytes, (16 + 64 + 32 + 16) << 20 | 3 << 18);
     }
 
-    #[test]
-    fn int8_levels_without_the_upsampled_input_shrink_the_official_arena_and_fp32_keeps_its_plan() {
+    /// MiB alive at each of the last level's steps (up block, first StyleConv, SFT, second StyleConv,
+    /// ToRGB) with level maps computed on the fly as `fly` says, and the planned arena in MiB.
+    fn last_level(fly: &[OnTheFly]) -> (Vec<f64>, f64) {
         let r = ModelConfig::official().refiner;
-        let all = vec![true; r.levels()];
-        let (sched, ids) = schedule(&r, &all);
-        assert!(ids.levels.iter().all(|l| l.din_up.is_none()));
-        let p = Plan::place(sched, true);
+        let p = Plan::place(schedule(&r, fly).0, true);
         p.check().expect("no live buffers overlap");
-        let (int8, fp32) = (report_fused(&r, &all).expect("valid"), report(&r).expect("valid"));
-        assert_eq!(fp32.planned_bytes, report_fused(&r, &[false; 8]).expect("valid").planned_bytes, "fp32 plan changed");
-        assert!(int8.planned_bytes <= int8.peak_live_bytes + 64 * 64, "{} vs {}", int8.planned_bytes, int8.peak_live_bytes);
-        // 128.75 -> 96.75 MiB. The busiest steps are now the last level's SFT condition (UNet feature
-        // 16 MiB, StyleConv output 32, hidden map 16, scale / shift map 32, RGB 0.75) and its second
-        // StyleConv (input 32, modulated input 32, output 32, RGB 0.75).
-        assert_eq!(int8.peak_live_bytes, 96 << 20 | 3 << 18);
-        assert_eq!(fp32.planned_bytes, 128 << 20 | 3 << 18);
+        let live = p.live_per_step();
+        let mib = |f: usize| (4 * f) as f64 / 1048576.0;
+        (live[live.len() - 6..live.len() - 1].iter().map(|&f| mib(f)).collect(), mib(p.len()))
+    }
+
+    #[test]
+    fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_fp32_keeps_its_plan() {
+        let r = ModelConfig::official().refiner;
+        let levels = r.levels();
+        let with = |f: &dyn Fn(&mut OnTheFly)| {
+            let mut v = vec![OnTheFly::default(); levels];
+            v.iter_mut().for_each(f);
+            last_level(&v)
+        };
+        // fp32 / fp16: the busiest step is the first StyleConv (128.75 MiB), unchanged.
+        let (live, arena) = with(&|_| {});
+        assert_eq!((live, arena), (vec![96.75, 128.75, 96.75, 96.75, 70.75], 128.75));
+        assert_eq!(report(&r).expect("valid").planned_bytes, 128 << 20 | 3 << 18, "fp32 plan changed");
+        assert_eq!(report_int8(&r, &[false; 8], MapMemory::Lean).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
+        let all = vec![true; levels];
+        assert_eq!(report_int8(&r, &all, MapMemory::Stored).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
+        // Session 4 and the default mode: the upsampled StyleConv input on the fly; three steps tie at 96.75.
+        let (live, arena) = with(&|f| f.up_input = true);
+        assert_eq!((live, arena), (vec![96.75, 64.75, 96.75, 96.75, 70.75], 96.75));
+        assert_eq!(report_int8(&r, &all, MapMemory::Upsampled).expect("valid").planned_bytes as f64, 96.75 * 1048576.0);
+        // Each further map removes its 32 MiB (the SFT map leaves one 1.69 MiB band) from its own step.
+        let (live, _) = with(&|f| *f = OnTheFly { up_block: true, up_input: true, ..Default::default() });
+        assert_eq!(live[0], 64.75);
+        let (live, _) = with(&|f| *f = OnTheFly { cond_bands: true, up_input: true, ..Default::default() });
+        assert_eq!(live[2], 64.75 + 1.6875);
+        let (live, _) = with(&|f| *f = OnTheFly { mod_input: true, up_input: true, ..Default::default() });
+        assert_eq!(live[3], 64.75);
+        // All of them: the SFT step (UNet feature 16, StyleConv output 32, hidden map 16, one band 1.69,
+        // RGB 0.75) is the peak; the up block and the second StyleConv need 64.75, the banded first
+        // StyleConv 64.75 + one 1.125 MiB output band, ToRGB in place 38.75 (was 70.75).
+        let (live, arena) = last_level(&(0..levels).map(|k| OnTheFly::int8(k + 1 == levels)).collect::<Vec<_>>());
+        assert_eq!((live, arena), (vec![64.75, 65.875, 66.4375, 64.75, 38.75], 66.4375));
+        let int8 = report_int8(&r, &all, MapMemory::Lean).expect("valid");
+        assert_eq!(int8.planned_bytes, int8.peak_live_bytes, "the placement reaches the busiest step");
+        assert_eq!(int8.planned_bytes as f64, 66.4375 * 1048576.0);
+        let (sched, ids) = schedule(&r, &(0..levels).map(|k| OnTheFly::int8(k + 1 == levels)).collect::<Vec<_>>());
+        assert!(ids.levels.iter().all(|l| l.din_up.is_none()));
+        Plan::place(sched, true).check().expect("no live buffers overlap");
     }
 
     #[test]

@@ -30,12 +30,15 @@ fn an_int8_refiner_quantising_upsampled_inputs_on_the_fly_gives_the_bits_of_mate
     let name = "upsampler.stylegan_decoder.style_convs.2.modulated_conv.weight@act_scale";
     q.plain.insert(name.to_string(), vec![1], vec![0.03]);
     for noise in [NoiseMode::Stored, NoiseMode::Random { seed: 9 }] {
-        let mut fused = Refiner::with_fused_upsampling(&q, &cfg, noise, true).expect("loads");
-        let mut plain = Refiner::with_fused_upsampling(&q, &cfg, noise, false).expect("loads");
+        let mut fused = Refiner::with_map_memory(&q, &cfg, noise, MapMemory::Lean).expect("loads");
+        let mut upsampled = Refiner::with_map_memory(&q, &cfg, noise, MapMemory::Upsampled).expect("loads");
+        let mut plain = Refiner::with_map_memory(&q, &cfg, noise, MapMemory::Stored).expect("loads");
         assert!(fused.conv_precisions().iter().all(|(_, p)| *p == Precision::Int8));
-        assert!(frames(&mut fused, &cfg) == frames(&mut plain, &cfg), "{noise:?}: on-the-fly quantisation changed a bit");
+        let want_frames = frames(&mut plain, &cfg);
+        assert!(frames(&mut fused, &cfg) == want_frames, "{noise:?}: on-the-fly quantisation changed a bit");
+        assert!(frames(&mut upsampled, &cfg) == want_frames, "{noise:?}: the upsampled inputs on the fly changed a bit");
         let levels = cfg.refiner.levels();
-        let want = plan::report_fused(&cfg.refiner, &vec![true; levels]).expect("valid").planned_bytes;
+        let want = plan::report_int8(&cfg.refiner, &vec![true; levels], MapMemory::Lean).expect("valid").planned_bytes;
         assert_eq!(fused.arena_bytes(), want, "the arena has no upsampled-input buffers");
         // At this size the busiest step is the first conv, so the arena keeps its size (official: plan.rs).
         assert!(fused.arena_bytes() <= plain.arena_bytes(), "{} vs {}", fused.arena_bytes(), plain.arena_bytes());
@@ -71,8 +74,9 @@ fn observing_an_int8_refiner_shows_the_upsampled_input_and_gives_the_same_frame(
     assert!(seen.contains(&(name.clone(), d[levels - 1] * s * s)), "`{name}` not observed at {s}x{s}: {seen:?}");
 }
 
-/// Refine time on an official-size int8 file, fused against materialised upsampled inputs, alternating in
-/// one process (5 rounds, medians): `GAGA_MEMORY_MODEL=/tmp/q/m_int8p.gaga cargo test --release -p
+/// Refine time on an official-size int8 file, every map computed on the fly against every map
+/// materialised (`MapMemory::Stored` vs `Lean`), alternating in one process (10 rounds, minima and medians), and
+/// the frames compared bitwise: `GAGA_MEMORY_MODEL=/tmp/q/m_int8p.gaga cargo test --release -p
 /// gaga-runtime refiner::tests_fused::timing -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -83,19 +87,36 @@ fn timing_official_int8_refine_fused_and_materialised() {
     let s = cfg.refiner.size;
     let x = seeded(5, cfg.refiner.in_channels * s * s);
     let mut out = vec![0f32; 3 * s * s];
-    let mut rs: Vec<Refiner> = [false, true].map(|f| Refiner::with_fused_upsampling(&m, &cfg, NoiseMode::Stored, f).expect("loads")).into();
+    let mut rs: Vec<Refiner> =
+        [MapMemory::Stored, MapMemory::Lean].map(|f| Refiner::with_map_memory(&m, &cfg, NoiseMode::Stored, f).expect("loads")).into();
     let mut times = [Vec::new(), Vec::new()];
-    for round in 0..6 {
-        for (r, t) in rs.iter_mut().zip(&mut times) {
-            let t0 = std::time::Instant::now();
+    let mut frames = [Vec::new(), Vec::new()];
+    // Process CPU time (all threads; utime + stime of /proc/self/stat, in clock ticks): less sensitive than
+    // wall time to other processes on a shared machine.
+    let cpu = || -> u64 {
+        let st = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<&str> = st.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let mut ticks = [0u64; 2];
+    for round in 0..11 {
+        for (((r, t), f), tk) in rs.iter_mut().zip(&mut times).zip(&mut frames).zip(&mut ticks) {
+            let (t0, c0) = (std::time::Instant::now(), cpu());
             r.run(&x, &mut out).expect("runs");
             if round > 0 {
                 t.push(t0.elapsed().as_secs_f64() * 1e3);
+                *tk += cpu() - c0;
             }
+            *f = out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
         }
+        assert!(frames[0] == frames[1], "round {round}: the on-the-fly plan changed a bit of the official frame");
     }
+    eprintln!("arena: materialised {} bytes, on the fly {} bytes", rs[0].arena_bytes(), rs[1].arena_bytes());
     for t in &mut times {
         t.sort_by(f64::total_cmp);
     }
-    eprintln!("int8 refine: materialised {:.0} ms, fused {:.0} ms ({:.0?} / {:.0?})", times[0][2], times[1][2], times[0], times[1]);
+    let (a, b) = (&times[0], &times[1]);
+    eprintln!("int8 refine, min / median: materialised {:.0} / {:.0} ms, on the fly {:.0} / {:.0} ms", a[0], a[5], b[0], b[5]);
+    eprintln!("({a:.0?} / {b:.0?})");
+    eprintln!("CPU time over 10 runs: materialised {} ticks, on the fly {} ticks", ticks[0], ticks[1]);
 }
