@@ -3,7 +3,7 @@
 //! place. Equal inputs and options give byte-identical output (no timestamps; fixed order).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gaga_runtime::format::{self, schema, DType, Layout, Meta, Omitted, PrecisionMeta, Provenance, Reason, TensorEntry};
 use gaga_runtime::pickle::Value;
@@ -261,10 +261,4 @@ fn read_meta_cfg(root: Option<&Value>) -> MetaCfg {
         focal: num("FOCAL_LENGTH").map(|v| v as f32),
         flame_scale: num("FLAME_SCALE").map(|v| v as f32),
     }
-}
-
-/// Path of the temporary file a conversion writes before renaming it to `output`.
-pub fn temp_path(output: &Path) -> PathBuf {
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gaga".into());
-    output.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }

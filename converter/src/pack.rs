@@ -8,14 +8,15 @@
 //! packing at load costs well under a second at official size.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use gaga_kernels::qgemm::PackedConv;
 use gaga_runtime::format::{self, panels, DType, Header, Layout, LayoutParams, Stage, TensorEntry};
+use gaga_runtime::write_aside::{temporary_path, write_aside_checked};
 use gaga_runtime::{Error, Result};
 
-use crate::convert::temp_path;
+use crate::writer::{validate_written, write_header};
 
 /// The layout [`pack_refiner`] stores `e` in: refiner conv weights (rank >= 4, per-frame stage, not the
 /// constant input, which is no conv weight) of f32 go to `Panels`, f16 to `QPanelsF16` and int8 (square
@@ -98,48 +99,38 @@ pub fn pack_refiner(input: &Path, output: &Path) -> Result<PackSummary> {
     }
     let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Other(format!("meta JSON: {e}")))?;
     let pre = format::plan(meta_json.len(), &mut entries);
-    let tmp = temp_path(output);
-    // Read access too: the result is mapped and validated before the rename.
-    let out = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(io(&tmp))?;
-    let result = (|| {
-        out.set_len(pre.file_length).map_err(io(&tmp))?;
-        let mut w = BufWriter::with_capacity(1 << 20, &out);
-        for (old, new) in header.entries.iter().zip(entries.iter_mut()) {
-            let src = header.data(&map, old);
-            let bytes: std::borrow::Cow<[u8]> = if new.layout != old.layout {
-                let scales = header.entry(&format!("{}@scale", old.name)).map(|s| header.data(&map, s));
-                let packed = pack_bytes(old, new.layout, src, scales)?;
-                if packed.len() as u64 != new.length {
-                    return Err(Error::Other(format!("tensor `{}`: packed {} bytes, layout needs {}", old.name, packed.len(), new.length)));
-                }
-                new.checksum = xxhash_rust::xxh3::xxh3_64(&packed);
-                packed.into()
-            } else {
-                src.into()
-            };
-            w.seek(SeekFrom::Start(pre.data.offset + new.offset)).map_err(io(&tmp))?;
-            w.write_all(&bytes).map_err(io(&tmp))?;
-        }
-        let dir = format::encode_directory(&entries);
-        let head = format::finish_preamble(&pre, &meta_json, &dir);
-        for (at, bytes) in [(0, &head[..]), (pre.meta.offset, &meta_json[..]), (pre.directory.offset, &dir[..])] {
-            w.seek(SeekFrom::Start(at)).map_err(io(&tmp))?;
-            w.write_all(bytes).map_err(io(&tmp))?;
-        }
-        w.flush().map_err(io(&tmp))?;
-        drop(w);
-        out.sync_all().map_err(io(&tmp))?;
-        // SAFETY: the temporary file is ours; nothing else writes it while it is mapped here.
-        let written = unsafe { memmap2::Mmap::map(&out) }.map_err(io(&tmp))?;
-        Header::parse(&written).map_err(|e| Error::Format { path: tmp.clone(), what: format!("packed file does not validate: {e}") })?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    drop(map);
-    std::fs::rename(&tmp, output).map_err(io(output))?;
+    let tmp = temporary_path(output);
+    write_aside_checked(
+        output,
+        |w| {
+            w.get_ref().set_len(pre.file_length).map_err(io(&tmp))?;
+            for (old, new) in header.entries.iter().zip(entries.iter_mut()) {
+                let src = header.data(&map, old);
+                let bytes: std::borrow::Cow<[u8]> = if new.layout != old.layout {
+                    let scales = header.entry(&format!("{}@scale", old.name)).map(|s| header.data(&map, s));
+                    let packed = pack_bytes(old, new.layout, src, scales)?;
+                    if packed.len() as u64 != new.length {
+                        return Err(Error::Other(format!(
+                            "tensor `{}`: packed {} bytes, layout needs {}",
+                            old.name,
+                            packed.len(),
+                            new.length
+                        )));
+                    }
+                    new.checksum = xxhash_rust::xxh3::xxh3_64(&packed);
+                    packed.into()
+                } else {
+                    src.into()
+                };
+                w.seek(SeekFrom::Start(pre.data.offset + new.offset)).map_err(io(&tmp))?;
+                w.write_all(&bytes).map_err(io(&tmp))?;
+            }
+            let dir = format::encode_directory(&entries);
+            let head = format::finish_preamble(&pre, &meta_json, &dir);
+            write_header(w, &tmp, &pre, &head, &meta_json, &dir)
+        },
+        |tmp| validate_written(tmp, "packed file"),
+    )?;
     Ok(PackSummary { packed: count, file_bytes: pre.file_length })
 }
 
@@ -154,9 +145,9 @@ mod tests {
 
     /// Writes the seeded small checkpoint + FLAME, converts at `precision` and packs; returns (dir,
     /// plain, packed).
-    fn files(precision: Precision, tag: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("gaga-pack-tests-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+    fn files(precision: Precision, tag: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new().prefix(&format!("gaga-pack-tests-{tag}-")).tempdir().expect("temp dir");
+        let dir = tmp.path();
         let (ck, flame) = (dir.join("small.pt"), dir.join("flame.pt"));
         dev::write_checkpoint_file(&ck, &ModelConfig::small(), "small", 11).expect("checkpoint");
         dev::flame::build(11).write_file(&flame).expect("flame");
@@ -168,14 +159,14 @@ mod tests {
         let s = pack_refiner(&plain, &packed).expect("packing");
         // Small config: 4 levels x (2 ResBlocks x 3 + 2 x 2 conditions) + first + final + 3 x 4 + 2 modconvs.
         assert!(s.packed > 40, "packed {} tensors", s.packed);
-        (dir, plain, packed)
+        (tmp, plain, packed)
     }
 
     #[test]
     fn packed_in_file_and_packed_at_load_give_identical_frames_and_the_same_weights() {
         // Every precision: the same packed values reach the same kernels, so frames are equal bit for bit.
         for (precision, tag) in [(Precision::Int8, "int8"), (Precision::Fp16, "fp16"), (Precision::Fp32, "fp32")] {
-            let (dir, plain, packed) = files(precision, tag);
+            let (_dir, plain, packed) = files(precision, tag);
             let (a, b) = (Model::open(&plain).expect("row-major model loads"), Model::open(&packed).expect("packed model loads"));
             b.verify().expect("checksums of the packed file");
             let cfg = a.config().clone();
@@ -197,7 +188,6 @@ mod tests {
             }
             let r = Refiner::new(&b, &cfg, NoiseMode::Stored).expect("loads");
             assert!(r.borrowed_convs() > 40, "{tag}: packed weights should be borrowed from the map, {} are", r.borrowed_convs());
-            let _ = std::fs::remove_dir_all(dir);
         }
     }
 

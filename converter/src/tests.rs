@@ -245,7 +245,7 @@ impl Drop for Dir {
 
 fn assert_no_output(out: &Path) {
     assert!(!out.exists(), "{} was left behind", out.display());
-    assert!(!crate::convert::temp_path(out).exists(), "temporary file was left behind");
+    assert!(!gaga_runtime::write_aside::temporary_path(out).exists(), "temporary file was left behind");
 }
 
 #[test]
@@ -289,7 +289,7 @@ fn failure_after_writing_began_removes_the_partial_file() {
     let _cleanup = Dir(out.clone());
     let e = convert(&options(&inputs().checkpoint, Precision::Fp16, &out), &mut |_| {}).expect_err("rename onto a directory");
     assert!(e.to_string().contains("occupied.gaga"), "{e}");
-    assert!(!crate::convert::temp_path(&out).exists(), "temporary file was left behind");
+    assert!(!gaga_runtime::write_aside::temporary_path(&out).exists(), "temporary file was left behind");
 }
 
 #[test]

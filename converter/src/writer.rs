@@ -4,12 +4,14 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gaga_runtime::format::{self, DType, Meta, TensorEntry};
 use gaga_runtime::{Error, Result};
 
-use crate::convert::{temp_path, Job, Progress};
+use gaga_runtime::write_aside::{temporary_path, write_aside_checked};
+
+use crate::convert::{Job, Progress};
 use crate::quant::{quantise_i8, to_f16_bytes, to_f32_bytes};
 use crate::source::TensorData;
 
@@ -20,20 +22,6 @@ pub(crate) struct Planned {
     /// A calibrated activation scale `<name>@act_scale` and its value, written after the tensor.
     pub act: Option<(TensorEntry, f32)>,
     pub job_index: usize,
-}
-
-/// Deletes the temporary file unless the conversion reached the rename.
-struct TempGuard {
-    path: PathBuf,
-    done: bool,
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -58,52 +46,66 @@ pub(crate) fn write_model(
         entries.extend(p.act.as_ref().map(|a| a.0.clone()));
     }
     let pre = format::plan(meta_json.len(), &mut entries);
-    let tmp = temp_path(output);
-    let mut guard = TempGuard { path: tmp.clone(), done: false };
-    let file = File::create(&tmp).map_err(io(&tmp))?;
-    file.set_len(pre.file_length).map_err(io(&tmp))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    w.seek(SeekFrom::Start(pre.data.offset)).map_err(io(&tmp))?;
-    let mut pos = 0u64;
-    let bytes_total = pre.data.length;
-    for (k, p) in planned.iter().enumerate() {
-        let job = &jobs[p.job_index];
-        let data = job.src.read(job.tensor)?;
-        let mut pieces = encode(&p.entry, &data, job)?;
-        pieces.extend(p.act.as_ref().map(|a| a.1.to_le_bytes().to_vec()));
-        for (i, bytes) in pieces.iter().enumerate() {
-            let e = &mut entries[first_entry[k] + i];
-            debug_assert_eq!(bytes.len() as u64, e.length, "{}", e.name);
-            // Zero padding up to the tensor's 256-byte-aligned offset.
-            let pad = e.offset - pos;
-            w.write_all(&vec![0u8; pad as usize]).map_err(io(&tmp))?;
-            w.write_all(bytes).map_err(io(&tmp))?;
-            e.checksum = xxhash_rust::xxh3::xxh3_64(bytes);
-            pos = e.offset + e.length;
-        }
-        drop(pieces);
-        job.src.release(job.tensor);
-        progress(&Progress { tensor: &job.name, done: k + 1, total: planned.len(), bytes_written: pos, bytes_total });
-    }
-    let dir = format::encode_directory(&entries);
-    let head = format::finish_preamble(&pre, &meta_json, &dir);
-    for (at, bytes) in [(0, &head[..]), (pre.meta.offset, &meta_json[..]), (pre.directory.offset, &dir[..])] {
-        w.seek(SeekFrom::Start(at)).map_err(io(&tmp))?;
-        w.write_all(bytes).map_err(io(&tmp))?;
-    }
-    let file = w.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
-    file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    // The file must parse before it may replace anything (this touches only the header pages).
-    let file = File::open(&tmp).map_err(io(&tmp))?;
-    // SAFETY: the temporary file is ours and nothing else writes it while it is mapped here.
-    let written = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&tmp))?;
-    format::Header::parse(&written)
-        .map_err(|e| Error::Format { path: tmp.clone(), what: format!("written file does not validate: {e}") })?;
-    drop(written);
-    std::fs::rename(&tmp, output).map_err(io(output))?;
-    guard.done = true;
+    let tmp = temporary_path(output);
+    write_aside_checked(
+        output,
+        |w| {
+            w.get_ref().set_len(pre.file_length).map_err(io(&tmp))?;
+            w.seek(SeekFrom::Start(pre.data.offset)).map_err(io(&tmp))?;
+            let mut pos = 0u64;
+            let bytes_total = pre.data.length;
+            for (k, p) in planned.iter().enumerate() {
+                let job = &jobs[p.job_index];
+                let data = job.src.read(job.tensor)?;
+                let mut pieces = encode(&p.entry, &data, job)?;
+                pieces.extend(p.act.as_ref().map(|a| a.1.to_le_bytes().to_vec()));
+                for (i, bytes) in pieces.iter().enumerate() {
+                    let e = &mut entries[first_entry[k] + i];
+                    debug_assert_eq!(bytes.len() as u64, e.length, "{}", e.name);
+                    // Zero padding up to the tensor's 256-byte-aligned offset.
+                    let pad = e.offset - pos;
+                    w.write_all(&vec![0u8; pad as usize]).map_err(io(&tmp))?;
+                    w.write_all(bytes).map_err(io(&tmp))?;
+                    e.checksum = xxhash_rust::xxh3::xxh3_64(bytes);
+                    pos = e.offset + e.length;
+                }
+                drop(pieces);
+                job.src.release(job.tensor);
+                progress(&Progress { tensor: &job.name, done: k + 1, total: planned.len(), bytes_written: pos, bytes_total });
+            }
+            let dir = format::encode_directory(&entries);
+            let head = format::finish_preamble(&pre, &meta_json, &dir);
+            write_header(w, &tmp, &pre, &head, &meta_json, &dir)
+        },
+        |tmp| validate_written(tmp, "written file"),
+    )?;
     Ok(pre.file_length)
+}
+
+/// Writes the sealed preamble, the meta JSON and the directory at their planned offsets.
+pub(crate) fn write_header(
+    w: &mut BufWriter<File>,
+    tmp: &Path,
+    pre: &format::Preamble,
+    head: &[u8],
+    meta: &[u8],
+    dir: &[u8],
+) -> Result<()> {
+    for (at, bytes) in [(0, head), (pre.meta.offset, meta), (pre.directory.offset, dir)] {
+        w.seek(SeekFrom::Start(at)).map_err(io(tmp))?;
+        w.write_all(bytes).map_err(io(tmp))?;
+    }
+    Ok(())
+}
+
+/// A written model file must parse before it may replace anything (this touches only the header pages).
+pub(crate) fn validate_written(tmp: &Path, what: &str) -> Result<()> {
+    let file = File::open(tmp).map_err(io(tmp))?;
+    // SAFETY: the temporary file is ours and nothing else writes it while it is mapped here.
+    let written = unsafe { memmap2::Mmap::map(&file) }.map_err(io(tmp))?;
+    format::Header::parse(&written)
+        .map_err(|e| Error::Format { path: tmp.to_path_buf(), what: format!("{what} does not validate: {e}") })?;
+    Ok(())
 }
 
 /// The stored bytes of one tensor: one piece, or two (values, scales) for int8.

@@ -27,16 +27,15 @@ fn fetched(name: &str) -> String {
     p.display().to_string()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaga-cli-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A fresh directory for one test, removed on drop (also when the test fails).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("gaga-cli-{name}-")).tempdir().expect("scratch dir")
 }
 
 #[test]
 fn a_real_clip_tracked_on_device_drives_a_lifted_photo_from_the_command_line() {
-    let dir = scratch("e2e");
+    let tmp = scratch("e2e");
+    let dir = tmp.path();
     let p = |n: &str| dir.join(n).display().to_string();
     ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "3", "-o", &p("ck.pt")]);
     ok(&["dev", "make-flame", "--seed", "3", "-o", &p("flame.pt")]);
@@ -88,7 +87,6 @@ fn a_real_clip_tracked_on_device_drives_a_lifted_photo_from_the_command_line() {
         assert_eq!(bytes.len(), 96 * 80 * 4, "{backend}: one 96x80 XRGB8888 frame\n{report}");
         assert!(bytes.iter().any(|&b| b != 0), "{backend}: the kiosk drew something\n{report}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A Vulkan device is there, or required (`GAGA_REQUIRE_VULKAN=1`: then a missing one fails the test).
@@ -106,7 +104,8 @@ fn first_png(dir: &Path) -> String {
 
 #[test]
 fn a_missing_model_is_named_and_no_output_is_left_behind() {
-    let dir = scratch("bad");
+    let tmp = scratch("bad");
+    let dir = tmp.path();
     let out_path = dir.join("c.jsonl");
     let missing = dir.join("no-such-model.gaga").display().to_string();
     let out = gaga(&["track", "--model", &missing, "--video", &fetched("carphone_pristine.mp4"), "-o", &out_path.display().to_string()]);
@@ -115,12 +114,12 @@ fn a_missing_model_is_named_and_no_output_is_left_behind() {
     assert!(err.contains("no-such-model.gaga"), "the error names the file: {err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out_path.exists(), "no partial output");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_video_that_is_not_a_video_fails_cleanly_without_partial_output() {
-    let dir = scratch("notvideo");
+    let tmp = scratch("notvideo");
+    let dir = tmp.path();
     let p = |n: &str| dir.join(n).display().to_string();
     ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "1", "-o", &p("ck.pt")]);
     ok(&["dev", "make-flame", "--seed", "1", "-o", &p("flame.pt")]);
@@ -137,5 +136,4 @@ fn a_video_that_is_not_a_video_fails_cleanly_without_partial_output() {
         assert!(err.contains("junk.mp4"), "the error names the file: {err}");
         assert!(!dir.join("c.jsonl").exists(), "no partial output");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

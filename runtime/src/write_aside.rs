@@ -20,13 +20,26 @@ pub fn write_aside<T, E: From<Error>>(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> std::result::Result<T, E>,
 ) -> std::result::Result<T, E> {
+    write_aside_checked(path, write, |_| Ok(()))
+}
+
+/// [`write_aside`] with a check of the finished, synced temporary file before the rename (`check` gets
+/// its path): a file that does not validate never replaces anything. The writer may seek (model files
+/// write their data first and the header last) and has a 1 MiB buffer.
+pub fn write_aside_checked<T, E: From<Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::result::Result<T, E>,
+    check: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<T, E> {
     let tmp = temporary_path(path);
     let result = (|| {
         let file = File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        let mut out = BufWriter::new(file);
+        let mut out = BufWriter::with_capacity(1 << 20, file);
         let value = write(&mut out)?;
         let file = out.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
         file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        drop(file);
+        check(&tmp)?;
         std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Ok(value)
     })();
@@ -68,6 +81,25 @@ mod tests {
             Err(Error::Other("frame 7: decoder failed".into()))
         });
         assert_eq!(r.expect_err("fails").to_string(), "frame 7: decoder failed");
+        assert_eq!(std::fs::read(&path).expect("read"), b"old");
+        assert!(!temporary_path(&path).exists());
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn a_written_file_that_fails_its_check_replaces_nothing() {
+        let path = scratch("check");
+        std::fs::write(&path, b"old").expect("seed");
+        let r: Result<()> = write_aside_checked(
+            &path,
+            |out| out.write_all(b"truncated").map_err(|source| Error::Io { path: path.clone(), source }),
+            |tmp| {
+                // The check sees the complete, synced temporary file.
+                assert_eq!(std::fs::read(tmp).expect("temporary readable"), b"truncated");
+                Err(Error::Other("written file does not validate".into()))
+            },
+        );
+        assert!(r.expect_err("check fails").to_string().contains("does not validate"));
         assert_eq!(std::fs::read(&path).expect("read"), b"old");
         assert!(!temporary_path(&path).exists());
         std::fs::remove_file(&path).ok();

@@ -26,6 +26,12 @@ fn err<T>(msg: String) -> Result<T> {
     Err(GoldenError(msg))
 }
 
+/// A fresh directory for one test (`gaga-<name>-XXXXXX` under the system temp dir), removed when the
+/// returned guard drops, also when the test panics: suites used to leave hundreds of directories behind.
+pub fn test_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("gaga-{name}-")).tempdir().expect("a writable temp dir for the test")
+}
+
 /// Directory holding the goldens: `$GAGA_GOLDEN_DIR` when set (the official-size run of
 /// `reference/goldens.sh --official` writes to a temp dir), else the committed `tests/golden/`.
 pub fn golden_dir() -> PathBuf {

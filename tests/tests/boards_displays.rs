@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use gaga_boards::display::http::BOUNDARY;
 use gaga_boards::display::{self, Display, DisplaySpec, MjpegHttpDisplay};
 use gaga_boards::image::{self, Rgb, RgbImage};
+use gaga_tests::test_dir;
 
 /// 4x2 pixels: red, green, blue, white / black, (8,4,255), (0x12,0x34,0x56), grey.
 fn test_card() -> RgbImage {
@@ -15,7 +16,8 @@ fn test_card() -> RgbImage {
 }
 
 fn show_on_file(bpp: u32) -> Vec<u8> {
-    let path = std::env::temp_dir().join(format!("gaga-boards-fb{bpp}-{}.raw", std::process::id()));
+    let tmp = test_dir(&format!("boards-fb{bpp}"));
+    let path = tmp.path().join("fb.raw");
     let spec: DisplaySpec = format!("fb:{}:4x2:{bpp}", path.display()).parse().expect("spec");
     let mut d = display::open(&spec, 30).expect("open fb file");
     d.show(&test_card()).expect("show");

@@ -1,7 +1,8 @@
 //! The kiosk loop without a model: frames from a source through the placeholder tracker, a render
 //! closure and the overlay into a framebuffer file, with latency and FPS measured.
 
-use std::path::{Path, PathBuf};
+use gaga_tests::test_dir;
+use std::path::Path;
 
 use gaga_boards::display::{FbLayout, FramebufferDisplay};
 use gaga_boards::image::{Rgb, RgbImage};
@@ -11,10 +12,6 @@ use gaga_boards::source::{FrameSource, ImageFolderSource, VideoFileSource};
 use gaga_boards::tracker::PassThrough;
 use gaga_boards::{Frame, Result};
 
-fn temp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("gaga-boards-kiosk-{name}-{}", std::process::id()))
-}
-
 /// Reads pixel (x, y) of an XRGB8888 framebuffer file of width `w`.
 fn fb_pixel(bytes: &[u8], w: usize, x: usize, y: usize) -> [u8; 3] {
     let o = 4 * (y * w + x);
@@ -23,13 +20,12 @@ fn fb_pixel(bytes: &[u8], w: usize, x: usize, y: usize) -> [u8; 3] {
 
 #[test]
 fn kiosk_runs_ten_frames_into_a_framebuffer_file() {
-    let dir = temp("folder");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let tmp = test_dir("boards-kiosk-folder");
+    let dir = tmp.path();
     for i in 0..12u8 {
         RgbImage::from_pixel(64, 48, Rgb([i * 20, 100, 50])).save(dir.join(format!("f{i:02}.png"))).expect("png");
     }
-    let mut source = ImageFolderSource::open(&dir).expect("folder");
+    let mut source = ImageFolderSource::open(dir).expect("folder");
     let fb_path = dir.join("fb.raw");
     let mut display = FramebufferDisplay::create_file(&fb_path, FbLayout::parse("64x48", "32").expect("layout")).expect("fb");
     let mut seen_poses = Vec::new();
@@ -54,13 +50,12 @@ fn kiosk_runs_ten_frames_into_a_framebuffer_file() {
 
 #[test]
 fn kiosk_skips_corrupt_frames_and_goes_on() {
-    let dir = temp("corrupt");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let tmp = test_dir("boards-kiosk-corrupt");
+    let dir = tmp.path();
     RgbImage::from_pixel(8, 8, Rgb([1, 2, 3])).save(dir.join("a.png")).expect("png");
     std::fs::write(dir.join("b.jpg"), b"\xFF\xD8\xFF\xE0 cut").expect("bad jpeg");
     RgbImage::from_pixel(8, 8, Rgb([4, 5, 6])).save(dir.join("c.png")).expect("png");
-    let mut source = ImageFolderSource::open(&dir).expect("folder");
+    let mut source = ImageFolderSource::open(dir).expect("folder");
     let mut display = FramebufferDisplay::create_file(&dir.join("fb.raw"), FbLayout::parse("8x8", "16").expect("layout")).expect("fb");
     let opts = LoopOptions { overlay: false, ..Default::default() };
     let report = kiosk::run(&mut source, &mut PassThrough, &mut kiosk::camera_passthrough, &mut display, &opts).expect("loop");
@@ -76,8 +71,9 @@ fn kiosk_plays_carphone_through_ffmpeg() {
     }
     let mut source = VideoFileSource::open(&clip).expect("carphone");
     let desc = source.describe();
+    let tmp = test_dir("boards-kiosk-carphone");
     let mut display =
-        FramebufferDisplay::create_file(&temp("carphone.raw"), FbLayout::parse("176x144", "16").expect("layout")).expect("fb");
+        FramebufferDisplay::create_file(&tmp.path().join("fb.raw"), FbLayout::parse("176x144", "16").expect("layout")).expect("fb");
     let opts = LoopOptions { frames: Some(10), ..Default::default() };
     let report = kiosk::run(&mut source, &mut PassThrough, &mut kiosk::camera_passthrough, &mut display, &opts).expect(&desc);
     assert_eq!(report.frames_shown, 10);
@@ -106,13 +102,12 @@ fn kiosk_renders_the_neutral_pose_through_a_cpu_session_when_no_face_is_tracked(
     CpuBackend::default().prepare(&w, &cfg, Budget::UNLIMITED).expect("session").render(&avatar, &neutral, &mut want).expect("render");
     let mut renderer = SessionRenderer::new(session, avatar, neutral, cfg.image_size);
 
-    let dir = temp("session");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let tmp = test_dir("boards-kiosk-session");
+    let dir = tmp.path();
     for i in 0..3u8 {
         RgbImage::from_pixel(16, 16, Rgb([i * 50, 0, 0])).save(dir.join(format!("{i}.png"))).expect("png");
     }
-    let mut src = ImageFolderSource::open(&dir).expect("folder");
+    let mut src = ImageFolderSource::open(dir).expect("folder");
     let s = cfg.image_size as u32;
     let fb = dir.join("fb.raw");
     let mut display = FramebufferDisplay::create_file(&fb, FbLayout::parse(&format!("{s}x{s}"), "32").expect("layout")).expect("fb");

@@ -1,5 +1,6 @@
 //! Frame sources: the carphone clip through ffmpeg, image folders, and what happens with bad input.
 
+use gaga_tests::test_dir;
 use std::path::{Path, PathBuf};
 
 use gaga_boards::image::{Rgb, RgbImage};
@@ -18,13 +19,6 @@ fn carphone() -> Option<PathBuf> {
         return None;
     }
     Some(p)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gaga-boards-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 #[test]
@@ -60,7 +54,8 @@ fn a_file_that_is_no_video_is_an_error_naming_it() {
         eprintln!("skipped: ffmpeg is not installed");
         return;
     }
-    let dir = temp_dir("novideo");
+    let tmp = test_dir("boards-novideo");
+    let dir = tmp.path();
     let path = dir.join("not_a_video.mp4");
     std::fs::write(&path, b"this is text").expect("write");
     let err = VideoFileSource::open(&path).err().expect("not a video");
@@ -69,13 +64,14 @@ fn a_file_that_is_no_video_is_an_error_naming_it() {
 
 #[test]
 fn image_folder_plays_in_name_order_and_skips_a_corrupt_file() {
-    let dir = temp_dir("folder");
+    let tmp = test_dir("boards-folder");
+    let dir = tmp.path();
     for (name, level) in [("frame_002.png", 20u8), ("frame_000.png", 0), ("frame_001.jpg", 10)] {
         RgbImage::from_pixel(6, 4, Rgb([level, level, level])).save(dir.join(name)).expect("write image");
     }
     std::fs::write(dir.join("frame_003.png"), b"\x89PNG truncated").expect("write");
     std::fs::write(dir.join("notes.txt"), b"ignored").expect("write");
-    let mut src = ImageFolderSource::open(&dir).expect("open folder");
+    let mut src = ImageFolderSource::open(dir).expect("open folder");
     let names: Vec<String> = src.files().iter().filter_map(|p| p.file_name()?.to_str().map(String::from)).collect();
     assert_eq!(names, ["frame_000.png", "frame_001.jpg", "frame_002.png", "frame_003.png"]);
     for want in [0u8, 10, 20] {
@@ -90,7 +86,8 @@ fn image_folder_plays_in_name_order_and_skips_a_corrupt_file() {
 
 #[test]
 fn an_empty_folder_is_an_error_naming_it() {
-    let dir = temp_dir("empty");
-    let err = ImageFolderSource::open(&dir).err().expect("empty");
+    let tmp = test_dir("boards-empty");
+    let dir = tmp.path();
+    let err = ImageFolderSource::open(dir).err().expect("empty");
     assert!(err.to_string().contains("no .png"), "{err}");
 }

@@ -18,6 +18,7 @@ use gaga_boards::tracker::mesh::{roi_from_detection, FaceMesh};
 use gaga_boards::tracker::run::track_to_jsonl;
 use gaga_boards::tracker::{model_paths, MediaPipeTracker, Tracker, Tracking};
 use gaga_runtime::{driving, DrivingFrame};
+use gaga_tests::test_dir;
 
 fn fetched(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/fetched").join(name);
@@ -255,15 +256,14 @@ fn black_noise_and_truncated_frames_give_no_face_and_no_panic() {
 
 #[test]
 fn tracking_a_folder_writes_one_line_per_frame_with_face_false_for_bad_ones() {
-    let dir = std::env::temp_dir().join(format!("gaga-tracker-folder-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = test_dir("tracker-folder");
+    let dir = tmp.path();
     RgbImage::new(64, 48).save(dir.join("0_black.png")).expect("write");
     std::fs::copy(fetched("astronaut.png"), dir.join("1_astronaut.png")).expect("copy");
     let bytes = std::fs::read(fetched("grace_hopper.jpg")).expect("read");
     std::fs::write(dir.join("2_truncated.jpg"), &bytes[..bytes.len() / 4]).expect("write");
     std::fs::copy(fetched("grace_hopper.jpg"), dir.join("3_grace.jpg")).expect("copy");
-    let mut src = ImageFolderSource::open(&dir).expect("folder");
+    let mut src = ImageFolderSource::open(dir).expect("folder");
     let mut out = Vec::new();
     let neutral = neutral_pose(100, FRONTAL_CAMERA);
     let sum = track_to_jsonl(&mut src, &mut tracker(), neutral.clone(), None, &mut out, "frames.jsonl", |_| {}).expect("tracks");
@@ -281,7 +281,6 @@ fn tracking_a_folder_writes_one_line_per_frame_with_face_false_for_bad_ones() {
         assert_eq!(frames[2].transform, frames[1].transform);
     }
     assert_eq!((sum.frames, sum.faces), (4, faces.iter().filter(|&&f| f).count() as u64));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -290,14 +289,14 @@ fn a_missing_model_file_is_an_error_naming_it_and_the_fetch_command() {
     let msg = err.to_string();
     assert!(msg.contains("/nonexistent/face_detection_short_range.tflite") && msg.contains("fetch-assets"), "{msg}");
     // A file that is not a TF Lite model.
-    let bad = std::env::temp_dir().join(format!("gaga-not-a-model-{}.tflite", std::process::id()));
+    let tmp = test_dir("tracker-not-a-model");
+    let bad = tmp.path().join("not-a-model.tflite");
     std::fs::write(&bad, b"not a model").expect("write");
     let msg = FaceMesh::open(&bad).err().expect("fails").to_string();
     assert!(msg.contains(&bad.display().to_string()), "{msg}");
     // The detector's file where the mesh is expected: the tensor check names what differs.
     let msg = FaceMesh::open(&fetched("face_detection_short_range.tflite")).err().expect("fails").to_string();
     assert!(msg.contains("input tensor") && msg.contains("192"), "{msg}");
-    let _ = std::fs::remove_file(&bad);
 }
 
 #[test]

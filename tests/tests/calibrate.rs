@@ -3,7 +3,7 @@
 //! on an avatar and frames it did not see, and calibration's simulation of the int8 file is exact.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gaga_converter::calibrate::{convert_calibrated, robust_abs_max, CalibrateOptions, Simulated};
 use gaga_converter::dev::{driver, flame, write_checkpoint_file};
@@ -16,12 +16,7 @@ use gaga_runtime::lift::lift;
 use gaga_runtime::model::Model;
 use gaga_runtime::render::RenderOptions;
 use gaga_runtime::{Image, ModelConfig, Weights};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gaga-calibrate-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
+use gaga_tests::test_dir;
 
 /// Seeded small checkpoint + FLAME in `dir`, and options converting them to `out` at `precision`.
 fn options(dir: &Path, precision: Precision, out: &str) -> ConvertOptions {
@@ -51,7 +46,8 @@ fn portrait(size: usize, k: f32) -> Image {
 
 #[test]
 fn calibrated_int8_small_model_meets_its_goal_and_holds_on_unseen_inputs() {
-    let dir = temp_dir("e2e");
+    let tmp = test_dir("calibrate-e2e");
+    let dir = tmp.path();
     let calib = dir.join("calib");
     std::fs::create_dir_all(&calib).expect("calib dir");
     let size = ModelConfig::small().image_size;
@@ -59,9 +55,9 @@ fn calibrated_int8_small_model_meets_its_goal_and_holds_on_unseen_inputs() {
         save_png(&calib.join(format!("p{i}.png")), &portrait(size, k)).expect("portrait");
     }
     // No driving file and no NAME.json: the bundled 60 frames and source parameters are used.
-    let fp32 = options(&dir, Precision::Fp32, "m-fp32.gaga");
+    let fp32 = options(dir, Precision::Fp32, "m-fp32.gaga");
     convert(&fp32, &mut |_| {}).expect("fp32");
-    let int8 = options(&dir, Precision::Int8, "m-int8c.gaga");
+    let int8 = options(dir, Precision::Int8, "m-int8c.gaga");
     let (_, report) = convert_calibrated(&int8, &CalibrateOptions::new(calib), &mut |_| {}, &mut |_| {}).expect("calibrated");
     assert!(report.psnr_final >= 37.0, "calibration reached {:.2} dB on its own frames (goal 35 + 2)", report.psnr_final);
 
@@ -86,15 +82,15 @@ fn calibrated_int8_small_model_meets_its_goal_and_holds_on_unseen_inputs() {
     // unlike the calibration set: a random-Gaussian synthetic avatar gives only about 25 dB.
     assert!(e.psnr_min() >= 33.0, "calibrated int8: {:.2} dB min against fp32", e.psnr_min());
     eprintln!("calibrated int8, held-out avatar and frames: {:.2} dB min, {:.2} dB median", e.psnr_min(), e.psnr_median());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn calibration_simulates_the_written_int8_file_exactly() {
-    let dir = temp_dir("sim");
-    let fp32 = options(&dir, Precision::Fp32, "m-fp32.gaga");
+    let tmp = test_dir("calibrate-sim");
+    let dir = tmp.path();
+    let fp32 = options(dir, Precision::Fp32, "m-fp32.gaga");
     convert(&fp32, &mut |_| {}).expect("fp32");
-    let int8 = options(&dir, Precision::Int8, "m-int8.gaga");
+    let int8 = options(dir, Precision::Int8, "m-int8.gaga");
     convert(&int8, &mut |_| {}).expect("int8");
     let (r, c) = (Model::open(&fp32.output).expect("fp32"), Model::open(&int8.output).expect("int8"));
     let precision: HashMap<String, Precision> = r
@@ -113,16 +109,16 @@ fn calibration_simulates_the_written_int8_file_exactly() {
         compared += 1;
     }
     assert!(compared > 50);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn calibration_asks_for_int8() {
-    let dir = temp_dir("fp16");
-    let e = convert_calibrated(&options(&dir, Precision::Fp16, "x.gaga"), &CalibrateOptions::new(dir.clone()), &mut |_| {}, &mut |_| {});
+    let tmp = test_dir("calibrate-fp16");
+    let dir = tmp.path();
+    let e =
+        convert_calibrated(&options(dir, Precision::Fp16, "x.gaga"), &CalibrateOptions::new(dir.to_path_buf()), &mut |_| {}, &mut |_| {});
     let Err(e) = e else { panic!("fp16 + calibrate should fail") };
     assert!(e.to_string().contains("needs --precision int8"), "{e}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

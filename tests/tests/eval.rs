@@ -1,44 +1,19 @@
 //! `gaga_runtime::eval` on real conversions of the seeded small checkpoint: a model against itself is
 //! exact, and an fp16 conversion stays within the 45 dB of fp32.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gaga_converter::dev::{driver, flame, write_checkpoint_file};
-use gaga_converter::{convert, ConvertOptions, Precision};
+use gaga_converter::dev::{convert_seeded_small, driver};
+use gaga_converter::Precision;
 use gaga_runtime::eval::{evaluate, EvalReport};
 use gaga_runtime::model::Model;
 use gaga_runtime::render::testing::synthetic_avatar;
 use gaga_runtime::render::RenderOptions;
-use gaga_runtime::ModelConfig;
-
-/// A fresh temporary directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gaga-eval-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
+use gaga_tests::test_dir;
 
 /// Converts the seeded small checkpoint (seed 7) at each precision into `dir`.
 fn small_models(dir: &Path, precisions: &[Precision]) -> Vec<Model> {
-    let (ck, fl) = (dir.join("ck.pt"), dir.join("flame.pt"));
-    write_checkpoint_file(&ck, &ModelConfig::small(), "small", 7).expect("seeded checkpoint");
-    flame::build(7).write_file(&fl).expect("seeded FLAME");
-    precisions
-        .iter()
-        .map(|&p| {
-            let output = dir.join(format!("m-{}.gaga", p.name()));
-            let opts = ConvertOptions {
-                checkpoint: ck.clone(),
-                flame: fl.clone(),
-                output: output.clone(),
-                precision: p,
-                keep: vec![],
-                created_by: "tests/eval".into(),
-            };
-            convert(&opts, &mut |_| {}).expect("convert");
-            Model::open(&output).expect("open")
-        })
-        .collect()
+    precisions.iter().map(|&p| Model::open(convert_seeded_small(dir, 7, p, "tests/eval").expect("convert")).expect("open")).collect()
 }
 
 fn run(reference: &Model, candidate: &Model, frames: usize) -> EvalReport {
@@ -50,8 +25,8 @@ fn run(reference: &Model, candidate: &Model, frames: usize) -> EvalReport {
 
 #[test]
 fn a_model_against_itself_has_infinite_psnr_ssim_one_and_no_stage_error() {
-    let dir = temp_dir("self");
-    let m = small_models(&dir, &[Precision::Fp32]);
+    let dir = test_dir("eval-self");
+    let m = small_models(dir.path(), &[Precision::Fp32]);
     let r = run(&m[0], &m[0], 3);
     assert_eq!(r.frames.len(), 3);
     assert_eq!(r.psnr_min(), f64::INFINITY);
@@ -59,18 +34,16 @@ fn a_model_against_itself_has_infinite_psnr_ssim_one_and_no_stage_error() {
     // f64 rounding of the SSIM ratio.
     assert!((r.ssim_min() - 1.0).abs() < 1e-12, "{}", r.ssim_min());
     assert!(r.stage_worst().iter().all(|e| e.max_abs == 0.0 && e.rel_l2 == 0.0));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn fp16_small_model_is_at_least_45_db_from_fp32() {
-    let dir = temp_dir("fp16");
-    let m = small_models(&dir, &[Precision::Fp32, Precision::Fp16]);
+    let dir = test_dir("eval-fp16");
+    let m = small_models(dir.path(), &[Precision::Fp32, Precision::Fp16]);
     let r = run(&m[0], &m[1], 4);
     // The target for fp16 end to end; FLAME and the splat stay fp32 (policy), so only the RGB differs.
     assert!(r.psnr_min() >= 45.0, "fp16 PSNR min {:.2} dB", r.psnr_min());
     let [flame, splat, rgb] = r.stage_worst();
     assert_eq!((flame.max_abs, splat.max_abs), (0.0, 0.0));
     assert!(rgb.rel_l2 > 0.0 && rgb.rel_l2 < 1e-2, "{rgb:?}");
-    std::fs::remove_dir_all(&dir).ok();
 }

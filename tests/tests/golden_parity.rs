@@ -24,7 +24,9 @@ use gaga_runtime::lift::lift_traced;
 use gaga_runtime::model::Model;
 use gaga_runtime::render::{FrameRenderer, RenderOptions};
 use gaga_runtime::{DrivingFrame, Image, ModelConfig, SourceParams, Transform};
-use gaga_tests::{golden_dir, read_provenance, sha256_file, worst_elements, Criterion, Golden, GoldenError, Report, Result, Tensor};
+use gaga_tests::{
+    golden_dir, read_provenance, sha256_file, test_dir, worst_elements, Criterion, Golden, GoldenError, Report, Result, Tensor,
+};
 
 /// Relative-error limit of every stage (see the module docs for why).
 const REL_LIMIT: f64 = 1e-4;
@@ -46,23 +48,6 @@ fn fail<T>(msg: impl Into<String>) -> Result<T> {
 
 fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: &str) -> Result<T> {
     r.map_err(|e| GoldenError(format!("{what}: {e}")))
-}
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Result<Scratch> {
-        let dir = std::env::temp_dir().join(format!("gaga-golden-{tag}-{}", std::process::id()));
-        ctx(std::fs::create_dir_all(&dir), &format!("creating {}", dir.display()))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Regenerates the seeded inputs (or takes `ckpt.pt` and `flame.pt` from `$GAGA_GOLDEN_INPUTS`, which
@@ -155,8 +140,8 @@ fn run_parity(name: &str, cfg: ModelConfig) -> Result<Report> {
     if frames == 0 {
         return fail(format!("{name}.json: `frames` missing or zero"));
     }
-    let scratch = Scratch::new(name)?;
-    let model = Model::open(rebuild_model(name, &cfg, &provenance, &scratch.0)?)
+    let scratch = test_dir(&format!("golden-{name}"));
+    let model = Model::open(rebuild_model(name, &cfg, &provenance, scratch.path())?)
         .map_err(|e| GoldenError(format!("opening the converted model: {e}")))?;
     let mcfg = model.config().clone();
     if mcfg != cfg {

@@ -16,7 +16,6 @@
 //! workers' own deques, which do not allocate once grown.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use gaga_converter::dev::convert_seeded_small;
@@ -29,6 +28,7 @@ use gaga_runtime::model::Model;
 use gaga_runtime::render::testing::{driving_frame, seeded_frame_weights, synthetic_avatar};
 use gaga_runtime::render::{FrameRenderer, RenderOptions};
 use gaga_runtime::{Image, ModelConfig, Weights};
+use gaga_tests::test_dir;
 
 struct Counting;
 
@@ -156,24 +156,14 @@ fn frames_allocate_nothing(tag: &str, w: &(dyn Weights + Sync), cfg: &ModelConfi
     assert_eq!((n, bytes), (0, 0), "{tag}: session frames 2-4 allocated {n} times ({bytes} bytes)");
 }
 
-/// A converted seeded `small` model at `precision` in a fresh temp dir (removed by the caller), made as
-/// `tests/memory.rs` makes its models.
-fn small_model(tag: &str, precision: Precision) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("gaga-noalloc-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let out = convert_seeded_small(&dir, 5, precision, "tests/no_alloc_frame").expect("seeded small model converts");
-    (dir, out)
-}
-
 /// [`frames_allocate_nothing`] on a converted `small` model at `precision`.
 fn converted_frames_allocate_nothing(tag: &str, precision: Precision) {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (dir, path) = small_model(tag, precision);
+    let dir = test_dir(&format!("noalloc-{tag}"));
+    let path = convert_seeded_small(dir.path(), 5, precision, "tests/no_alloc_frame").expect("seeded small model converts");
     let m = Model::open(&path).expect("open");
     let cfg = m.config().clone();
     frames_allocate_nothing(tag, &m, &cfg, 3);
-    drop(m);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

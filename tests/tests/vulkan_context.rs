@@ -10,12 +10,7 @@ use gaga_kernels::twin::elementwise as ew;
 use gaga_runtime::backend::vulkan::{self, ComputePipeline, ContextOptions, Dispatch, Gpu, MemoryLocation, Recorded};
 use gaga_runtime::backend::{Backend, Budget};
 use gaga_runtime::Error;
-
-fn temp_dir(test: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaga-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use gaga_tests::test_dir;
 
 #[test]
 fn the_chosen_device_is_probed_and_printable() {
@@ -96,9 +91,10 @@ fn leaky_pipeline(gpu: &Gpu) -> ComputePipeline {
 #[test]
 fn the_pipeline_cache_is_saved_then_reused_and_a_foreign_file_is_ignored() {
     let test = "the_pipeline_cache_is_saved_then_reused_and_a_foreign_file_is_ignored";
-    let dir = temp_dir(test);
+    let tmp = test_dir("vulkan-pipeline-cache");
+    let dir = tmp.path();
     let path = {
-        let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(&dir)) else { return };
+        let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(dir)) else { return };
         assert!(!gpu.cache.loaded_from_disk(), "fresh directory");
         let t = std::time::Instant::now();
         let _p = leaky_pipeline(&gpu);
@@ -110,7 +106,7 @@ fn the_pipeline_cache_is_saved_then_reused_and_a_foreign_file_is_ignored() {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
     assert!(name.starts_with("pipeline-") && name.ends_with(".bin"), "{name}");
     {
-        let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(&dir)) else { return };
+        let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(dir)) else { return };
         assert!(gpu.cache.loaded_from_disk(), "{} was not reused", path.display());
         let t = std::time::Instant::now();
         let _p = leaky_pipeline(&gpu);
@@ -122,11 +118,10 @@ fn the_pipeline_cache_is_saved_then_reused_and_a_foreign_file_is_ignored() {
     data[16] ^= 0xff;
     std::fs::write(&path, &data).expect("cache file writable");
     {
-        let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(&dir)) else { return };
+        let Some(gpu) = common::open(test, common::TEST_BUDGET, Some(dir)) else { return };
         assert!(!gpu.cache.loaded_from_disk(), "a foreign cache was used");
         common::assert_no_validation_messages(&gpu);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -6,9 +6,8 @@
 mod vulkan_common;
 use vulkan_common as common;
 
-use std::path::PathBuf;
-
-use gaga_converter::{convert, ConvertOptions, Precision};
+use gaga_converter::dev::convert_seeded_small;
+use gaga_converter::Precision;
 use gaga_kernels::testing::{assert_close, Tolerance};
 use gaga_kernels::twin::flame as twin;
 use gaga_runtime::backend::cpu::CpuBackend;
@@ -19,6 +18,7 @@ use gaga_runtime::flame::Flame;
 use gaga_runtime::model::Model;
 use gaga_runtime::render::testing::{driving_frame, seeded_frame_weights, synthetic_avatar};
 use gaga_runtime::{Error, Image, ModelConfig, Weights};
+use gaga_tests::test_dir;
 
 fn backend(copy_weights: bool) -> VulkanBackend {
     VulkanBackend { options: common::test_options(), cache_dir: None, copy_weights }
@@ -118,22 +118,9 @@ fn a_budget_too_small_fails_at_prepare_naming_the_bytes_needed() {
 
 /// A seeded small checkpoint converted at fp32, memory-mapped (tensors 256-byte aligned in a
 /// page-aligned map, so the device can import them).
-fn converted_fp32(test: &str) -> (Model, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("gaga-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cfg = ModelConfig::small();
-    let (ckpt, flame, model) = (dir.join("ckpt.pt"), dir.join("flame.pt"), dir.join("model.gaga"));
-    gaga_converter::dev::write_checkpoint_file(&ckpt, &cfg, "small", 7).expect("seeded checkpoint");
-    gaga_converter::dev::flame::build(7).write_file(&flame).expect("seeded FLAME");
-    let opts = ConvertOptions {
-        checkpoint: ckpt,
-        flame,
-        output: model.clone(),
-        precision: Precision::Fp32,
-        keep: Vec::new(),
-        created_by: test.into(),
-    };
-    convert(&opts, &mut |_| {}).expect("converts");
+fn converted_fp32(test: &str) -> (Model, tempfile::TempDir) {
+    let dir = test_dir("vulkan-frame");
+    let model = convert_seeded_small(dir.path(), 7, Precision::Fp32, test).expect("converts");
     (Model::open(&model).expect("opens"), dir)
 }
 
@@ -143,7 +130,7 @@ fn weights_imported_from_the_mapped_file_render_the_same_frame_as_copied_ones() 
     if !common::device_available(test) {
         return;
     }
-    let (model, dir) = converted_fp32(test);
+    let (model, _dir) = converted_fp32(test);
     let cfg = model.config().clone();
     let avatar = synthetic_avatar(&cfg, 3);
     let frame = driving_frame(&cfg, 1);
@@ -161,7 +148,6 @@ fn weights_imported_from_the_mapped_file_render_the_same_frame_as_copied_ones() 
     }
     assert_eq!(images[0], images[1], "the weight path must not change a single bit");
     drop(model);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -170,7 +156,7 @@ fn the_session_lifts_on_the_gpu_within_the_planned_budget_and_renders_the_avatar
     if !common::device_available(test) {
         return;
     }
-    let (model, dir) = converted_fp32(test);
+    let (model, _dir) = converted_fp32(test);
     let cfg = model.config().clone();
     let mut session = backend(false).open_session(&model, &cfg, common::TEST_BUDGET).expect("session");
     let s = cfg.image_size;
@@ -190,5 +176,4 @@ fn the_session_lifts_on_the_gpu_within_the_planned_budget_and_renders_the_avatar
     common::assert_no_validation_messages(session.gpu());
     drop(session);
     drop(model);
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -8,7 +8,8 @@ use vulkan_common as common;
 
 use std::path::PathBuf;
 
-use gaga_converter::{convert, ConvertOptions, Precision};
+use gaga_converter::dev::convert_seeded_small;
+use gaga_converter::Precision;
 use gaga_kernels::testing::{assert_close, seeded, Tolerance};
 use gaga_runtime::backend::vulkan::refiner::GpuRefiner;
 use gaga_runtime::backend::vulkan::{Gpu, MemoryLocation, Recorded};
@@ -17,6 +18,7 @@ use gaga_runtime::model::Model;
 use gaga_runtime::refiner::testing::insert_seeded_refiner;
 use gaga_runtime::refiner::{NoiseMode, Refiner};
 use gaga_runtime::{ModelConfig, WeightMap, Weights};
+use gaga_tests::test_dir;
 
 /// GPU vs CPU refiner: both sum in fp32 but in different orders (direct convolution vs the CPU's
 /// GEMM, int8 scales and modulation applied to partial sums) and the GPU's `exp`, `sqrt` and division
@@ -133,29 +135,21 @@ impl Weights for Dequantised<'_> {
 }
 
 /// A seeded small checkpoint converted at `precision` (fp16 / int8 storage, the default policy).
-fn converted(precision: Precision) -> (Model, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("gaga-vulkan-refiner-{}-{}", std::process::id(), precision.name()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cfg = ModelConfig::small();
-    let (ckpt, flame, model) = (dir.join("ckpt.pt"), dir.join("flame.pt"), dir.join("model.gaga"));
-    gaga_converter::dev::write_checkpoint_file(&ckpt, &cfg, "small", 7).expect("seeded checkpoint");
-    gaga_converter::dev::flame::build(7).write_file(&flame).expect("seeded FLAME");
-    let opts =
-        ConvertOptions { checkpoint: ckpt, flame, output: model.clone(), precision, keep: Vec::new(), created_by: "vulkan_refiner".into() };
-    convert(&opts, &mut |_| {}).expect("converts");
-    (Model::open(&model).expect("opens"), dir)
+fn converted(precision: Precision) -> (Model, tempfile::TempDir, PathBuf) {
+    let dir = test_dir(&format!("vulkan-refiner-{}", precision.name()));
+    let path = convert_seeded_small(dir.path(), 7, precision, "vulkan_refiner").expect("converts");
+    (Model::open(&path).expect("opens"), dir, path)
 }
 
 fn stored_case(test: &str, precision: Precision, dtype: gaga_runtime::format::DType) {
     let Some(gpu) = common::open(test, BUDGET, None) else { return };
-    let (model, dir) = converted(precision);
+    let (model, _dir, _) = converted(precision);
     let cfg = ModelConfig::small();
     // The policy stores the refiner's large weights at the requested precision.
     let probe = "upsampler.stylegan_decoder.style_convs.3.modulated_conv.weight";
     assert_eq!(model.stored(probe).expect("stored").dtype, dtype, "{test}: {probe}");
     compare(test, &gpu, &model, &Dequantised(&model), &cfg);
     drop(model);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -174,9 +168,9 @@ fn gpu_refiner_reads_int8_weights_as_stored_and_matches_the_cpu_on_their_values(
 fn gpu_refiner_unpacks_cpu_panel_weights_and_matches_the_cpu() {
     let test = "gpu_refiner_unpacks_cpu_panel_weights_and_matches_the_cpu";
     let Some(gpu) = common::open(test, BUDGET, None) else { return };
-    let (model, dir) = converted(Precision::Fp32);
-    let packed = dir.join("packed.gaga");
-    gaga_converter::pack::pack_refiner(&dir.join("model.gaga"), &packed).expect("packs");
+    let (model, dir, plain) = converted(Precision::Fp32);
+    let packed = dir.path().join("packed.gaga");
+    gaga_converter::pack::pack_refiner(&plain, &packed).expect("packs");
     let model = {
         drop(model);
         Model::open(&packed).expect("opens")
@@ -185,7 +179,6 @@ fn gpu_refiner_unpacks_cpu_panel_weights_and_matches_the_cpu() {
     assert_ne!(model.stored(probe).expect("stored").layout, gaga_runtime::format::Layout::RowMajor, "{test}: {probe} packed");
     compare(test, &gpu, &model, &model, &ModelConfig::small());
     drop(model);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

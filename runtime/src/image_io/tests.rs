@@ -1,17 +1,12 @@
-use std::path::PathBuf;
-
 use gaga_kernels::reference;
 use gaga_kernels::testing::{assert_close, seeded, Tolerance};
 
 use super::avi::AviWriter;
 use super::*;
 
-/// A fresh directory under the system temp dir, unique per test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaga-image-io-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory under the system temp dir, unique per test, removed on drop.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("gaga-image-io-{name}-")).tempdir().expect("temp dir")
 }
 
 fn gradient(w: usize, h: usize) -> Image {
@@ -28,7 +23,8 @@ fn gradient(w: usize, h: usize) -> Image {
 
 #[test]
 fn png_round_trip_is_exact_for_8_bit_values() {
-    let dir = temp_dir("png");
+    let tmp = temp_dir("png");
+    let dir = tmp.path();
     let img = gradient(13, 9);
     let path = dir.join("a.png");
     save_png(&path, &img).expect("save");
@@ -46,7 +42,8 @@ fn png_round_trip_is_exact_for_8_bit_values() {
 
 #[test]
 fn image_of_the_wrong_size_without_crop_is_an_error_naming_both_sizes() {
-    let dir = temp_dir("size");
+    let tmp = temp_dir("size");
+    let dir = tmp.path();
     let path = dir.join("b.png");
     save_png(&path, &gradient(20, 10)).expect("save");
     let err = load_image(&path, 64, None).expect_err("wrong size");
@@ -93,7 +90,8 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 #[test]
 fn avi_header_fields_and_index_describe_the_frames() {
-    let dir = temp_dir("avi");
+    let tmp = temp_dir("avi");
+    let dir = tmp.path();
     let path = dir.join("v.avi");
     let mut w = AviWriter::create(&path, 32, 24, 25).expect("create");
     for i in 0..3 {
@@ -132,7 +130,8 @@ fn ffprobe_reads_the_avi_as_mjpeg() {
         eprintln!("skipped: ffprobe not installed");
         return;
     }
-    let dir = temp_dir("ffprobe");
+    let tmp = temp_dir("ffprobe");
+    let dir = tmp.path();
     let path = dir.join("p.avi");
     let mut w = AviWriter::create(&path, 48, 48, 30).expect("create");
     for _ in 0..5 {
