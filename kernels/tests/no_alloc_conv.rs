@@ -52,6 +52,21 @@ fn count(f: impl FnOnce()) -> usize {
     ALLOCS.load(Ordering::SeqCst)
 }
 
+/// The fewest allocations `f` made in up to 4 runs (stopping at the first that made none). An allocation in
+/// the call path happens on every run, so this still catches it; what it forgives is rayon growing a worker's
+/// job deque or its injector's block list once, when a rare schedule first needs it (seen once in CI on a
+/// loaded machine: 1 allocation in 2-thread convolutions that were warmed up).
+fn steady_allocations(mut f: impl FnMut()) -> (usize, Vec<usize>) {
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(count(&mut f));
+        if seen.last() == Some(&0) {
+            break;
+        }
+    }
+    (seen.iter().copied().min().unwrap_or(0), seen)
+}
+
 /// Shapes covering every packed path: many bands (parallel tiles), one band (threaded over output rows),
 /// 1x1 with a partial last strip, stride 2, and a layer deeper than one `KC` block.
 const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
@@ -92,13 +107,13 @@ fn warmed_up_convolutions_allocate_nothing_on_one_and_two_threads() {
         let mut bufs = buffers();
         let mut scratch = Scratch::new();
         pool.install(|| run_all(&mut scratch, &mut bufs));
-        let n = pool.install(|| {
-            count(|| {
+        let (n, runs) = pool.install(|| {
+            steady_allocations(|| {
                 run_all(&mut scratch, &mut bufs);
                 run_all(&mut scratch, &mut bufs);
             })
         });
-        assert_eq!(n, 0, "{threads} thread(s): warmed-up convolutions allocated {n} times");
+        assert_eq!(n, 0, "{threads} thread(s): warmed-up convolutions allocated {runs:?} times in successive runs");
     }
 }
 
@@ -111,6 +126,6 @@ fn matrix_vector_linears_allocate_nothing() {
     // Warm-up first: the first parallel call may start rayon's global pool (its threads allocate once),
     // which depends on which test of this binary ran first.
     linear(&x, 1, 2048, &w, Some(&b), 96, &mut out);
-    let n = count(|| linear(&x, 1, 2048, &w, Some(&b), 96, &mut out));
-    assert_eq!(n, 0, "a 1-row linear allocated {n} times");
+    let (n, runs) = steady_allocations(|| linear(&x, 1, 2048, &w, Some(&b), 96, &mut out));
+    assert_eq!(n, 0, "a 1-row linear allocated {runs:?} times in successive runs");
 }
