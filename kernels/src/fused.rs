@@ -10,10 +10,6 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 #[path = "fused_avx512.rs"]
 mod avx512;
-#[path = "fused_up2.rs"]
-mod up2;
-
-pub use up2::{up2_hrow, up2_vrow, up2_vtaps};
 
 /// True when the AVX-512F bodies of `fused_avx512.rs` run (bit-identical to the scalar ones).
 fn avx512() -> bool {

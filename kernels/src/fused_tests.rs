@@ -193,35 +193,3 @@ fn fused_resize_skip_conv_declines_a_3x3_convolution() {
     assert!(!resize_conv1x1_lrelu_add(&mut Scratch::new(), &pw, &seeded(45, 2 * 4 * 4), 2, 2, 4, 4, 0.2, &mut out));
     assert!(out.iter().all(|&v| v == 1.0));
 }
-
-#[test]
-fn up2_row_halves_give_the_bits_of_the_upsampled_row_with_zeros_outside_the_map() {
-    // Widths 1 (generic taps), 2, 3, 37 and 150; windows starting left of the map, inside it (odd and
-    // even starts) and running past its right edge; both the AVX-512 and the scalar interiors.
-    for &(h, w) in &[(1, 1), (2, 2), (3, 3), (5, 37), (4, 150)] {
-        let plane = seeded(40 + w as u64, h * w);
-        let mut full = vec![0f32; 4 * h * w];
-        bilinear_scaled(&plane, 1, h, w, 2 * h, 2 * w, &[0.7], &mut full);
-        let ow = 2 * w as isize;
-        for y in 0..2 * h {
-            let (y0, y1, wy0, wy1) = up2_vtaps(y, h);
-            for &(x0, len) in &[(-1, 66), (0, 2 * w), (-3, 2 * w + 6), (5, 130), (2, 67), (ow - 4, 9), (ow - 3, 10), (ow + 2, 4), (1, 0)] {
-                for wide in [false, true] {
-                    let (mut h0, mut h1, mut got) = (vec![f32::NAN; len], vec![f32::NAN; len], vec![f32::NAN; len]);
-                    up2_hrow(&plane[y0 * w..(y0 + 1) * w], x0, wide, &mut h0);
-                    up2_hrow(&plane[y1 * w..(y1 + 1) * w], x0, wide, &mut h1);
-                    up2_vrow(&h0, &h1, wy0, wy1, 0.7, wide, &mut got);
-                    for (k, g) in got.iter().enumerate() {
-                        let c = x0 + k as isize;
-                        let want = if (0..ow).contains(&c) { full[y * 2 * w + c as usize] } else { 0.0 };
-                        if (0..ow).contains(&c) {
-                            assert_eq!(g.to_bits(), want.to_bits(), "{h}x{w} row {y} column {c} (window at {x0}, wide {wide})");
-                        } else {
-                            assert_eq!(*g, 0.0, "{h}x{w} row {y} column {c} outside the map");
-                        }
-                    }
-                }
-            }
-        }
-    }
-}

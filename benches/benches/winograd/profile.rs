@@ -53,12 +53,7 @@ fn alone(shape: Shape) -> f64 {
 }
 
 /// Prints the per-segment table and the totals for the model at `path`.
-/// `path = "up2"`: only the fused-upsample A/B ([`up2_ab`]).
 pub fn refine(path: &str) {
-    if path == "up2" {
-        up2_ab();
-        return;
-    }
     let model = Model::open(path).expect("model opens");
     let cfg = model.config().clone();
     let mut r = Refiner::new(&model, &cfg, NoiseMode::Stored).expect("refiner loads");
@@ -267,42 +262,5 @@ fn ab(r: &mut Refiner, x: &[f32], out: &mut [f32]) {
         }
     }
     set(true);
-    up2_ab();
     println!();
-}
-
-/// The up StyleConvs' input (x2 bilinear resize with the modulation, `fused::bilinear_scaled`) then the
-/// Winograd conv, against `winograd::conv3x3_up2_with` building the upsampled input inside the input
-/// transform; alternating, medians of 5.
-fn up2_ab() {
-    use gaga_kernels::fused::bilinear_scaled;
-    println!("\n| x2 upsample + conv | old: resize then conv ms | new: fused ms | ratio | min old / min new |\n|---|---|---|---|---|");
-    for (ci, co, side) in [(512, 512, 16), (512, 512, 32), (512, 256, 64), (256, 128, 128), (128, 64, 256), (64, 32, 512)] {
-        let (hl, spec) = (side / 2, Conv2d { c_in: ci, c_out: co, kernel: 3, stride: 1, pad: 1 });
-        let (low, s) = (seeded(1, ci * hl * hl), seeded(2, ci));
-        let ww = winograd::WinogradWeights::new(&spec, &seeded(3, co * ci * 9), Some(&seeded(4, co))).expect("3x3 shape");
-        let (mut up, mut out, mut sc) = (vec![0f32; ci * side * side], vec![0f32; co * side * side], Scratch::new());
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for i in 0..9 {
-            let t = Instant::now();
-            bilinear_scaled(&low, ci, hl, hl, side, side, &s, &mut up);
-            winograd::conv3x3(&mut sc, &ww, &up, side, side, &mut out).expect("sizes match");
-            let ta = t.elapsed().as_secs_f64() * 1e3;
-            let t = Instant::now();
-            let ran = winograd::conv3x3_up2_with(&mut sc, &ww, &low, hl, hl, &s, &mut out, winograd::Epilogue::Store).expect("sizes match");
-            let tb = t.elapsed().as_secs_f64() * 1e3;
-            if !ran {
-                println!("(no fused path on this CPU)");
-                return;
-            }
-            if i > 0 {
-                a.push(ta);
-                b.push(tb);
-            }
-        }
-        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        let r = min(&a) / min(&b);
-        let (a, b) = (median(a), median(b));
-        println!("| {ci}->{co} {hl}->{side} | {a:.2} | {b:.2} | {:.2} | {r:.2} |", a / b);
-    }
 }

@@ -79,12 +79,12 @@ unsafe fn deinterleave(p: *const f32, masks: &[__mmask16; 8]) -> [__m512; T] {
 /// 17th tile's first two floats broadcast in: 14 shuffles per row instead of 18, and no mask moves.
 ///
 /// # Safety
-/// The CPU has AVX-512F; each `Some(p)` of `rows` has 66 readable floats; `v + xi * stride` has the
-/// floats of `mask`'s lanes writable for every `xi < XI` (only those lanes are stored).
+/// The CPU has AVX-512F; each `Some(p)` of `rows` has 66 readable floats; `v + xi * stride` has 16
+/// writable floats for every `xi < XI`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)] // q and r index several arrays at once
-unsafe fn input_group_full(rows: &[Option<*const f32>; T], v: *mut f32, stride: usize, mask: __mmask16) {
+unsafe fn input_group_full(rows: &[Option<*const f32>; T], v: *mut f32, stride: usize) {
     let z = _mm512_setzero_ps();
     // t[q][r]: row r of B^T applied down vector position q (0-3: floats 16q..16q+16; 4, 5: float 64, 65).
     let mut t = [[z; T]; T];
@@ -117,27 +117,9 @@ unsafe fn input_group_full(rows: &[Option<*const f32>; T], v: *mut f32, stride: 
             |c: __m512, next: __m512| _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(_mm512_castps_si512(next), _mm512_castps_si512(c)));
         let o = bt([c0, c1, pick(2), pick(3), shift(c0, t[4][r]), shift(c1, t[5][r])]);
         for (c, oc) in o.iter().enumerate() {
-            // SAFETY: row r * T + c of V has the mask's floats writable at v (the caller's contract).
-            unsafe { _mm512_mask_storeu_ps(v.add((r * T + c) * stride), mask, *oc) };
+            // SAFETY: row r * T + c of V has 16 writable floats at v (the caller's contract).
+            unsafe { _mm512_storeu_ps(v.add((r * T + c) * stride), *oc) };
         }
-    }
-}
-
-/// The input transform of `k` consecutive tiles of one tile row from a window the caller built: `rows[r]`
-/// is input row `4 ty - 1 + r` from the first tile's column `4 tx - 1` on (`None`: outside the map, all
-/// zeros), with zeros wherever the window leaves the map. Tile `j` goes to `v[xi * stride + j]`. Lane
-/// groups use [`input_group_full`] (masked stores for a last partial group): the same bits as
-/// [`input_channel`] on the map the window was cut from.
-///
-/// # Safety
-/// The CPU has AVX-512F; each `Some(p)` has `64 * ceil(k / 16) + 2` readable floats; `v + xi * stride`
-/// has `k` writable floats for every `xi < XI`, written by no one else during the call.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn input_window(rows: &[Option<*const f32>; T], k: usize, v: *mut f32, stride: usize) {
-    for g in 0..k.div_ceil(L) {
-        let at: [Option<*const f32>; T] = std::array::from_fn(|r| rows[r].map(|p| p.wrapping_add(4 * L * g)));
-        // SAFETY: group g reads floats 64 g .. 64 g + 66 of each row and writes tiles 16 g .. min(k, 16 g + 16).
-        unsafe { input_group_full(&at, v.add(L * g), stride, lanes((k - L * g).min(L))) };
     }
 }
 
@@ -196,7 +178,7 @@ pub unsafe fn input_channel(plane: &[f32], h: usize, w: usize, tw: usize, t0: us
                 (y >= 0 && (y as usize) < h).then(|| plane[y as usize * w + x0 as usize..].as_ptr())
             });
             // SAFETY: rows inside the map with columns x0..x0 + 66 <= w; V rows have n >= off + 16 floats.
-            unsafe { input_group_full(&rows, v.add(off), stride, lanes(L)) };
+            unsafe { input_group_full(&rows, v.add(off), stride) };
             t += nl;
             continue;
         }

@@ -10,8 +10,7 @@
 //!   each value through an [`Epilogue`] (LeakyReLU, or multiply / add into the map already in `out`: the
 //!   refiner's SFT), which saves the following element-wise pass and its temporary map;
 //! - a block's last strip of at most 16 tiles (16x16 maps) runs on a 16-column kernel (`products.rs`),
-//!   and [`conv3x3_up2_with`] builds an x2-upsampled, channel-scaled input inside the input transform
-//!   (`up2.rs`); both give the same bits as the plain path;
+//!   which gives the same bits as the wide one;
 //! - blocks run in parallel (one buffer per worker, `scratch::run_tiled_in`); maps with too few blocks run
 //!   one block at a time with its three phases split over the pool instead (no nested parallelism).
 //!
@@ -23,7 +22,6 @@ mod avx512;
 mod channel;
 mod products;
 mod transforms;
-mod up2;
 
 use rayon::prelude::*;
 
@@ -33,7 +31,6 @@ use crate::scratch::{run_tiled_in, tiled_len};
 use crate::sgemm::{self, Isa, MR};
 use channel::{dispatch_input, dispatch_output};
 use transforms::{weight_tile, XI};
-pub use up2::conv3x3_up2_with;
 
 /// Floats of one block's `V` and `M` aimed at (1 MiB, half this host's per-core L2): wide layers get
 /// fewer tiles per block, thin ones more.
@@ -268,28 +265,9 @@ fn conv3x3_strips(
             out.len()
         ));
     }
-    run_blocks(scratch, ww, input, h, w, out, epi, narrow, None);
-    Ok(())
-}
-
-/// The blocks of one call whose sizes were checked: `input` is the `[c_in, h, w]` map, or with `up2` the
-/// low-resolution map it is upsampled from (see `up2.rs`).
-#[allow(clippy::too_many_arguments)]
-fn run_blocks(
-    scratch: &mut Scratch,
-    ww: &WinogradWeights,
-    input: &[f32],
-    h: usize,
-    w: usize,
-    out: &mut [f32],
-    epi: Epilogue,
-    narrow: bool,
-    up2: Option<up2::Up2>,
-) {
     if out.is_empty() {
-        return;
+        return Ok(());
     }
-    let spec = &ww.spec;
     let plan = Plan::new(spec, h, w);
     let buf = scratch.take(tiled_len(plan.blocks, plan.tile));
     let dst = SyncPtr(out.as_mut_ptr());
@@ -298,14 +276,12 @@ fn run_blocks(
         let n = plan.nt.min(plan.tiles - t0);
         let (v, m) = buf.split_at_mut(XI * spec.c_in * plan.nt);
         let ctx = Block { ww, plan: &plan, input, h, w, t0, n, par: pool > 1, narrow };
-        match up2 {
-            Some(u) => ctx.input_transform_up2(v, u),
-            None => ctx.input_transform(v),
-        }
+        ctx.input_transform(v);
         ctx.products(v, m);
         // SAFETY: this block alone writes the pixels of tiles t0..t0 + n of every output plane.
         unsafe { ctx.output_transform(m, dst, epi) };
     });
+    Ok(())
 }
 
 /// Channels ahead the AVX-512 input transform prefetches (the same tiles' rows of channel `i + PF` while
