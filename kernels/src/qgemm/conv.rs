@@ -35,6 +35,24 @@ pub(super) struct Geometry {
     pub n_flat: usize,
 }
 
+impl Geometry {
+    /// Calls `run(k, pixel, len)` for each run of the flat columns `j0..j0 + ncols` that are output pixels of
+    /// a `w`-wide map: block column `j0 + k` onwards is output pixel `pixel` (`oy * w + ox`) onwards, for
+    /// `len` columns. The border columns (`ox >= w`) are skipped. Shared by every epilogue.
+    #[inline(always)]
+    pub(super) fn pixel_runs(&self, j0: usize, ncols: usize, w: usize, mut run: impl FnMut(usize, usize, usize)) {
+        let mut j = j0;
+        while j < j0 + ncols {
+            let (oy, ox) = (j / self.wp, j % self.wp);
+            let step = (self.wp - ox).min(j0 + ncols - j);
+            if ox < w {
+                run(j - j0, oy * w + ox, step.min(w - ox));
+            }
+            j += step;
+        }
+    }
+}
+
 /// Validates a conv call's buffers and returns its geometry.
 pub(super) fn geometry(pc: &PackedConv, x: &[f32], h: usize, w: usize, bias: Option<&[f32]>, out: &[f32]) -> QResult<Geometry> {
     let c_in = pc.c_in;

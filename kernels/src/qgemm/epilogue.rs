@@ -69,19 +69,12 @@ unsafe fn epilogue_body(tile: &Tile, terms: &Terms, g: &Geometry, w: usize, h: u
         let (c, b) = (terms.corr.get(o).copied().unwrap_or(0), terms.bias.map_or(0.0, |b| b[o]));
         let r = (o - tile.o0) * tile.ldc;
         let row = &tile.ct[r..r + ncols];
-        let mut j = j0;
-        while j < j0 + ncols {
-            let (oy, ox) = (j / g.wp, j % g.wp);
-            let run = (g.wp - ox).min(j0 + ncols - j);
-            if ox < w {
-                let len = run.min(w - ox);
-                // SAFETY: pixel (oy, ox..ox + len) of plane o is inside the output and owned by this tile.
-                let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * h * w + oy * w + ox), len) };
-                for (v, &acc) in d.iter_mut().zip(&row[j - j0..j - j0 + len]) {
-                    *v = (acc.wrapping_sub(c) as f32) * sc + b;
-                }
+        g.pixel_runs(j0, ncols, w, |k, px, len| {
+            // SAFETY: pixels px..px + len of plane o are inside the output and owned by this tile.
+            let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * h * w + px), len) };
+            for (v, &acc) in d.iter_mut().zip(&row[k..k + len]) {
+                *v = (acc.wrapping_sub(c) as f32) * sc + b;
             }
-            j += run;
-        }
+        });
     }
 }

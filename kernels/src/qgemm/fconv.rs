@@ -145,18 +145,11 @@ pub(super) fn run_float(
 #[allow(clippy::too_many_arguments)]
 unsafe fn copy_out(ct: &[f32], ldc: usize, j0: usize, ncols: usize, g: &Geometry, w: usize, h: usize, c_out: usize, dst: SyncPtr) {
     for o in 0..c_out {
-        let mut j = j0;
-        while j < j0 + ncols {
-            let (oy, ox) = (j / g.wp, j % g.wp);
-            let run = (g.wp - ox).min(j0 + ncols - j);
-            if ox < w {
-                let len = run.min(w - ox);
-                // SAFETY: pixel (oy, ox..ox + len) of plane o is inside the output and owned by this block.
-                let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * h * w + oy * w + ox), len) };
-                d.copy_from_slice(&ct[o * ldc + j - j0..][..len]);
-            }
-            j += run;
-        }
+        g.pixel_runs(j0, ncols, w, |k, px, len| {
+            // SAFETY: pixels px..px + len of plane o are inside the output and owned by this block.
+            let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o * h * w + px), len) };
+            d.copy_from_slice(&ct[o * ldc + k..][..len]);
+        });
     }
 }
 
