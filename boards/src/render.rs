@@ -33,6 +33,8 @@ pub struct SessionRenderer<'w> {
 
 impl<'w> SessionRenderer<'w> {
     pub fn new(session: Box<dyn Session + 'w>, avatar: Avatar, neutral: DrivingFrame, size: usize) -> Self {
+        // The avatar in the session's preferred storage (f16 colours on an int8 CPU session).
+        let avatar = session.prepare_avatar(avatar);
         SessionRenderer { session, avatar, neutral, out: Image::new(size, size) }
     }
 }

@@ -8,6 +8,8 @@ mod cmd;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Large load-time temporaries go back to the system when freed (`gaga_runtime::malloc`).
+    gaga_runtime::malloc::pin_mmap_threshold();
     let cli = cmd::Cli::parse();
     if let Err(err) = cmd::run(cli) {
         eprintln!("error: {err}");

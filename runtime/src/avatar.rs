@@ -12,12 +12,16 @@
 //!        rotations [count,4], shapecode [len]: f32
 //! end-8  8  xxh3-64 of every byte before it (u64)
 //! ```
+//!
+//! Colours are always f32 in the file: an avatar whose colours a session narrowed to f16 is written
+//! widened (exactly), and `load` returns f32 colours (`Session::prepare_avatar` narrows them if it wants).
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::types::Avatar;
+use crate::types::{Avatar, AvatarColors};
 
 /// First bytes of every `.gav` file.
 pub const MAGIC: &[u8; 8] = b"GAGAVATR";
@@ -56,22 +60,23 @@ fn format_err(path: &Path, what: impl Into<String>) -> Error {
     Error::Format { path: path.to_path_buf(), what: what.into() }
 }
 
-/// The arrays of an avatar in file order, with their names and expected lengths.
-fn arrays(a: &Avatar) -> [(&'static str, &[f32], usize); 6] {
+/// The arrays of an avatar in file order (all f32: f16 colours widened), with their names and expected lengths.
+fn arrays(a: &Avatar) -> [(&'static str, Cow<'_, [f32]>, usize); 6] {
     [
-        ("positions", &a.positions, 3 * a.count),
-        ("colors", &a.colors, a.channels * a.count),
-        ("opacities", &a.opacities, a.count),
-        ("scales", &a.scales, 3 * a.count),
-        ("rotations", &a.rotations, 4 * a.count),
-        ("shapecode", &a.shapecode, a.shapecode.len()),
+        ("positions", Cow::Borrowed(&a.positions[..]), 3 * a.count),
+        ("colors", a.colors.to_f32(), a.channels * a.count),
+        ("opacities", Cow::Borrowed(&a.opacities[..]), a.count),
+        ("scales", Cow::Borrowed(&a.scales[..]), 3 * a.count),
+        ("rotations", Cow::Borrowed(&a.rotations[..]), 4 * a.count),
+        ("shapecode", Cow::Borrowed(&a.shapecode[..]), a.shapecode.len()),
     ]
 }
 
 /// Serialises an avatar to the `.gav` byte layout.
 pub fn to_bytes(avatar: &Avatar, cfg: &ModelConfig) -> Result<Vec<u8>> {
-    for (name, values, expected) in arrays(avatar) {
-        if values.len() != expected {
+    let arrays = arrays(avatar);
+    for (name, values, expected) in &arrays {
+        if values.len() != *expected {
             return Err(Error::Other(format!(
                 "avatar to save: `{name}` holds {} values, expected {expected} for {} Gaussians of {} channels",
                 values.len(),
@@ -97,7 +102,7 @@ pub fn to_bytes(avatar: &Avatar, cfg: &ModelConfig) -> Result<Vec<u8>> {
     out.extend_from_slice(&header.count.to_le_bytes());
     out.extend_from_slice(&header.shapecode_len.to_le_bytes());
     out.extend_from_slice(&header.fingerprint.to_le_bytes());
-    for (_, values, _) in arrays(avatar) {
+    for (_, values, _) in &arrays {
         values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     }
     let checksum = xxhash_rust::xxh3::xxh3_64(&out);
@@ -204,7 +209,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8], cfg: &ModelConfig) -> Result<Avatar
         count,
         channels,
         positions: take("positions", 3 * count)?,
-        colors: take("colors", channels * count)?,
+        colors: AvatarColors::F32(take("colors", channels * count)?),
         opacities: take("opacities", count)?,
         scales: take("scales", 3 * count)?,
         rotations: take("rotations", 4 * count)?,
@@ -237,7 +242,7 @@ mod tests {
             count,
             channels: c,
             positions: seeded(1, 3 * count),
-            colors: seeded(2, c * count),
+            colors: seeded(2, c * count).into(),
             opacities: unit(3, count),
             scales: unit(4, 3 * count).into_iter().map(|v| 0.05 * v).collect(),
             rotations: seeded(5, 4 * count),
@@ -328,13 +333,28 @@ mod tests {
     fn non_finite_and_out_of_range_values_are_named_with_their_offset() {
         let cfg = ModelConfig::small();
         let mut a = avatar(&cfg, cfg.gaussians());
-        a.colors[5] = f32::NAN;
+        let AvatarColors::F32(colors) = &mut a.colors else { unreachable!("the test avatar has f32 colours") };
+        colors[5] = f32::NAN;
         let err = load_err(&to_bytes(&a, &cfg).expect("serialises"), &cfg);
         assert!(err.contains("`colors` value 5") && err.contains("NaN"), "{err}");
         let mut a = avatar(&cfg, cfg.gaussians());
         a.opacities[2] = 1.5;
         let err = load_err(&to_bytes(&a, &cfg).expect("serialises"), &cfg);
         assert!(err.contains("opacity 2 is 1.5"), "{err}");
+    }
+
+    #[test]
+    fn f16_colours_are_saved_widened_so_the_file_format_does_not_change() {
+        let cfg = ModelConfig::small();
+        let a = avatar(&cfg, cfg.gaussians());
+        let mut half = a.clone();
+        half.colors = half.colors.into_f16();
+        assert!(half.colors.is_f16());
+        let mut wide = half.clone();
+        wide.colors = wide.colors.into_f32();
+        let bytes = to_bytes(&half, &cfg).expect("serialises");
+        assert_eq!(bytes, to_bytes(&wide, &cfg).expect("serialises"));
+        assert_eq!(from_bytes(Path::new("half.gav"), &bytes, &cfg).expect("loads"), wide);
     }
 
     #[test]

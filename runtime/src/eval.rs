@@ -178,8 +178,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Renders `frames` of `avatar` with `reference` and `candidate` (two models of the same configuration)
-/// and compares them frame by frame. `each` is told every finished frame (progress).
+/// Renders `frames` of `avatar` with `reference` and `candidate` (two models of the same configuration),
+/// each from the avatar as its sessions prepare it (`FrameRenderer::prepare_avatar`), and compares them
+/// frame by frame. `each` is told every finished frame (progress).
 pub fn evaluate(
     reference: &dyn Weights,
     candidate: &dyn Weights,
@@ -191,12 +192,15 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let mut r = FrameRenderer::new(reference, cfg, options)?;
     let mut c = FrameRenderer::new(candidate, cfg, options)?;
+    // Each model renders the avatar as its sessions store it (an int8 candidate: f16 colours), so the
+    // report measures what a session of that model shows.
+    let (r_avatar, c_avatar) = (r.prepare_avatar(avatar.clone()), c.prepare_avatar(avatar.clone()));
     let s = cfg.image_size;
     let (mut ri, mut ci) = (Image::new(s, s), Image::new(s, s));
     let mut report = EvalReport::default();
     for (i, frame) in frames.iter().enumerate() {
-        let rt = r.render_traced(avatar, frame, &mut ri)?;
-        let ct = c.render_traced(avatar, frame, &mut ci)?;
+        let rt = r.render_traced(&r_avatar, frame, &mut ri)?;
+        let ct = c.render_traced(&c_avatar, frame, &mut ci)?;
         let e = FrameEval {
             psnr: psnr(&ci.data, &ri.data)?,
             ssim: ssim(&ci.data, &ri.data, 3, s, s)?,

@@ -22,6 +22,7 @@ pub mod flame;
 pub mod format;
 pub mod image_io;
 pub mod lift;
+pub mod malloc;
 pub mod model;
 pub mod pickle;
 pub mod predict;
@@ -33,5 +34,5 @@ pub mod write_aside;
 
 pub use config::ModelConfig;
 pub use error::{Error, Result};
-pub use types::{Avatar, DrivingFrame, Image, SourceParams, Transform};
+pub use types::{Avatar, AvatarColors, DrivingFrame, Image, SourceParams, Transform};
 pub use weights::{Stored, WeightMap, Weights};

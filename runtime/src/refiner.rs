@@ -91,7 +91,7 @@ fn spare_of(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 impl<'w> Refiner<'w> {
     /// Loads every `upsampler.*` tensor for `cfg.refiner` and allocates the working buffers.
     /// int8 levels compute on the fly the maps `GAGA_INT8_MAPS` allows ([`MapMemory::from_env`]; default
-    /// [`MapMemory::Upsampled`]).
+    /// [`MapMemory::Lean`]).
     pub fn new(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode) -> Result<Self> {
         Self::with_options(w, cfg, noise, true, MapMemory::from_env()?)
     }
@@ -134,7 +134,7 @@ impl<'w> Refiner<'w> {
             convs.push(StyleConv::load(w, &format!("{sg}.style_convs.{}", 2 * k - 2), d[k - 1], d[k], sd)?);
             convs.push(StyleConv::load(w, &format!("{sg}.style_convs.{}", 2 * k - 1), d[k], d[k], sd)?);
         }
-        let to_rgbs =
+        let to_rgbs: Vec<ToRgb> =
             (1..=levels).map(|k| ToRgb::load(w, &format!("{sg}.to_rgbs.{}", k - 1), d[k], r.out_channels, sd)).collect::<Result<_>>()?;
 
         let s = r.size;
@@ -145,15 +145,22 @@ impl<'w> Refiner<'w> {
             .map(|k| {
                 let mod_input = convs[2 * k + 1].mc.fuses_upsample();
                 let up_input = convs[2 * k].mc.fuses_upsample();
+                // What an all-int8 level would do (bands only where the int8 inputs are the largest
+                // kernel scratch), cut down to what this level's convs can.
+                let all = OnTheFly::int8(k, levels);
+                let up_block = lowmem::up_block_fits(&up[k]);
+                // The last level's decoder output is read by nothing after its ToRGB.
+                let rgb_in_place = mod_input && all.rgb_in_place;
                 OnTheFly {
-                    up_block: lowmem::up_block_fits(&up[k]),
+                    up_block,
+                    block_bands: up_block && all.block_bands,
                     up_input,
-                    // Only where that conv's quantised input is the largest kernel scratch.
-                    up_bands: up_input && k + 1 == levels,
+                    up_bands: up_input && all.up_bands,
                     cond_bands: lowmem::cond_fits(&cond[k].0) && lowmem::cond_fits(&cond[k].1),
                     mod_input,
-                    // The last level's decoder output is read by nothing after its ToRGB.
-                    rgb_in_place: mod_input && k + 1 == levels,
+                    mod_bands: mod_input && all.mod_bands,
+                    rgb_in_place,
+                    rgb_bands: rgb_in_place && all.rgb_bands && to_rgbs[k].mc.fuses_upsample(),
                 }
             })
             .map(|f| maps.restrict(f))
@@ -330,17 +337,20 @@ impl<'w> Refiner<'w> {
         let (mut feat, mut dec, mut rgb) = (ids.head, ids.dec0, ids.rgb0);
         // Calibration observes every conv input, so the maps computed on the fly are then materialised in
         // this temporary (`run_observed` may allocate).
-        let mut spare = Vec::new();
+        let (mut spare, mut spare_t1) = (Vec::new(), Vec::new());
         for (k, (l, fly)) in ids.levels.iter().zip(&self.fly).enumerate() {
             let (h, h2) = (side(k), side(k + 1));
             let n = d[k + 1] * h2 * h2;
             // UNet up block k at side(k + 1).
-            let [x, skip, t1, t2, f] = carve(a, [r(feat), r(ids.skips[k]), r(l.t1), r(l.t2), r(l.feat)])?;
+            let [x, skip, t1, t2, f, band] = carve(a, [r(feat), r(ids.skips[k]), r(l.t1), r(l.t2), r(l.feat), r(l.block_band)])?;
             add_assign(&mut x[..u[k] * h * h], &skip[..u[k] * h * h]);
             if fly.up_block && !observing {
-                lowmem::up_block(&self.up[k], sc, x, h, ones, t1, f)?;
+                let band = fly.block_bands.then_some(band);
+                lowmem::up_block(&self.up[k], sc, x, h, ones, t1, band, f)?;
             } else {
                 let t2 = if fly.up_block { spare_of(&mut spare, u[k] * h2 * h2) } else { t2 };
+                // A banded block's `t1` holds only conv1's output; the plain block needs the skip's too.
+                let t1 = if fly.block_bands { spare_of(&mut spare_t1, (u[k] * h * h).max(u[k + 1] * h2 * h2)) } else { t1 };
                 self.up[k].run(sc, x, h, t1, t2, f, obs, observing)?;
             }
 
@@ -350,7 +360,7 @@ impl<'w> Refiner<'w> {
             // `din_up` buffer quantises the upsampled input on the fly (empty `din`).
             if fly.up_input && fly.up_bands && !observing {
                 let [prev, band, e] = carve(a, [r(dec), r(l.up_band), r(l.e)])?;
-                self.convs[2 * k].run_up_banded(sc, lat, &prev[..d[k] * h * h], h2, self.noise.get(2 * k + 1), m, band, e)?;
+                self.convs[2 * k].run_banded(sc, lat, &prev[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), m, band, e)?;
             } else {
                 let (prev, din, e) = match l.din_up {
                     Some(id) => {
@@ -375,14 +385,22 @@ impl<'w> Refiner<'w> {
                 cs.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::MulInto, obs)?;
                 csh.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::AddInto, obs)?;
             }
-            let [e, din, dk] = carve(a, [r(l.e), r(l.din2), r(l.dec)])?;
-            let din = if fly.mod_input && observing { spare_of(&mut spare, n) } else { din };
-            self.convs[2 * k + 1].run(sc, lat, e, h2, false, self.noise.get(2 * k + 2), None, m, din, dk, obs)?;
+            if fly.mod_input && fly.mod_bands && !observing {
+                let [e, band, dk] = carve(a, [r(l.e), r(l.mod_band), r(l.dec)])?;
+                self.convs[2 * k + 1].run_banded(sc, lat, &e[..n], h2, false, self.noise.get(2 * k + 2), m, band, dk)?;
+            } else {
+                let [e, din, dk] = carve(a, [r(l.e), r(l.din2), r(l.dec)])?;
+                let din = if fly.mod_input && observing { spare_of(&mut spare, n) } else { din };
+                self.convs[2 * k + 1].run(sc, lat, e, h2, false, self.noise.get(2 * k + 2), None, m, din, dk, obs)?;
+            }
 
             let nrgb = oc * h2 * h2;
             let [prev, dk, up, din, rk] = carve(a, [r(rgb), r(l.dec), r(l.rgb_up), r(l.din3), r(l.rgb)])?;
             bilinear_fast(&prev[..oc * h * h], oc, h, h, h2, h2, &mut up[..nrgb]);
-            if fly.rgb_in_place {
+            if fly.rgb_bands && !observing {
+                let [dk, up, rk, band] = carve(a, [r(l.dec), r(l.rgb_up), r(l.rgb), r(l.rgb_band)])?;
+                self.to_rgbs[k].run_banded(sc, lat, &dk[..d[k + 1] * h2 * h2], h2, Some(&up[..nrgb]), m, band, rk)?;
+            } else if fly.rgb_in_place {
                 self.to_rgbs[k].run_in_place(sc, lat, dk, h2, Some(&up[..nrgb]), m, rk, obs)?;
             } else {
                 self.to_rgbs[k].run(sc, lat, dk, h2, Some(&up[..nrgb]), m, din, rk, obs)?;

@@ -168,7 +168,7 @@ fn run_parity(name: &str, cfg: ModelConfig) -> Result<Report> {
     let n = cfg.gaussians();
     let ch = cfg.gaussian_channels;
     report.compare("lift.gaussians.positions", &avatar.positions, g.get("lift.gaussians.positions", &[n, 3])?, STRICT);
-    report.compare("lift.gaussians.colors", &avatar.colors, g.get("lift.gaussians.colors", &[n, ch])?, STRICT);
+    report.compare("lift.gaussians.colors", &avatar.colors.to_f32(), g.get("lift.gaussians.colors", &[n, ch])?, STRICT);
     report.compare("lift.gaussians.opacities", &avatar.opacities, g.get("lift.gaussians.opacities", &[n])?, STRICT);
     report.compare("lift.gaussians.scales", &avatar.scales, g.get("lift.gaussians.scales", &[n, 3])?, STRICT);
     report.compare("lift.gaussians.rotations", &avatar.rotations, g.get("lift.gaussians.rotations", &[n, 4])?, STRICT);
@@ -178,7 +178,7 @@ fn run_parity(name: &str, cfg: ModelConfig) -> Result<Report> {
         count: n,
         channels: ch,
         positions: g.get("lift.gaussians.positions", &[n, 3])?.data.clone(),
-        colors: g.get("lift.gaussians.colors", &[n, ch])?.data.clone(),
+        colors: g.get("lift.gaussians.colors", &[n, ch])?.data.clone().into(),
         opacities: g.get("lift.gaussians.opacities", &[n])?.data.clone(),
         scales: g.get("lift.gaussians.scales", &[n, 3])?.data.clone(),
         rotations: g.get("lift.gaussians.rotations", &[n, 4])?.data.clone(),

@@ -187,6 +187,40 @@ fn an_int8_session_keeps_its_anonymous_memory_within_the_planned_budget() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `Session::prepare_avatar`: the CPU session of an int8 model keeps the colours in f16 (half the bytes) and
+/// renders them bitwise as the same colours widened to f32 (the splat widens exactly, so no tolerance);
+/// the fp32 model's session keeps the avatar unchanged, so its frames stay the PyTorch-checked ones.
+#[test]
+fn an_int8_cpu_session_keeps_f16_colours_and_renders_them_as_the_widened_avatar() {
+    use gaga_runtime::backend::{cpu::CpuBackend, Backend, Budget};
+    let _guard = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir8, out8) = small_model("f16-int8", Precision::Int8);
+    let (dir32, out32) = small_model("f16-fp32", Precision::Fp32);
+    let (m8, m32) = (Model::open(&out8).expect("int8 model"), Model::open(&out32).expect("fp32 model"));
+    let cfg = m8.config().clone();
+    let avatar = synthetic_avatar(&cfg, 3);
+    let s = cfg.image_size;
+
+    let mut session = CpuBackend::default().prepare(&m8, &cfg, Budget::UNLIMITED).expect("int8 session");
+    let prepared = session.prepare_avatar(avatar.clone());
+    assert!(prepared.colors.is_f16(), "int8 session colours");
+    assert_eq!(2 * prepared.colors.bytes(), 4 * avatar.colors.len());
+    let mut widened = prepared.clone();
+    widened.colors = widened.colors.into_f32();
+    for i in 0..2 {
+        let (mut a, mut b) = (Image::new(s, s), Image::new(s, s));
+        session.render(&prepared, &driving_frame(&cfg, i), &mut a).expect("f16 frame");
+        session.render(&widened, &driving_frame(&cfg, i), &mut b).expect("widened frame");
+        assert!(a == b, "frame {i}: f16 colours and their widened f32 values render differently");
+    }
+
+    let session = CpuBackend::default().prepare(&m32, &cfg, Budget::UNLIMITED).expect("fp32 session");
+    assert_eq!(session.prepare_avatar(avatar.clone()), avatar, "the fp32 session keeps f32 colours");
+    drop(session);
+    std::fs::remove_dir_all(&dir8).ok();
+    std::fs::remove_dir_all(&dir32).ok();
+}
+
 /// The official-size breakdown behind docs/performance.md (needs a converted model, so not in CI):
 /// `GAGA_MEMORY_MODEL=/tmp/d/m.gaga cargo test --release -p gaga-tests --test memory -- --ignored --nocapture`
 /// (`GAGA_INT8_MAPS=stored|upsampled|lean` picks which int8 maps are stored, as for every session.)
@@ -284,8 +318,11 @@ fn fp16_avatar_features_accuracy_of_an_int8_session() {
     let (mc, mr) = (Model::open(&cand).expect("int8 model"), Model::open(&refm).expect("fp32 model"));
     let cfg = mc.config().clone();
     let avatar = gaga_runtime::avatar::load(&av, &cfg).expect("avatar");
-    let mut colours = avatar.clone();
-    colours.colors.iter_mut().for_each(|v| *v = through_f16(*v));
+    // The real conversion, as every CLI command and the kiosk make it (`prepare_avatar`).
+    let colours = FrameRenderer::new(&mc, &cfg, RenderOptions::default()).expect("renderer").prepare_avatar(avatar.clone());
+    assert!(colours.colors.is_f16(), "an int8 session keeps f16 colours");
+    let simulated: Vec<f32> = avatar.colors.to_f32().iter().map(|&v| through_f16(v)).collect();
+    assert!(colours.colors.to_f32()[..] == simulated[..], "the session's f16 colours are the simulated rounding");
     let mut all = colours.clone();
     for v in all.opacities.iter_mut().chain(all.scales.iter_mut()).chain(all.rotations.iter_mut()) {
         *v = through_f16(*v);

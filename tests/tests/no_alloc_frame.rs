@@ -94,8 +94,15 @@ fn flame_and_splat_stages_allocate_nothing_once_warmed_up() {
         flame.set_identity(&avatar.shapecode).expect("identity");
         let f = &frames[i];
         flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, &mut positions[..nv]).expect("pose");
-        let set = GaussianSet::new(positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels)
-            .expect("set");
+        let set = GaussianSet::with_colors(
+            positions,
+            &avatar.scales,
+            &avatar.rotations,
+            &avatar.opacities,
+            avatar.colors.view(),
+            avatar.channels,
+        )
+        .expect("set");
         let cam = SplatCamera::from_transform(&f.transform, cfg.focal, s, s);
         pool.install(|| splat(&set, &cam, &background, image, scratch));
     };

@@ -54,7 +54,7 @@ fn seeded_small_model_lifts_plausible_gaussians() {
     let w = model(&cfg, 0);
     let a = lifted(&cfg, &w);
     let v = cfg.flame.vertices;
-    assert!(a.colors.iter().chain(&a.opacities).chain(&a.scales).all(|x| x.is_finite()));
+    assert!(a.colors.to_f32().iter().chain(&a.opacities).chain(&a.scales).all(|x| x.is_finite()));
     // Opacity: most Gaussians neither invisible nor solid.
     let plausible = a.opacities.iter().filter(|&&o| (0.3..0.95).contains(&o)).count();
     assert!(plausible as f32 > 0.9 * a.count as f32, "{plausible} of {} opacities in 0.3..0.95", a.count);
@@ -71,8 +71,8 @@ fn seeded_small_model_lifts_plausible_gaussians() {
     let (lo, hi) = (quantile(&lift_of_plane0, 0.05), quantile(&lift_of_plane0, 0.95));
     assert!(lo > 0.02 && hi < 0.8 && hi - lo > 0.1, "plane-0 lifting distance 5-95 % range {lo}..{hi}");
     let colour_std = {
-        let m = a.colors.iter().sum::<f32>() / a.colors.len() as f32;
-        (a.colors.iter().map(|c| (c - m).powi(2)).sum::<f32>() / a.colors.len() as f32).sqrt()
+        let m = a.colors.to_f32().iter().sum::<f32>() / a.colors.len() as f32;
+        (a.colors.to_f32().iter().map(|c| (c - m).powi(2)).sum::<f32>() / a.colors.len() as f32).sqrt()
     };
     assert!((0.3..3.0).contains(&colour_std), "Gaussian feature std {colour_std}");
     eprintln!(

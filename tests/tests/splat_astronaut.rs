@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use gaga_kernels::splat::profile::{profile, SplatProfile};
-use gaga_kernels::splat::{GaussianSet, SplatCamera, SplatScratch};
+use gaga_kernels::splat::{splat, Colors, GaussianSet, SplatCamera, SplatScratch};
 use gaga_runtime::flame::Flame;
 use gaga_runtime::model::Model;
 use gaga_runtime::{avatar, driving};
@@ -62,8 +62,15 @@ fn astronaut_splat_profile() {
     for &i in &[0, driver.len() / 2] {
         let f = &driver[i];
         flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, &mut positions[..nv]).expect("pose");
-        let set = GaussianSet::new(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels)
-            .expect("avatar is consistent");
+        let set = GaussianSet::with_colors(
+            &positions,
+            &avatar.scales,
+            &avatar.rotations,
+            &avatar.opacities,
+            avatar.colors.view(),
+            avatar.channels,
+        )
+        .expect("avatar is consistent");
         let cam = SplatCamera::from_transform(&f.transform, cfg.focal, s, s);
         // Warm-up: covariance cache filled, buffers grown.
         let counted = profile(&set, &cam, &bg, &mut out, &mut scratch, true);
@@ -110,4 +117,47 @@ fn astronaut_splat_profile() {
             p.scratch_bytes as f64 / (1 << 20) as f64,
         );
     }
+}
+
+/// The splat scratch's bytes by buffer after 4 frames of the astronaut (what a session holds for the splat),
+/// and the same 4 frames with the avatar's colours in f16 (an int8 session's storage) checked bitwise
+/// against the colours widened to f32. Run as the module docs say, with the filter `astronaut_splat_scratch`.
+#[test]
+#[ignore = "needs an official-size model and lifted avatar (see the module docs); about 5 s"]
+fn astronaut_splat_scratch_bytes_by_buffer_and_f16_colours() {
+    let model_path = env_path("GAGA_SPLAT_MODEL", "/tmp/q/m_fp32p.gaga");
+    let model = Model::open(&model_path).unwrap_or_else(|e| panic!("model {}: {e}", model_path.display()));
+    let cfg = model.config().clone();
+    let avatar_path = env_path("GAGA_SPLAT_AVATAR", "out/demo/astronaut.gav");
+    let avatar = avatar::load(&avatar_path, &cfg).unwrap_or_else(|e| panic!("avatar {}: {e}", avatar_path.display()));
+    let driver_path = env_path("GAGA_SPLAT_DRIVER", "assets/defaults/expressions.jsonl");
+    let driver = driving::read_driving(&driver_path).unwrap_or_else(|e| panic!("driver {}: {e}", driver_path.display()));
+    let half = avatar.colors.clone().into_f16();
+    assert!(half.is_f16(), "the astronaut's colours fit f16");
+    let wide = half.to_f32();
+
+    let mut flame = Flame::new(&model, &cfg).expect("FLAME weights");
+    flame.set_identity(&avatar.shapecode).expect("avatar shapecode");
+    let nv = 3 * cfg.flame.vertices;
+    let s = cfg.image_size;
+    let mut positions = avatar.positions.clone();
+    let (mut a, mut b) = (vec![0f32; cfg.gaussian_channels * s * s], vec![0f32; cfg.gaussian_channels * s * s]);
+    let bg = vec![0f32; cfg.gaussian_channels];
+    let (mut scratch, mut other) = (SplatScratch::new(), SplatScratch::new());
+    let mut stats = Vec::new();
+    for f in driver.iter().take(4) {
+        flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, &mut positions[..nv]).expect("pose");
+        let cam = SplatCamera::from_transform(&f.transform, cfg.focal, s, s);
+        let set =
+            |colors| GaussianSet::with_colors(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, colors, avatar.channels);
+        stats.push(splat(&set(half.view()).expect("f16 set"), &cam, &bg, &mut a, &mut scratch));
+        splat(&set(Colors::F32(&wide)).expect("f32 set"), &cam, &bg, &mut b, &mut other);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "frame {}: f16 colours differ from widened", f.key);
+    }
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    println!("4 astronaut frames: {stats:?}");
+    for (name, bytes) in scratch.buffer_bytes() {
+        println!("  {name:<28} {:>7.2} MiB", mib(bytes));
+    }
+    println!("  {:<28} {:>7.2} MiB", "total", mib(scratch.capacity_bytes()));
 }

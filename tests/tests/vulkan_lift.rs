@@ -49,12 +49,13 @@ fn gpu_lift_matches_the_cpu_lift_on_every_avatar_field() {
 
     assert_eq!((got.count, got.channels), (want.count, want.channels));
     assert_eq!(got.shapecode, want.shapecode);
+    let (got_colors, want_colors) = (got.colors.to_f32(), want.colors.to_f32());
     for (name, g, r) in [
-        ("positions", &got.positions, &want.positions),
-        ("colors", &got.colors, &want.colors),
-        ("opacities", &got.opacities, &want.opacities),
-        ("scales", &got.scales, &want.scales),
-        ("rotations", &got.rotations, &want.rotations),
+        ("positions", &got.positions[..], &want.positions[..]),
+        ("colors", &got_colors[..], &want_colors[..]),
+        ("opacities", &got.opacities[..], &want.opacities[..]),
+        ("scales", &got.scales[..], &want.scales[..]),
+        ("rotations", &got.rotations[..], &want.rotations[..]),
     ] {
         let (d, at) = max_abs_diff(g, r);
         let top = r.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -104,7 +105,7 @@ fn the_vulkan_session_lifts_on_the_gpu_and_names_its_stages() {
     let backend = VulkanBackend { options: common::test_options(), cache_dir: None, copy_weights: false };
     let mut session = backend.open_session(&w, &cfg, common::TEST_BUDGET).expect("vulkan session");
     let got = gaga_runtime::backend::Session::lift(&mut session, &image, &src).expect("session lift");
-    assert_close("session lift colours", &got.colors, &want.colors, GPU_VS_CPU);
+    assert_close("session lift colours", &got.colors.to_f32(), &want.colors.to_f32(), GPU_VS_CPU);
     assert_close("session lift positions", &got.positions, &want.positions, GPU_VS_CPU);
     let stages: Vec<&str> = gaga_runtime::backend::Session::stage_times(&session).iter().map(|t| t.0).collect();
     assert!(stages.contains(&"lift.dino") && !stages.iter().any(|s| s.starts_with("lift.dino (cpu)")), "{stages:?}");

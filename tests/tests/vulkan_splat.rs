@@ -41,7 +41,7 @@ fn avatar(h: &SyntheticHead) -> Avatar {
         count: h.opacities.len(),
         channels: h.channels,
         positions: h.means.clone(),
-        colors: h.colors.clone(),
+        colors: h.colors.clone().into(),
         opacities: h.opacities.clone(),
         scales: h.scales.clone(),
         rotations: h.rotations.clone(),
@@ -149,6 +149,35 @@ fn gpu_splat_culls_non_finite_gaussians_like_the_cpu_splatter() {
     head.rotations[4 * 13] = f32::NEG_INFINITY;
     head.opacities[17] = f32::NAN;
     check_scene(&gpu, "non-finite attributes", &head, &config(60, 12), &[FRONTAL]);
+    common::assert_no_validation_messages(&gpu);
+}
+
+/// The shaders read f32 colours: an avatar with f16 colours (an int8 CPU session's storage) is widened on
+/// upload, exactly, so the GPU frame is bitwise the frame of the widened avatar.
+#[test]
+fn an_avatar_with_f16_colours_renders_on_the_gpu_as_its_widened_colours() {
+    let Some(gpu) = common::open("an_avatar_with_f16_colours_renders_on_the_gpu_as_its_widened_colours", common::TEST_BUDGET, None) else {
+        return;
+    };
+    let head = SyntheticHead::new(300, 20, 32, 6);
+    let cfg = config(300, 20);
+    let gs = GpuSplat::new(&gpu, &cfg).expect("GPU splat");
+    gs.set_camera(&SplatCamera::from_transform(&oblique(), 12.0, SIZE, SIZE)).expect("camera");
+    let out = gpu.memory.buffer("splat image", gs.output_bytes(), MemoryLocation::GpuToCpu).expect("output");
+    let rec = Recorded::record(&gpu.ctx, &gs.dispatches(&out)).expect("record");
+    let mut half = avatar(&head);
+    half.colors = half.colors.into_f16();
+    assert!(half.colors.is_f16());
+    let mut wide = half.clone();
+    wide.colors = wide.colors.into_f32();
+    let frame = |a: &Avatar| {
+        gs.upload_avatar(a).expect("upload");
+        rec.run().expect("run");
+        let mut got = vec![0f32; 32 * SIZE * SIZE];
+        out.read(&mut got).expect("read");
+        got.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    assert!(frame(&half) == frame(&wide), "f16 colours rendered differently from their widened values");
     common::assert_no_validation_messages(&gpu);
 }
 

@@ -140,6 +140,8 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
     };
     let driver = bench_driver(&cfg, args.driver.as_deref(), args.frames)?;
     let mut renderer = FrameRenderer::new(&model, &cfg, RenderOptions::default())?;
+    // As a session keeps it: f16 colours with an int8 refiner (the f32 copy is dropped here).
+    let avatar = renderer.prepare_avatar(avatar);
     let after_load = gaga_runtime::model::resident();
     let mut image = Image::new(cfg.image_size, cfg.image_size);
     let mut times: Vec<FrameTimes> = Vec::with_capacity(args.frames);

@@ -29,13 +29,14 @@ impl Planned {
         let int8_maps = MapMemory::from_env().unwrap_or_default();
         let int8 = int8_levels(model, cfg);
         let arena = plan::report_int8(&cfg.refiner, &int8, int8_maps).ok();
-        let floats = [&avatar.positions, &avatar.colors, &avatar.opacities, &avatar.scales, &avatar.rotations, &avatar.shapecode];
+        let floats = [&avatar.positions, &avatar.opacities, &avatar.scales, &avatar.rotations, &avatar.shapecode];
         Planned {
             fused_levels: if int8_maps == MapMemory::Stored { 0 } else { int8.iter().filter(|&&f| f).count() },
             int8_maps,
             refiner_arena: arena.as_ref().map_or(0, |a| a.planned_bytes),
             refiner_arena_unshared: arena.as_ref().map_or(0, |a| a.unshared_bytes),
-            avatar: 4 * floats.iter().map(|v| v.len()).sum::<usize>(),
+            // Colours as the session keeps them (f16 in an int8 CPU session, `Session::prepare_avatar`).
+            avatar: 4 * floats.iter().map(|v| v.len()).sum::<usize>() + avatar.colors.bytes(),
             frame_weights_stored: model.stage_bytes(Stage::Frame),
             flame_stored: model.stage_bytes(Stage::Flame),
         }

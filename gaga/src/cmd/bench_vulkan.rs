@@ -70,6 +70,7 @@ pub fn run(b: &VulkanBench<'_>) -> CmdResult {
     if let Err(e) = session.gpu().cache.save() {
         log::warn!("saving the pipeline cache: {e}");
     }
+    let avatar = session.prepare_avatar(avatar);
     let mut image = Image::new(cfg.image_size, cfg.image_size);
     let mut per_stage: Vec<(&'static str, Vec<f64>)> = Vec::new();
     for i in 0..=b.frames {

@@ -118,6 +118,8 @@ pub fn run(args: Args) -> CmdResult {
         Noise::Random => NoiseMode::Random { seed: args.seed },
     };
     let mut renderer = FrameRenderer::new(&model, &cfg, RenderOptions { noise })?;
+    // f16 colours when the refiner is int8 (the f32 copy is dropped here).
+    let avatar = renderer.prepare_avatar(avatar);
     let s = cfg.image_size;
     let mut video = args.video.as_deref().map(|p| AviWriter::create(p, s, s, args.fps)).transpose()?;
     let mut image = Image::new(s, s);

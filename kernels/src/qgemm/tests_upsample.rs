@@ -1,16 +1,25 @@
 //! Tests of `upsample_quant.rs` (bit-identity with the materialised path) and of `fconv.rs`'s in-place
 //! 1x1 path, plus an ignored timing.
 
-use super::{source_act_scale, Scaled, Up};
+use super::{source_act_scale, Scaled, Source, Up};
 use crate::fused::{bilinear_scaled, scale_channels};
 use crate::qgemm::{act_scale_for, Kernel, PackedConv, QIsa};
 use crate::scratch::Scratch;
 use crate::testing::seeded;
 
 /// (c_in, c_out, k, hl, wl): partial channel groups, 1x1 and 3x3, a 1-wide map (general taps),
-/// odd sizes, rows wider than one 256-column chunk, several inner blocks (64 channels x 9 taps).
-const SHAPES: &[(usize, usize, usize, usize, usize)] =
-    &[(8, 16, 3, 5, 7), (6, 8, 1, 4, 4), (5, 9, 3, 1, 3), (3, 4, 3, 2, 1), (64, 16, 3, 8, 8), (4, 8, 3, 3, 140)];
+/// odd sizes, several inner blocks (64 channels x 9 taps), and rows of more than one 16-pair block
+/// (`sources.rs`; 17 = one block plus one pair, the last block moved back) with full and partial groups.
+const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
+    (8, 16, 3, 5, 7),
+    (6, 8, 1, 4, 4),
+    (5, 9, 3, 1, 3),
+    (3, 4, 3, 2, 1),
+    (64, 16, 3, 8, 8),
+    (4, 8, 3, 3, 140),
+    (7, 8, 3, 3, 17),
+    (6, 5, 1, 2, 35),
+];
 
 fn inputs(c: usize, hl: usize, wl: usize) -> (Vec<f32>, Vec<f32>) {
     let x: Vec<f32> = seeded(21, c * hl * wl).iter().map(|v| v * 2.5).collect();
@@ -43,16 +52,22 @@ fn quantising_the_upsampled_input_on_the_fly_gives_the_bits_of_the_materialised_
 
 #[test]
 fn the_dynamic_scale_of_the_upsampled_input_equals_the_materialised_maps_even_with_non_finite_values() {
-    let (c, hl, wl) = (5, 6, 9);
+    // Narrow rows (the scalar path) and wide ones (16-pair blocks), poison at a border column and inside.
+    for (c, hl, wl, at) in [(5, 6, 9, 17), (3, 4, 37, 40), (3, 4, 37, 37 + 20)] {
+        the_upsampled_scale_with_poison(c, hl, wl, at);
+    }
+}
+
+fn the_upsampled_scale_with_poison(c: usize, hl: usize, wl: usize, at: usize) {
     let (mut x, s) = inputs(c, hl, wl);
-    for poison in [None, Some(f32::NAN), Some(f32::INFINITY)] {
+    for poison in [None, Some(f32::NAN), Some(f32::INFINITY), Some(f32::MAX)] {
         if let Some(v) = poison {
-            x[17] = v;
+            x[at] = v;
         }
         let mut up = vec![0f32; c * 4 * hl * wl];
         bilinear_scaled(&x, c, hl, wl, 2 * hl, 2 * wl, &s, &mut up);
         let got = source_act_scale(Up { x: &x, c, hl, wl, s: &s });
-        assert_eq!(got.to_bits(), act_scale_for(&up).to_bits(), "{poison:?}");
+        assert_eq!(got.to_bits(), act_scale_for(&up).to_bits(), "{poison:?} at {at} of [{c}, {hl}, {wl}]");
     }
     let zeros = vec![0f32; c * hl * wl];
     assert_eq!(source_act_scale(Up { x: &zeros, c, hl, wl, s: &s }), 1.0, "all-zero input keeps scale 1");
@@ -89,8 +104,136 @@ fn the_dynamic_scale_of_the_scaled_input_equals_the_materialised_maps_even_with_
         }
         let mut scaled = vec![0f32; c * h * w];
         scale_channels(&x, &s, h * w, &mut scaled);
-        let got = source_act_scale(Scaled { x: &x, c, h, w, s: &s });
+        let got = source_act_scale(Scaled { x: &x, c, h, w, s: Some(&s) });
         assert_eq!(got.to_bits(), act_scale_for(&scaled).to_bits(), "{poison:?}");
+    }
+}
+
+// The pruned visit of `source_act_scale` (channels in decreasing order of `Up::plane_bound`) against the
+// materialised map's scale, bitwise: channels of very different sizes (so most are skipped), the largest
+// channel poisoned, channels below the bound's floor, and factors 0, inf and NaN.
+#[test]
+fn the_upsampled_scale_skipping_channels_by_their_bounds_equals_the_materialised_maps() {
+    let (c, hl, wl) = (9, 5, 21);
+    let (x0, _) = inputs(c, hl, wl);
+    let sizes = [1.0, 30.0, 0.5, 1e-25, 29.9, 2.0, 1e-3, 31.0, 0.0];
+    let mut x: Vec<f32> = x0.iter().enumerate().map(|(i, v)| v * sizes[i / (hl * wl)]).collect();
+    let s = [1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0];
+    let check = |x: &[f32], s: &[f32], what: &str| {
+        let mut up = vec![0f32; c * 4 * hl * wl];
+        bilinear_scaled(x, c, hl, wl, 2 * hl, 2 * wl, s, &mut up);
+        let got = source_act_scale(Up { x, c, hl, wl, s });
+        assert_eq!(got.to_bits(), act_scale_for(&up).to_bits(), "{what}");
+    };
+    check(&x, &s, "plain");
+    for (v, what) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf"), (1e38, "huge")] {
+        let mut y = x.clone();
+        y[7 * hl * wl + 3] = v;
+        check(&y, &s, what);
+    }
+    for f in [0.0, f32::INFINITY, f32::NAN, 1e30] {
+        let mut t = s;
+        t[7] = f;
+        check(&x, &t, &format!("factor {f}"));
+    }
+    x.iter_mut().for_each(|v| *v *= 1e-30);
+    check(&x, &s, "everything below the bound's floor");
+}
+
+// The bound itself: no finite value of `up2(x) * s` exceeds `Up::plane_bound`, for inputs where rounding
+// pushes hardest (every input the same full-mantissa value, alternating signs, values near the top of
+// the range).
+#[test]
+fn no_upsampled_value_exceeds_its_channels_plane_bound() {
+    let (hl, wl) = (6, 19);
+    let m = f32::from_bits(0x3fff_ffff); // 1.99999988: every mantissa bit set
+    let maps: Vec<Vec<f32>> = vec![
+        vec![m; hl * wl],
+        (0..hl * wl).map(|i| if i % 2 == 0 { m } else { -m }).collect(),
+        inputs(1, hl, wl).0,
+        vec![f32::MAX / 2.0; hl * wl],
+        (0..hl * wl).map(|i| m * (1.0 + (i % 7) as f32 * 1e-7)).collect(),
+    ];
+    for (i, x) in maps.iter().enumerate() {
+        for f in [1.0, 0.7, -1.3, 1.0 / 3.0, 1.5] {
+            let src = Up { x, c: 1, hl, wl, s: &[f] };
+            let mut up = vec![0f32; 4 * hl * wl];
+            bilinear_scaled(x, 1, hl, wl, 2 * hl, 2 * wl, &[f], &mut up);
+            let top = up.iter().filter(|v| v.is_finite()).fold(0f32, |a, v| a.max(v.abs()));
+            match src.plane_bound(0) {
+                Some(b) => assert!(top <= b, "map {i}, factor {f}: value {top} above the bound {b}"),
+                None => assert!(!(x[0] * f * 2.0).is_finite(), "map {i}, factor {f}: no bound for finite values"),
+            }
+        }
+    }
+}
+
+// `Scaled` takes a channel's maximum as `fl(max|x| * |s|)` when that is finite (see `sources.rs`), else
+// scans the products: bitwise the materialised map's scale for every kind of factor and value.
+#[test]
+fn the_scaled_inputs_maximum_shortcut_gives_the_materialised_maps_scale_for_any_factor() {
+    let (c, h, w) = (4, 3, 50);
+    let (x0, _) = inputs(c, h, w);
+    let factors = [0.0, -0.0, -1.5, 3.0e-39, 1.0e30, f32::MAX, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    let values = [None, Some(f32::NAN), Some(f32::INFINITY), Some(-f32::MAX), Some(1.0e-40), Some(-0.0)];
+    for &f in &factors {
+        for &v in &values {
+            let mut x = x0.clone();
+            if let Some(v) = v {
+                x[w + 7] = v;
+            }
+            // Channel 1 gets the factor under test; the others small ones (so channel 1 can be the maximum).
+            let s = [1.0e-3, f, 2.0e-3, 1.0e-3];
+            let mut scaled = vec![0f32; c * h * w];
+            scale_channels(&x, &s, h * w, &mut scaled);
+            let got = source_act_scale(Scaled { x: &x, c, h, w, s: Some(&s) });
+            assert_eq!(got.to_bits(), act_scale_for(&scaled).to_bits(), "factor {f:e}, value {v:?}");
+            assert_eq!(source_act_scale(Scaled { x: &x, c, h, w, s: None }).to_bits(), act_scale_for(&x).to_bits(), "{v:?}");
+        }
+    }
+}
+
+// Bitwise: `run_rows` bands (reading their halo rows from the map) against the whole map's rows, for the
+// map itself and for the map times per-channel factors (whole: `run_scaled` with its dynamic scale).
+#[test]
+fn a_conv_run_in_row_bands_reading_its_halo_rows_gives_the_bits_of_the_whole_map() {
+    for &(c_in, c_out, k, h, w) in SHAPES {
+        let (x, f) = inputs(c_in, h, w);
+        let pc = PackedConv::from_f32_as_i8(&seeded(23, c_out * c_in * k * k), c_out, c_in, k).expect("pack");
+        let bias = seeded(24, c_out);
+        for factors in [None, Some(&f[..])] {
+            let mut whole = vec![0f32; c_out * h * w];
+            let scale = match factors {
+                None => {
+                    pc.run(&mut Scratch::new(), &x, h, w, None, Some(&bias), &mut whole).expect("whole");
+                    act_scale_for(&x)
+                }
+                Some(f) => {
+                    pc.run_scaled(&mut Scratch::new(), &x, h, w, f, None, Some(&bias), &mut whole).expect("whole");
+                    pc.scaled_act_scale(&x, h, w, f).expect("scale")
+                }
+            };
+            for band in [1, 2, h] {
+                let mut got = vec![f32::NAN; c_out * h * w];
+                for y0 in (0..h).step_by(band) {
+                    let rows = band.min(h - y0);
+                    let mut part = vec![0f32; c_out * rows * w];
+                    pc.run_rows(&mut Scratch::new(), &x, (h, w), factors, scale, (y0, rows), Some(&bias), &mut part).expect("band");
+                    for o in 0..c_out {
+                        got[(o * h + y0) * w..(o * h + y0 + rows) * w].copy_from_slice(&part[o * rows * w..(o + 1) * rows * w]);
+                    }
+                }
+                let shape = (c_in, c_out, k, h, w);
+                assert!(bits_eq(&whole, &got), "shape {shape:?}, factors {}, bands of {band}: rows differ", factors.is_some());
+            }
+        }
+        let mut out = vec![0f32; c_out * 2 * w];
+        let e = pc.run_rows(&mut Scratch::new(), &x, (h, w), None, 0.1, (h - 1, 2), None, &mut out).expect_err("past the end");
+        assert!(e.0.contains("band: rows"), "{e}");
+        let e = pc.run_rows(&mut Scratch::new(), &x[1..], (h, w), None, 0.1, (0, 1), None, &mut out[..c_out * w]).expect_err("short");
+        assert!(e.0.contains("band input"), "{e}");
+        let e = pc.run_rows(&mut Scratch::new(), &x, (h, w), Some(&f[1..]), 0.1, (0, 1), None, &mut out[..c_out * w]).expect_err("factors");
+        assert!(e.0.contains("channel factors"), "{e}");
     }
 }
 
@@ -109,7 +252,8 @@ fn mismatched_scaled_inputs_and_float_weights_are_errors_that_name_the_argument(
     assert!(run(&f, &x, &s, &mut out).contains("not I8"));
 }
 
-// Bitwise: output rows of bands (with a halo row each side, dropped) against the whole map's rows.
+// Bitwise: output rows of bands (with and without extra rows each side, dropped) against the whole
+// map's rows.
 #[test]
 fn an_upsampling_conv_run_in_row_bands_gives_the_bits_of_the_whole_map() {
     for &(c_in, c_out, k, hl, wl) in SHAPES {
@@ -120,12 +264,11 @@ fn an_upsampling_conv_run_in_row_bands_gives_the_bits_of_the_whole_map() {
         let mut whole = vec![0f32; c_out * h * w];
         let scale = pc.upsampled_act_scale(&x, hl, wl, &s).expect("scale");
         pc.run_upsampled(&mut Scratch::new(), &x, hl, wl, &s, None, Some(&bias), &mut whole).expect("whole");
-        let halo = k / 2;
-        for band in [1, 3, h] {
+        for (band, extra) in [(1, 0), (3, 0), (h, 0), (1, k / 2), (3, k / 2), (5, 1)] {
             let mut got = vec![f32::NAN; c_out * h * w];
             for y0 in (0..h).step_by(band) {
                 let y1 = (y0 + band).min(h);
-                let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(h));
+                let (a, b) = (y0.saturating_sub(extra), (y1 + extra).min(h));
                 let mut part = vec![0f32; c_out * (b - a) * w];
                 pc.run_upsampled_rows(&mut Scratch::new(), &x, hl, wl, &s, scale, (a, b - a), Some(&bias), &mut part).expect("band");
                 for o in 0..c_out {
@@ -133,7 +276,8 @@ fn an_upsampling_conv_run_in_row_bands_gives_the_bits_of_the_whole_map() {
                     got[(o * h + y0) * w..(o * h + y1) * w].copy_from_slice(src);
                 }
             }
-            assert!(bits_eq(&whole, &got), "shape {:?}, bands of {band}: banded rows differ", (c_in, c_out, k, hl, wl));
+            let shape = (c_in, c_out, k, hl, wl);
+            assert!(bits_eq(&whole, &got), "shape {shape:?}, bands of {band} (+{extra} rows): banded rows differ");
         }
         let mut out = vec![0f32; c_out * 2 * w];
         let e = pc.run_upsampled_rows(&mut Scratch::new(), &x, hl, wl, &s, scale, (h - 1, 2), None, &mut out).expect_err("past the end");

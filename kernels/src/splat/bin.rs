@@ -52,6 +52,10 @@ impl Bins {
     pub fn build(&mut self, projected: &[Projected], grid: (usize, usize)) {
         self.keys.clear();
         self.entries.clear();
+        // Room for every Gaussian up front: pushing one by one would double the capacity past the count
+        // (262,144 for the official 180,255: 1.9 MiB of the two buffers never used).
+        self.keys.reserve_exact(projected.len());
+        self.entries.reserve_exact(projected.len());
         for (i, p) in projected.iter().enumerate() {
             if p.rect.count() > 0 {
                 self.keys.push(p.depth.to_bits());
@@ -107,11 +111,16 @@ impl Bins {
         &self.list[self.offsets[t]..self.offsets[t + 1]]
     }
 
-    /// Bytes currently held.
-    pub fn capacity_bytes(&self) -> usize {
-        let words = self.keys.capacity() + self.keys_tmp.capacity() + self.list.capacity();
-        let entries = (self.entries.capacity() + self.entries_tmp.capacity()) * std::mem::size_of::<Entry>();
-        words * 4 + entries + (self.offsets.capacity() + self.cursor.capacity()) * std::mem::size_of::<usize>()
+    /// Bytes held by each buffer (capacities), by name.
+    pub fn buffer_bytes(&self) -> [(&'static str, usize); 5] {
+        let bytes = |len: usize, size: usize| len * size;
+        [
+            ("bins.keys (+ sort copy)", bytes(self.keys.capacity() + self.keys_tmp.capacity(), 4)),
+            ("bins.entries (+ sort copy)", bytes(self.entries.capacity() + self.entries_tmp.capacity(), std::mem::size_of::<Entry>())),
+            ("bins.list", bytes(self.list.capacity(), 4)),
+            ("bins.offsets", bytes(self.offsets.capacity(), std::mem::size_of::<usize>())),
+            ("bins.cursor", bytes(self.cursor.capacity(), std::mem::size_of::<usize>())),
+        ]
     }
 
     /// Visible Gaussians of the last build.

@@ -12,6 +12,9 @@
 //! plain per-pixel oracle; `synthetic` builds a head-like scene for benches; `profile` times the stages and
 //! counts the blend work (for harnesses).
 //!
+//! Colours may be stored f32 or f16 (`colors`: an int8 session keeps them in f16); the blend is compiled per
+//! element type and widens f16 exactly as it loads them, so f16 colours splat bitwise as their f32 values.
+//!
 //! Rounding: every float operation follows the CUDA source's order in f32 (`ndc2Pix` in f64, as its double
 //! literals make it), and `project::exp` stays within CUDA `expf`'s 2 ulp. The GPU may contract some
 //! multiply-adds into FMAs and, under GAGAvatar's TF32 matmul setting, may round the 4x4 projection product
@@ -30,6 +33,7 @@
 mod bin;
 mod cache;
 pub mod camera;
+pub mod colors;
 mod footprint;
 pub mod profile;
 pub mod project;
@@ -44,6 +48,8 @@ pub mod synthetic;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_f16;
+#[cfg(test)]
 mod tests_fast;
 #[cfg(test)]
 mod tests_lanes;
@@ -53,6 +59,7 @@ mod tests_project;
 use rayon::prelude::*;
 
 pub use camera::SplatCamera;
+pub use colors::{Colors, Feature};
 use project::Projected;
 
 use crate::matmul::SyncPtr;
@@ -83,7 +90,7 @@ pub struct GaussianSet<'a> {
     scales: &'a [f32],
     rotations: &'a [f32],
     opacities: &'a [f32],
-    colors: &'a [f32],
+    colors: Colors<'a>,
     channels: usize,
 }
 
@@ -96,6 +103,18 @@ impl<'a> GaussianSet<'a> {
         rotations: &'a [f32],
         opacities: &'a [f32],
         colors: &'a [f32],
+        channels: usize,
+    ) -> Result<Self, GaussianSetError> {
+        Self::with_colors(means, scales, rotations, opacities, Colors::F32(colors), channels)
+    }
+
+    /// [`GaussianSet::new`] with colours in either storage (f16 ones are widened exactly as they are read).
+    pub fn with_colors(
+        means: &'a [f32],
+        scales: &'a [f32],
+        rotations: &'a [f32],
+        opacities: &'a [f32],
+        colors: Colors<'a>,
         channels: usize,
     ) -> Result<Self, GaussianSetError> {
         let n = opacities.len();
@@ -145,8 +164,19 @@ impl<'a> GaussianSet<'a> {
         self.opacities[i]
     }
 
-    pub fn color(&self, i: usize) -> &'a [f32] {
-        &self.colors[i * self.channels..(i + 1) * self.channels]
+    /// All `[N, channels]` colours as stored.
+    pub fn colors(&self) -> Colors<'a> {
+        self.colors
+    }
+
+    /// Whether every colour channel of Gaussian `i` is finite (checked in the stored type: no widening).
+    #[inline(always)]
+    pub fn color_finite(&self, i: usize) -> bool {
+        let range = i * self.channels..(i + 1) * self.channels;
+        match self.colors {
+            Colors::F32(v) => f32::all_finite(&v[range]),
+            Colors::F16(v) => half::f16::all_finite(&v[range]),
+        }
     }
 }
 
@@ -177,9 +207,18 @@ impl SplatScratch {
 
     /// Bytes currently held.
     pub fn capacity_bytes(&self) -> usize {
-        self.projected.capacity() * std::mem::size_of::<Projected>()
-            + self.covs.capacity() * std::mem::size_of::<cache::CovEntry>()
-            + self.bins.capacity_bytes()
+        self.buffer_bytes().iter().map(|(_, b)| b).sum()
+    }
+
+    /// Bytes held by each buffer (capacities), by name, for memory reports: the per-Gaussian projected
+    /// records and covariance cache, then the binning buffers (sized by visible Gaussians, tile pairs, tiles).
+    pub fn buffer_bytes(&self) -> Vec<(&'static str, usize)> {
+        let mut v = vec![
+            ("projected", self.projected.capacity() * std::mem::size_of::<Projected>()),
+            ("covariance cache", self.covs.capacity() * std::mem::size_of::<cache::CovEntry>()),
+        ];
+        v.extend(self.bins.buffer_bytes());
+        v
     }
 
     /// Keep (the default) or stop keeping 3D covariances across frames; only speed changes, never the
@@ -206,6 +245,14 @@ const PROJECT_TASK: usize = 64 * project_lanes::LANES;
 /// time (`project_lanes`, bit for bit `project::project_with`).
 fn project_all(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScratch) {
     use project_lanes::{project_block, LANES};
+    let (gx, gy) = camera.tile_grid();
+    assert!(
+        gx <= project::MAX_TILES && gy <= project::MAX_TILES,
+        "splat: a {}x{} image has more than {} tiles on a side",
+        camera.width,
+        camera.height,
+        project::MAX_TILES
+    );
     let n = gaussians.len();
     scratch.projected.resize(n, Projected::default());
     if scratch.no_cov_cache {
@@ -229,7 +276,8 @@ fn project_all(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut Spla
 /// rayon's current pool (the result does not depend on the thread count).
 ///
 /// Panics if `background` or `out` do not match the set's channel count and the camera's size (the
-/// caller's buffers, not input data).
+/// caller's buffers, not input data), or if the image is wider or taller than `project::MAX_TILES` tiles
+/// (1,048,560 pixels).
 pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &mut SplatScratch) -> SplatStats {
     let c = gaussians.channels();
     assert_eq!(background.len(), c, "splat: background has {} channels, Gaussians have {c}", background.len());
@@ -237,18 +285,27 @@ pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], 
     assert_eq!(out.len(), want, "splat: output holds {} floats, [C, H, W] needs {want}", out.len());
     let stats = prepare(gaussians, camera, scratch);
 
+    // One dispatch on the storage per frame; each blend below is compiled for its element type.
+    match gaussians.colors {
+        Colors::F32(colors) => blend_all(colors, c, camera, background, out, scratch),
+        Colors::F16(colors) => blend_all(colors, c, camera, background, out, scratch),
+    }
+    stats
+}
+
+/// Blends every tile of the prepared frame in `scratch` into `out` (sizes asserted by the caller).
+fn blend_all<T: Feature>(colors: &[T], c: usize, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &SplatScratch) {
     let (grid_x, grid_y) = camera.tile_grid();
-    let frame = raster::Frame::new(&scratch.projected, gaussians.colors, c, camera, background);
-    let render = raster::select();
+    let frame = raster::Frame::new(&scratch.projected, colors, c, camera, background);
+    let render = raster::select::<T>();
     let bins = &scratch.bins;
     let ptr = SyncPtr(out.as_mut_ptr());
     (0..grid_x * grid_y).into_par_iter().for_each(|t| {
-        // SAFETY: `ptr` is `out`, which holds `[c, height, width]` floats (asserted above) and is borrowed
-        // mutably for this whole loop; each tile index is rendered once and writes only its own pixels;
-        // `render` came from `select`.
+        // SAFETY: `ptr` is `out`, which holds `[c, height, width]` floats (asserted by `splat`) and is
+        // borrowed mutably for this whole loop; each tile index is rendered once and writes only its own
+        // pixels; `render` came from `select`.
         unsafe { raster::render_tile(render, &frame, t, bins.tile(t), &ptr) }
     });
-    stats
 }
 
 /// The counts `splat` would report (visible Gaussians, tile-Gaussian pairs), without blending.

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::project::{exp, BLOCK};
 use super::raster::{self, MAX_ALPHA, MIN_ALPHA, MIN_T};
-use super::{GaussianSet, SplatCamera, SplatScratch};
+use super::{Colors, Feature, GaussianSet, SplatCamera, SplatScratch};
 use crate::matmul::SyncPtr;
 
 /// Pixels per blend group (`raster`'s 8 lanes).
@@ -73,20 +73,11 @@ pub fn profile(
     let t2 = Instant::now();
 
     let (grid_x, grid_y) = camera.tile_grid();
-    let frame = raster::Frame::new(&scratch.projected, gaussians.colors, c, camera, background);
-    let render = raster::select();
+    let tile_times = match gaussians.colors() {
+        Colors::F32(colors) => time_tiles(colors, c, camera, background, out, scratch),
+        Colors::F16(colors) => time_tiles(colors, c, camera, background, out, scratch),
+    };
     let bins = &scratch.bins;
-    let ptr = SyncPtr(out.as_mut_ptr());
-    let tile_times: Vec<(usize, f64)> = (0..grid_x * grid_y)
-        .into_par_iter()
-        .map(|t| {
-            let start = Instant::now();
-            // SAFETY: as in `splat`: `out` is the asserted `[c, height, width]` buffer, each tile is rendered
-            // once and writes only its own pixels, `render` came from `select`.
-            unsafe { raster::render_tile(render, &frame, t, bins.tile(t), &ptr) };
-            (rayon::current_thread_index().unwrap_or(0), start.elapsed().as_secs_f64() * 1e3)
-        })
-        .collect();
     let t3 = Instant::now();
 
     let mut p = SplatProfile {
@@ -104,6 +95,8 @@ pub fn profile(
         }
         p.slowest_tile_ms = p.slowest_tile_ms.max(ms);
     }
+    // The counting walk reads no colour.
+    let frame = raster::Frame::<f32>::new(&scratch.projected, &[], c, camera, background);
     for t in 0..grid_x * grid_y {
         let list = bins.tile(t);
         p.longest_list = p.longest_list.max(list.len());
@@ -171,4 +164,30 @@ fn count_tile(p: &mut SplatProfile, frame: &raster::Frame, t: usize, list: &[u32
         }
     }
     p.needed_pairs += needed as u64;
+}
+
+/// Blends every tile as `splat` does (sizes asserted by the caller), timing each: (rayon thread, ms) per tile.
+fn time_tiles<T: Feature>(
+    colors: &[T],
+    c: usize,
+    camera: &SplatCamera,
+    background: &[f32],
+    out: &mut [f32],
+    scratch: &SplatScratch,
+) -> Vec<(usize, f64)> {
+    let (grid_x, grid_y) = camera.tile_grid();
+    let frame = raster::Frame::new(&scratch.projected, colors, c, camera, background);
+    let render = raster::select::<T>();
+    let bins = &scratch.bins;
+    let ptr = SyncPtr(out.as_mut_ptr());
+    (0..grid_x * grid_y)
+        .into_par_iter()
+        .map(|t| {
+            let start = Instant::now();
+            // SAFETY: as in `splat`: `out` is the asserted `[c, height, width]` buffer, each tile is rendered
+            // once and writes only its own pixels, `render` came from `select`.
+            unsafe { raster::render_tile(render, &frame, t, bins.tile(t), &ptr) };
+            (rayon::current_thread_index().unwrap_or(0), start.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
 }

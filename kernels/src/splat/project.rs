@@ -27,14 +27,19 @@ pub struct Splat2d {
     pub opacity: f32,
 }
 
-/// Half-open range of tiles `[x0, x1) x [y0, y1)` a Gaussian is binned into.
+/// Half-open range of tiles `[x0, x1) x [y0, y1)` a Gaussian is binned into. u16 (a grid of at most
+/// [`MAX_TILES`] per side, over a million pixels): the rectangle rides in every `Projected` record and every
+/// binning entry, and 8 bytes instead of 16 keep 4 MiB fewer in the splat scratch at official size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TileRect {
-    pub x0: u32,
-    pub y0: u32,
-    pub x1: u32,
-    pub y1: u32,
+    pub x0: u16,
+    pub y0: u16,
+    pub x1: u16,
+    pub y1: u16,
 }
+
+/// The most tiles per image side a `TileRect` can address (`splat` checks the camera against it).
+pub const MAX_TILES: usize = u16::MAX as usize;
 
 impl TileRect {
     /// Number of tiles covered (`tiles_touched`); 0 means the Gaussian is not rendered.
@@ -128,12 +133,13 @@ pub fn clip_to_pixel(p_hom: [f32; 4], width: usize, height: usize) -> [f32; 2] {
 }
 
 /// `getRect`: tiles within `radius` of the centre, each bound truncated toward zero then clamped to the grid.
-/// Float-to-int conversions saturate (NaN -> 0), as CUDA's `cvt.rzi` does.
+/// Float-to-int conversions saturate (NaN -> 0), as CUDA's `cvt.rzi` does. A grid side beyond [`MAX_TILES`]
+/// is clamped to it (the splat refuses such cameras before projecting).
 #[inline(always)]
 pub fn tile_rect(x: f32, y: f32, radius: i32, grid: (usize, usize)) -> TileRect {
     let r = radius as f32;
     let b = BLOCK as f32;
-    let clamp = |v: f32, n: usize| (v as i32).max(0).min(n as i32) as u32;
+    let clamp = |v: f32, n: usize| (v as i32).max(0).min(n.min(MAX_TILES) as i32) as u16;
     TileRect {
         x0: clamp((x - r) / b, grid.0),
         y0: clamp((y - r) / b, grid.1),
@@ -163,7 +169,7 @@ pub fn project_with(gs: &GaussianSet, i: usize, cam: &SplatCamera, cov: impl FnO
     let mean = gs.mean(i);
     let (scale, rot, opacity) = (gs.scale(i), gs.rotation(i), gs.opacity(i));
     let finite = all_finite(&mean) && all_finite(&scale) && all_finite(&rot) && opacity.is_finite();
-    if !finite || !all_finite(gs.color(i)) {
+    if !finite || !gs.color_finite(i) {
         return None;
     }
     let p_view = cam.to_view(mean);

@@ -49,7 +49,7 @@ pub(super) fn project_block_generic(gs: &GaussianSet, start: usize, cam: &SplatC
         let i = start + l;
         let (mean, scale, rot, opacity) = (gs.mean(i), gs.scale(i), gs.rotation(i), gs.opacity(i));
         (mx[l], my[l], mz[l], op[l]) = (mean[0], mean[1], mean[2], opacity);
-        finite[l] = all_finite(&mean) & all_finite(&scale) & all_finite(&rot) & opacity.is_finite() && all_finite(gs.color(i));
+        finite[l] = all_finite(&mean) & all_finite(&scale) & all_finite(&rot) & opacity.is_finite() && gs.color_finite(i);
     }
     // View and pixel positions of every lane.
     let (mut vx, mut vy, mut vz, mut px, mut py) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);

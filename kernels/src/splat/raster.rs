@@ -23,6 +23,7 @@
 
 use std::cell::RefCell;
 
+use super::colors::Feature;
 use super::project::{Projected, Splat2d, BLOCK};
 use super::raster_portable::{blend_group, store_group};
 use crate::matmul::SyncPtr;
@@ -47,11 +48,11 @@ const GROUPS: usize = BLOCK / LANES;
 /// Blend groups per tile, row-major (`(y - y0) * GROUPS + g`); one bit each in a `u32` mask.
 pub const TILE_GROUPS: usize = BLOCK * GROUPS;
 
-/// What every tile reads.
-pub struct Frame<'a> {
+/// What every tile reads; `T` is the colours' storage (f32, or f16 widened as each colour is loaded).
+pub struct Frame<'a, T = f32> {
     pub projected: &'a [Projected],
     /// `[N, channels]`.
-    pub colors: &'a [f32],
+    pub colors: &'a [T],
     pub channels: usize,
     pub width: usize,
     pub height: usize,
@@ -59,9 +60,9 @@ pub struct Frame<'a> {
     pub background: &'a [f32],
 }
 
-impl<'a> Frame<'a> {
+impl<'a, T: Feature> Frame<'a, T> {
     /// A frame of `camera`'s size over the projected Gaussians and their `[N, channels]` colours.
-    pub fn new(projected: &'a [Projected], colors: &'a [f32], channels: usize, camera: &super::SplatCamera, background: &'a [f32]) -> Self {
+    pub fn new(projected: &'a [Projected], colors: &'a [T], channels: usize, camera: &super::SplatCamera, background: &'a [f32]) -> Self {
         Frame { projected, colors, channels, width: camera.width, height: camera.height, grid_x: camera.tile_grid().0, background }
     }
 }
@@ -96,20 +97,20 @@ thread_local! {
 
 /// A tile renderer: the portable, AVX2 or AVX-512 build. The state slice holds `TILE_GROUPS` entries per
 /// 32-channel block.
-pub type TileFn = unsafe fn(&Frame, usize, &[u32], &mut [GroupState], &SyncPtr);
+pub type TileFn<T = f32> = unsafe fn(&Frame<T>, usize, &[u32], &mut [GroupState], &SyncPtr);
 
 /// The best tile renderer this CPU supports.
-pub fn select() -> TileFn {
+pub fn select<T: Feature>() -> TileFn<T> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
-            return render_tile_avx512;
+            return render_tile_avx512::<T>;
         }
         if std::is_x86_feature_detected!("avx2") {
-            return render_tile_avx2_checked;
+            return render_tile_avx2_checked::<T>;
         }
     }
-    render_tile_portable
+    render_tile_portable::<T>
 }
 
 /// Renders tile `tile` (its Gaussians `list`, front to back) into `out`, a `[channels, height, width]`
@@ -119,7 +120,7 @@ pub fn select() -> TileFn {
 /// `out` must point at `channels * height * width` writable floats (`frame`'s sizes) that nobody else reads
 /// or writes during the call except at other tiles' pixels (each call writes only its own tile's pixels),
 /// and `kernel` must be one `select` returned on this CPU.
-pub unsafe fn render_tile(kernel: TileFn, frame: &Frame, tile: usize, list: &[u32], out: &SyncPtr) {
+pub unsafe fn render_tile<T: Feature>(kernel: TileFn<T>, frame: &Frame<T>, tile: usize, list: &[u32], out: &SyncPtr) {
     let need = TILE_GROUPS * frame.channels.div_ceil(CH_BLOCK);
     STATES.with(|cell| {
         // Tiles never nest (nothing below calls back into rayon); a fresh buffer covers it regardless.
@@ -141,8 +142,8 @@ pub unsafe fn render_tile(kernel: TileFn, frame: &Frame, tile: usize, list: &[u3
 ///
 /// # Safety
 /// As for [`render_tile`]'s `out`.
-pub unsafe fn render_tile_portable(frame: &Frame, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
-    tile_body::<false>(frame, tile, list, states, out)
+pub unsafe fn render_tile_portable<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+    tile_body::<T, false>(frame, tile, list, states, out)
 }
 
 /// [`render_tile_avx2`] as a [`TileFn`] (kept for AVX2-only hosts and A/B timing).
@@ -150,7 +151,7 @@ pub unsafe fn render_tile_portable(frame: &Frame, tile: usize, list: &[u32], sta
 /// # Safety
 /// As for [`render_tile`]'s `out`; the CPU must support AVX2 (`select` checks before handing this out).
 #[cfg(target_arch = "x86_64")]
-pub unsafe fn render_tile_avx2_checked(frame: &Frame, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+pub unsafe fn render_tile_avx2_checked<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
     // SAFETY: AVX2 and `out` are our caller's promises.
     unsafe { render_tile_avx2(frame, tile, list, states, out) }
 }
@@ -161,8 +162,8 @@ pub unsafe fn render_tile_avx2_checked(frame: &Frame, tile: usize, list: &[u32],
 /// The CPU must support AVX2; `out` as for [`render_tile`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub unsafe fn render_tile_avx2(frame: &Frame, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
-    tile_body::<false>(frame, tile, list, states, out)
+pub unsafe fn render_tile_avx2<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+    tile_body::<T, false>(frame, tile, list, states, out)
 }
 
 /// The AVX-512 build: the 32-channel blend groups use `raster_x86`'s intrinsics, anything else the same
@@ -172,12 +173,12 @@ pub unsafe fn render_tile_avx2(frame: &Frame, tile: usize, list: &[u32], states:
 /// The CPU must support AVX2, AVX-512F and AVX-512VL; `out` as for [`render_tile`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
-pub unsafe fn render_tile_avx512(frame: &Frame, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
-    tile_body::<true>(frame, tile, list, states, out)
+pub unsafe fn render_tile_avx512<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+    tile_body::<T, true>(frame, tile, list, states, out)
 }
 
 #[inline(always)]
-fn tile_body<const AVX512: bool>(frame: &Frame, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+fn tile_body<T: Feature, const AVX512: bool>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
     let (tx, ty) = (tile % frame.grid_x, tile / frame.grid_x);
     let (x0, y0) = (tx * BLOCK, ty * BLOCK);
     let (x1, y1) = ((x0 + BLOCK).min(frame.width), (y0 + BLOCK).min(frame.height));
@@ -273,9 +274,9 @@ fn tile_body<const AVX512: bool>(frame: &Frame, tile: usize, list: &[u32], state
                     let cw = CH_BLOCK.min(frame.channels - ch0);
                     let state = &mut states[blk * TILE_GROUPS + b];
                     if cw == CH_BLOCK {
-                        blend_group::<CH_BLOCK>(frame, &chunk, bucket, gx, y, ch0, cw, state);
+                        blend_group::<CH_BLOCK, T>(frame, &chunk, bucket, gx, y, ch0, cw, state);
                     } else {
-                        blend_group::<0>(frame, &chunk, bucket, gx, y, ch0, cw, state);
+                        blend_group::<0, T>(frame, &chunk, bucket, gx, y, ch0, cw, state);
                     }
                 }
             }
@@ -309,7 +310,7 @@ fn tile_body<const AVX512: bool>(frame: &Frame, tile: usize, list: &[u32], state
 
 /// Prefetches the `Projected` records and colours of the first `CHUNK` Gaussians of `ids`.
 #[inline(always)]
-fn prefetch_chunk(frame: &Frame, ids: &[u32]) {
+fn prefetch_chunk<T: Feature>(frame: &Frame<T>, ids: &[u32]) {
     for &id in ids.iter().take(CHUNK) {
         let id = id as usize;
         let color = frame.colors.as_ptr().wrapping_add(id * frame.channels);

@@ -2,6 +2,7 @@
 //! inside `raster::render_tile_avx2`), for any channel count: written lane by lane so the compiler
 //! vectorises it, with every lane performing the reference's float operations in its order.
 
+use super::colors::Feature;
 use super::project::exp;
 use super::raster::{ChunkSplats, Frame, GroupState, CH_BLOCK, LANES, MAX_ALPHA, MIN_ALPHA, MIN_T};
 use crate::matmul::SyncPtr;
@@ -10,8 +11,8 @@ use crate::matmul::SyncPtr;
 /// `ch0..ch0 + cw`, continuing from `state`. `FIXED > 0` fixes the channel count at compile time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn blend_group<const FIXED: usize>(
-    frame: &Frame,
+pub(super) fn blend_group<const FIXED: usize, T: Feature>(
+    frame: &Frame<T>,
     chunk: &ChunkSplats,
     bucket: &[u8],
     gx: usize,
@@ -27,6 +28,8 @@ pub(super) fn blend_group<const FIXED: usize>(
     let pyf = y as f32;
     let pxf: [f32; LANES] = std::array::from_fn(|l| (gx + l) as f32);
     let c = frame.channels;
+    // Where f16 colours are widened (exactly) before the f32 accumulate; unused for f32 colours.
+    let mut wide = [0f32; CH_BLOCK];
 
     for &k in bucket {
         let k = k as usize;
@@ -65,7 +68,7 @@ pub(super) fn blend_group<const FIXED: usize>(
             any_live |= live[l];
         }
         if any_blend {
-            let color = &frame.colors[chunk.ids[k] as usize * c + ch0..][..cw];
+            let color = T::widen(&frame.colors[chunk.ids[k] as usize * c + ch0..][..cw], &mut wide);
             for l in 0..LANES {
                 if blend[l] {
                     let (a, tl) = (alpha[l], t[l]);
@@ -88,7 +91,7 @@ pub(super) fn blend_group<const FIXED: usize>(
 /// Writes a group's result, `acc + T background`, for `lanes` pixels of row `y` from column `gx`, channels
 /// `ch0..` of `state`'s block.
 #[inline(always)]
-pub(super) fn store_group(frame: &Frame, state: &GroupState, gx: usize, lanes: usize, y: usize, ch0: usize, out: &SyncPtr) {
+pub(super) fn store_group<T>(frame: &Frame<T>, state: &GroupState, gx: usize, lanes: usize, y: usize, ch0: usize, out: &SyncPtr) {
     let plane = frame.width * frame.height;
     let cw = CH_BLOCK.min(frame.channels - ch0);
     let bg = &frame.background[ch0..ch0 + cw];

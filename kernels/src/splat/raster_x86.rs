@@ -12,6 +12,7 @@
 
 use std::arch::x86_64::*;
 
+use super::colors::Feature;
 use super::project::Splat2d;
 use super::raster::{ChunkSplats, Frame, GroupState, CH_BLOCK, MAX_ALPHA, MIN_ALPHA, MIN_T};
 use crate::matmul::SyncPtr;
@@ -45,6 +46,27 @@ fn exp16(x: __m512) -> __m512 {
     _mm512_mul_ps(_mm512_mul_ps(p, pow2(n1)), pow2(_mm512_sub_epi32(n, n1)))
 }
 
+/// A Gaussian's 32 channels as two 16-float registers: f16 ones are widened by `vcvtph2ps` (exact,
+/// subnormal halves included, whatever MXCSR says), so the accumulate sees the values the f32 path would.
+/// Picked at compile time per `T`: no branch in the walk.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `p` must point at 32 readable values of `T`.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+unsafe fn load_color32<T: Feature>(p: *const T) -> (__m512, __m512) {
+    // SAFETY: forwarded from the contract; the casts follow `T`'s size (`Feature` is sealed to f32, f16).
+    unsafe {
+        if T::HALF {
+            let h = p.cast::<__m256i>();
+            (_mm512_cvtph_ps(_mm256_loadu_si256(h)), _mm512_cvtph_ps(_mm256_loadu_si256(h.add(1))))
+        } else {
+            let f = p.cast::<f32>();
+            (_mm512_loadu_ps(f), _mm512_loadu_ps(f.add(16)))
+        }
+    }
+}
+
 /// Alphas of two splats at 8 pixels of a row, the reference's operations in its order (0 where the power is
 /// positive, else `min(opacity exp(power), 0.99)`): the first array entry is `a`'s alphas at the pixels
 /// `(px, pyf)` (lanes 0-7 of `px`, repeated in lanes 8-15), the second `b`'s, computed in one 512-bit register.
@@ -76,7 +98,7 @@ const BATCH: usize = 4;
 /// The CPU must support AVX2, AVX-512F and AVX-512VL, and `frame` must have exactly `CH_BLOCK` channels.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
-pub unsafe fn blend_group32(frame: &Frame, chunk: &ChunkSplats, bucket: &[u8], gx: usize, y: usize, state: &mut GroupState) {
+pub unsafe fn blend_group32<T: Feature>(frame: &Frame<T>, chunk: &ChunkSplats, bucket: &[u8], gx: usize, y: usize, state: &mut GroupState) {
     let c = _mm256_set1_ps;
     let pyf = y as f32;
     let px = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(gx as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
@@ -116,8 +138,9 @@ pub unsafe fn blend_group32(frame: &Frame, chunk: &ChunkSplats, bucket: &[u8], g
                     _mm256_storeu_ps(t_l.as_mut_ptr(), t);
                 }
                 let color = &frame.colors[chunk.ids[k] as usize * CH_BLOCK..][..CH_BLOCK];
-                // SAFETY: `color` holds 32 floats, two 16-float loads.
-                let (f0, f1) = unsafe { (_mm512_loadu_ps(color.as_ptr()), _mm512_loadu_ps(color.as_ptr().add(16))) };
+                // SAFETY: `color` holds 32 values of `T`, which is f16 when `T::HALF` and f32 otherwise
+                // (`Feature` is sealed): two 16-half (256-bit) or two 16-float (512-bit) loads in bounds.
+                let (f0, f1) = unsafe { load_color32(color.as_ptr()) };
                 for (l, acc) in acc.iter_mut().enumerate() {
                     // All 16 mask bits set when lane l blends, none otherwise.
                     let m = 0u16.wrapping_sub(((blend >> l) & 1) as u16);
@@ -158,7 +181,7 @@ pub unsafe fn blend_group32(frame: &Frame, chunk: &ChunkSplats, bucket: &[u8], g
 /// gx + lanes` of row `y` are the calling tile's), and `frame` must have exactly `CH_BLOCK` channels.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
-pub unsafe fn store_group32(frame: &Frame, state: &GroupState, gx: usize, lanes: usize, y: usize, out: &SyncPtr) {
+pub unsafe fn store_group32<T>(frame: &Frame<T>, state: &GroupState, gx: usize, lanes: usize, y: usize, out: &SyncPtr) {
     let plane = frame.width * frame.height;
     let pix = y * frame.width + gx;
     let lanes_mask = ((1u16 << lanes) - 1) as u8;

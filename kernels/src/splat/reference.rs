@@ -13,6 +13,7 @@ pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], 
     assert_eq!(background.len(), c, "reference splat: background length");
     assert_eq!(out.len(), c * h * w, "reference splat: output length");
 
+    let colors = gaussians.colors().to_f32();
     let mut visible: Vec<(usize, super::project::Projected)> =
         (0..gaussians.len()).filter_map(|i| project(gaussians, i, camera).map(|p| (i, p))).collect();
     visible.sort_by(|a, b| a.1.depth.total_cmp(&b.1.depth).then(a.0.cmp(&b.0)));
@@ -37,7 +38,7 @@ pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], 
                 if test_t < MIN_T {
                     break;
                 }
-                for (a, &f) in acc.iter_mut().zip(gaussians.color(*i)) {
+                for (a, &f) in acc.iter_mut().zip(&colors[*i * c..(*i + 1) * c]) {
                     *a += f * alpha * t;
                 }
                 t = test_t;

@@ -310,6 +310,12 @@ fn scratch_is_reused_without_growing_and_stats_match_the_bins() {
     assert_eq!(first.pairs, visible.iter().map(|p| p.rect.count()).sum::<usize>());
     assert!(first.visible > 1000 && first.pairs > first.visible, "{first:?}");
     assert_eq!(splat_stats(&set, &cam, &mut scratch), first);
+    // The per-buffer report adds up and covers what this frame needed.
+    let by = scratch.buffer_bytes();
+    assert_eq!(by.iter().map(|b| b.1).sum::<usize>(), bytes);
+    let of = |name: &str| by.iter().find(|b| b.0 == name).map_or(0, |b| b.1);
+    assert!(of("projected") >= 1200 * std::mem::size_of::<project::Projected>(), "{by:?}");
+    assert!(of("covariance cache") >= 1200 * 52 && of("bins.list") >= 4 * first.pairs, "{by:?}");
 }
 
 #[test]

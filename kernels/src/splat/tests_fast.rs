@@ -151,7 +151,7 @@ fn official_size_stage_times_old_vs_new() {
     };
     let all_tiles = |kernel: raster::TileFn, scratch: &SplatScratch, out: &mut [f32]| {
         let (gx, gy) = cam.tile_grid();
-        let frame = raster::Frame::new(&scratch.projected, set.colors, CHANNELS, &cam, &bg);
+        let frame = raster::Frame::new(&scratch.projected, &head.colors, CHANNELS, &cam, &bg);
         let ptr = SyncPtr(out.as_mut_ptr());
         // SAFETY: `out` is [32, 512, 512]; each tile is rendered once; both kernels are checked below.
         (0..gx * gy).into_par_iter().for_each(|t| unsafe { raster::render_tile(kernel, &frame, t, scratch.bins.tile(t), &ptr) });

@@ -16,7 +16,8 @@ fn bits(p: &Projected) -> [u32; 13] {
     let s = &p.splat;
     let r = &p.rect;
     let f = [s.x, s.y, s.conic[0], s.conic[1], s.conic[2], s.opacity, p.depth, p.reach[0], p.reach[1]].map(f32::to_bits);
-    [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], r.x0, r.y0, r.x1, r.y1]
+    let [x0, y0, x1, y1] = [r.x0, r.y0, r.x1, r.y1].map(u32::from);
+    [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], x0, y0, x1, y1]
 }
 
 /// Projects every Gaussian with `block`, 16 at a time, and with the scalar code; compares records and

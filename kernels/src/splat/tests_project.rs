@@ -132,6 +132,8 @@ fn tile_rectangles_follow_get_rect_truncation_and_clamping() {
     assert_eq!(tile_rect(-4.0, -4.0, 16, grid), rect(0, 0, 1, 1));
     assert_eq!(tile_rect(30.0, 20.0, i32::MAX, grid), rect(0, 0, 4, 3));
     assert_eq!(tile_rect(f32::NAN, 20.0, 5, grid).count(), 0);
+    // Grids wider than a u16 can count are clamped (the splat refuses such cameras before projecting).
+    assert_eq!(tile_rect(30.0, 20.0, i32::MAX, (100_000, 3)), rect(0, 0, 65_535, 3));
 }
 
 #[test]
@@ -151,4 +153,14 @@ fn exp_is_within_2_ulp_like_cuda_expf_and_exact_at_zero() {
         worst = worst.max((got - want).abs() / ulp);
     }
     assert!(worst <= 2.0, "worst error {worst} ulp");
+}
+
+#[test]
+#[should_panic(expected = "tiles on a side")]
+fn an_image_wider_than_the_tile_rectangles_can_address_is_refused() {
+    use crate::splat::{splat, SplatScratch};
+    let w = super::project::MAX_TILES * super::project::BLOCK + 1;
+    let cam = SplatCamera::from_transform(&super::tests::FRONTAL, 12.0, w, 1);
+    let mut out = vec![0f32; w];
+    splat(&super::tests::Scene::random(3, 10, 1).set(), &cam, &[0.0], &mut out, &mut SplatScratch::new());
 }

@@ -77,7 +77,8 @@ pub fn project(p: &SplatPush, i: usize, pos: &[f32], attr: &[f32], cam: &SplatCa
         return None;
     }
     let f = f32::to_bits;
-    Some([f(px), f(py), f(conic[0]), f(conic[1]), f(conic[2]), f(a[7]), f(t[2]), r as u32, rect.x0, rect.y0, rect.x1, rect.y1])
+    let [x0, y0, x1, y1] = [rect.x0, rect.y0, rect.x1, rect.y1].map(u32::from);
+    Some([f(px), f(py), f(conic[0]), f(conic[1]), f(conic[2]), f(a[7]), f(t[2]), r as u32, x0, y0, x1, y1])
 }
 
 #[cfg(test)]

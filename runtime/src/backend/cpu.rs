@@ -54,6 +54,10 @@ impl Session for CpuSession<'_> {
         Ok(())
     }
 
+    fn prepare_avatar(&self, avatar: Avatar) -> Avatar {
+        self.renderer.prepare_avatar(avatar)
+    }
+
     fn stage_times(&self) -> StageTimes {
         if self.last.is_empty() {
             self.renderer.times().stage_times()

@@ -36,6 +36,13 @@ pub trait Session {
     /// Renders one frame into `out` (`config.image_size` squared, RGB in [0, 1]). After the first call,
     /// a CPU session allocates nothing on the heap.
     fn render(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<()>;
+    /// `avatar` in the storage this session renders it from best, called once after loading or lifting it
+    /// (the input is consumed, so a replaced array is freed). The default keeps it unchanged; the CPU
+    /// session with an int8 refiner narrows the colours to f16 (half their memory, frames within the int8
+    /// path's own noise). Any session still renders an avatar it was not given back by this call.
+    fn prepare_avatar(&self, avatar: Avatar) -> Avatar {
+        avatar
+    }
     /// Per-stage times of the last `lift` or `render`.
     fn stage_times(&self) -> StageTimes;
 }

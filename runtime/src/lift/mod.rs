@@ -18,7 +18,7 @@ use crate::backend::StageTimes;
 use crate::camera::{harmonic_encoding, lifting_plane};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::types::{Avatar, Image, SourceParams};
+use crate::types::{Avatar, AvatarColors, Image, SourceParams};
 use crate::weights::Weights;
 
 use generators::Gaussians;
@@ -204,11 +204,12 @@ fn run(w: &dyn Weights, cfg: &ModelConfig, image: &Image, source: &SourceParams,
 pub(crate) fn assemble(cfg: &ModelConfig, parts: impl IntoIterator<Item = Gaussians>, shapecode: &[f32]) -> Avatar {
     let parts: Vec<Gaussians> = parts.into_iter().collect();
     let count: usize = parts.iter().map(|g| g.count).sum();
+    let mut colors = Vec::with_capacity(cfg.gaussian_channels * count);
     let mut a = Avatar {
         count,
         channels: cfg.gaussian_channels,
         positions: Vec::with_capacity(3 * count),
-        colors: Vec::with_capacity(cfg.gaussian_channels * count),
+        colors: AvatarColors::F32(Vec::new()),
         opacities: Vec::with_capacity(count),
         scales: Vec::with_capacity(3 * count),
         rotations: Vec::with_capacity(4 * count),
@@ -216,11 +217,12 @@ pub(crate) fn assemble(cfg: &ModelConfig, parts: impl IntoIterator<Item = Gaussi
     };
     for g in parts {
         a.positions.extend_from_slice(&g.positions);
-        a.colors.extend_from_slice(&g.colors);
+        colors.extend_from_slice(&g.colors);
         a.opacities.extend_from_slice(&g.opacities);
         a.scales.extend_from_slice(&g.scales);
         a.rotations.extend_from_slice(&g.rotations);
     }
+    a.colors = AvatarColors::F32(colors);
     a
 }
 

@@ -95,7 +95,7 @@ fn both_lifting_generators_read_the_same_feature_map() {
     let (avatar, trace) = lift_traced(&w, &cfg, &image, &src).expect("lift runs");
     let (v, pp) = (cfg.flame.vertices, cfg.plane_size * cfg.plane_size);
     let c = cfg.gaussian_channels;
-    assert_eq!(avatar.colors[c * v..c * (v + pp)], avatar.colors[c * (v + pp)..]);
+    assert_eq!(avatar.colors.to_f32()[c * v..c * (v + pp)], avatar.colors.to_f32()[c * (v + pp)..]);
     // Same offsets with opposite signs: the two positions average to the plane point.
     for i in 0..pp {
         for k in 0..3 {
@@ -116,7 +116,7 @@ fn quirk_1_squashes_all_channels_of_grid_columns_0_to_2_only() {
     let (v, p) = (cfg.flame.vertices, cfg.plane_size);
     for i in 0..p * p {
         let want = if i % p < 3 { sigmoid_scalar(5.0) } else { 5.0 };
-        let colors = &avatar.colors[c * (v + i)..][..c];
+        let colors = &avatar.colors.to_f32()[c * (v + i)..][..c];
         assert!(colors.iter().all(|&x| x == want), "pixel (row {}, col {}): {colors:?}", i / p, i % p);
     }
 }
@@ -251,7 +251,7 @@ fn official_size_lift_runs_and_reports_its_stage_times() {
     let (image, src) = source(&cfg);
     let (avatar, trace) = lift_traced(&w, &cfg, &image, &src).expect("lift runs");
     assert_eq!(avatar.count, 180_255);
-    assert!(avatar.colors.iter().all(|v| v.is_finite()));
+    assert!(avatar.colors.to_f32().iter().all(|v| v.is_finite()));
     for (stage, secs) in trace.times.stage_times() {
         println!("{stage:>24}: {:8.2} s", secs);
     }

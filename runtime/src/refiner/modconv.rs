@@ -4,6 +4,7 @@
 //! comes from per-`(out, in)` sums of squared weights precomputed at load, so the weight tensor is never
 //! rewritten per frame (and can stay in fp16 or int8 later).
 
+use rayon::prelude::*;
 use std::borrow::Cow;
 
 use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
@@ -206,34 +207,47 @@ impl<'w> ModConv<'w> {
 }
 
 impl ModConv<'_> {
-    /// The raw output (no output factors) of an upsampling int8 call, `x` `[c_in, h/2, h/2]` ->
-    /// `out` `[c_out, h, h]`, computed in row bands of `plan::UP_BAND_ROWS`: each band (with a halo row
-    /// each side, dropped) into `band`, then copied into `out`. Uses the whole map's activation scale, so
-    /// the bits are [`ModConv::run_raw`]'s; the kernels' scratch holds one band's quantised input.
-    fn run_up_banded(&self, scratch: &mut Scratch, x: &[f32], h: usize, s: &[f32], band: &mut [f32], out: &mut [f32]) -> Result<()> {
+    /// The raw output (no output factors) of an int8 call computed in row bands of `plan::UP_BAND_ROWS`:
+    /// `x` `[c_in, h/2, h/2]` upsampled (`up`) or `[c_in, h, h]` -> `out` `[c_out, h, h]`, each band (its
+    /// quantised input holds the halo rows, so no row is computed twice) into `band`, then copied into
+    /// `out`. Uses the whole map's activation scale, so the bits are [`ModConv::run_raw`]'s; the kernels'
+    /// scratch holds one band's quantised input.
+    #[allow(clippy::too_many_arguments)]
+    fn run_banded(&self, scratch: &mut Scratch, x: &[f32], h: usize, up: bool, s: &[f32], band: &mut [f32], out: &mut [f32]) -> Result<()> {
         let err = |what: String| Error::Other(format!("refiner conv `{}`: {what}", self.name));
         let (ConvKernel::Quant { w: pc, bias, act_scale }, true) = (&self.kernel, self.fuses_upsample()) else {
-            return Err(err("banded upsampling needs int8 weights".into()));
+            return Err(err("banded int8 conv needs int8 weights".into()));
         };
-        let (ci, co, hl, halo, rows) = (self.c_in, self.c_out, h / 2, self.k / 2, super::plan::UP_BAND_ROWS);
-        let most = (rows + 2 * halo).min(h);
-        if band.len() < co * most * h || out.len() < co * h * h || x.len() < ci * hl * hl || s.len() < ci {
-            return Err(err(format!("band {} floats (needs {}), output {} (needs {})", band.len(), co * most * h, out.len(), co * h * h)));
+        let (ci, co, rows) = (self.c_in, self.c_out, super::plan::UP_BAND_ROWS);
+        let hx = if up { h / 2 } else { h };
+        if band.len() < co * rows.min(h) * h || out.len() < co * h * h || x.len() < ci * hx * hx || s.len() < ci {
+            return Err(err(format!(
+                "band {} floats (needs {}), output {} (needs {})",
+                band.len(),
+                co * rows.min(h) * h,
+                out.len(),
+                co * h * h
+            )));
         }
-        let (x, s) = (&x[..ci * hl * hl], &s[..ci]);
+        let (x, s, b) = (&x[..ci * hx * hx], &s[..ci], bias.as_deref());
         let q = |e: gaga_kernels::qgemm::QError| err(e.0);
-        let scale = match act_scale {
-            Some(a) => *a,
-            None => pc.upsampled_act_scale(x, hl, hl, s).map_err(q)?,
+        let scale = match (act_scale, up) {
+            (Some(a), _) => *a,
+            (None, true) => pc.upsampled_act_scale(x, hx, hx, s).map_err(q)?,
+            (None, false) => pc.scaled_act_scale(x, h, h, s).map_err(q)?,
         };
         for y0 in (0..h).step_by(rows) {
             let y1 = (y0 + rows).min(h);
-            let (a, b) = (y0.saturating_sub(halo), (y1 + halo).min(h));
-            let n = (b - a) * h;
-            pc.run_upsampled_rows(scratch, x, hl, hl, s, scale, (a, b - a), bias.as_deref(), &mut band[..co * n]).map_err(q)?;
-            for o in 0..co {
-                out[o * h * h + y0 * h..o * h * h + y1 * h].copy_from_slice(&band[o * n + (y0 - a) * h..o * n + (y1 - a) * h]);
+            let n = (y1 - y0) * h;
+            let dst = &mut band[..co * n];
+            if up {
+                pc.run_upsampled_rows(scratch, x, hx, hx, s, scale, (y0, y1 - y0), b, dst).map_err(q)?;
+            } else {
+                pc.run_rows(scratch, x, (h, h), Some(s), scale, (y0, y1 - y0), b, dst).map_err(q)?;
             }
+            // Per channel in parallel: a memory-bound pass, which serial costs the 2-thread frame.
+            let rows = out[..co * h * h].par_chunks_mut(h * h).map(|p| &mut p[y0 * h..y1 * h]);
+            rows.zip(band[..co * n].par_chunks(n)).for_each(|(d, v)| d.copy_from_slice(v));
         }
         Ok(())
     }
@@ -288,23 +302,24 @@ impl<'w> StyleConv<'w> {
         Ok(())
     }
 
-    /// [`StyleConv::run`] of a level's first (upsampling) int8 conv, without SFT, computed in row bands
-    /// through `band` (at least `plan::up_band_len` floats): the same bits, a band-sized kernel scratch.
-    /// No observation hook (a caller that observes uses `run`).
+    /// [`StyleConv::run`] of an int8 conv (a level's first, upsampling one with `up`), without SFT,
+    /// computed in row bands through `band` (at least `plan::up_band_len` floats): the same bits, a
+    /// band-sized kernel scratch. No observation hook (a caller that observes uses `run`).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_up_banded(
+    pub fn run_banded(
         &self,
         scratch: &mut Scratch,
         latent: &[f32],
         x: &[f32],
         h: usize,
+        up: bool,
         noise: &[f32],
         m: &mut ModBufs,
         band: &mut [f32],
         out: &mut [f32],
     ) -> Result<()> {
         self.mc.modulate(latent, std::f32::consts::SQRT_2, &mut m.s, &mut m.f);
-        self.mc.run_up_banded(scratch, x, h, &m.s, band, out)?;
+        self.mc.run_banded(scratch, x, h, up, &m.s, band, out)?;
         let co = self.mc.c_out;
         style_epilogue(&mut out[..co * h * h], h * h, &m.f[..co], noise, self.strength, &self.bias, super::layers::SLOPE, None);
         Ok(())
@@ -370,6 +385,30 @@ impl<'w> ToRgb<'w> {
         let spec = Conv2d { c_in: ci, c_out: co, kernel: self.mc.k, stride: 1, pad: self.mc.k / 2 };
         obs(&self.mc.name, &x[..ci * hw]);
         self.mc.kernel.run(scratch, &spec, &x[..ci * hw], h, h, out)?;
+        scale_channels_in_place(&mut out[..co * hw], &m.f[..co], hw);
+        self.add_bias_skip(h, skip, out);
+        Ok(())
+    }
+
+    /// [`ToRgb::run`] of an int8 conv in row bands of `plan::UP_BAND_ROWS`: each band quantises its rows
+    /// of `x * s` straight from `x` (`PackedConv::run_rows`, the whole map's activation scale) into
+    /// `band` (at least `plan::rgb_band_len` floats), then into `out`: the same bits, a band-sized kernel
+    /// scratch, and `x` is left as it is. No observation hook (a caller that observes uses `run`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_banded(
+        &self,
+        scratch: &mut Scratch,
+        latent: &[f32],
+        x: &[f32],
+        h: usize,
+        skip: Option<&[f32]>,
+        m: &mut ModBufs,
+        band: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.mc.modulate(latent, 1.0, &mut m.s, &mut m.f);
+        self.mc.run_banded(scratch, x, h, false, &m.s, band, out)?;
+        let (co, hw) = (self.mc.c_out, h * h);
         scale_channels_in_place(&mut out[..co * hw], &m.f[..co], hw);
         self.add_bias_skip(h, skip, out);
         Ok(())

@@ -17,13 +17,13 @@ pub struct DownIds {
     pub t2: BufId,
 }
 
-/// Rows per band of an SFT condition's second conv computed band by band ([`OnTheFly::cond_bands`]).
-/// Each band is computed with a one-row halo on each side (dropped), so `(B + 2) / B` of the conv's work:
-/// 16 rows cost 12.5 % more on those two convs for a band of 1.7 MiB at 512x512 instead of a 32 MiB map.
+/// Rows per band of an SFT condition's second conv computed band by band ([`OnTheFly::cond_bands`]):
+/// a 1 MiB output band at 512x512 instead of a 32 MiB map. Each band's quantised input holds the real
+/// rows just outside it (`PackedConv::run_rows`), so banding computes no row twice.
 pub const COND_BAND_ROWS: usize = 16;
 
 /// Output rows per band of a level's first StyleConv run band by band ([`OnTheFly::up_bands`]): one
-/// band's output (plus a halo row each side) is 1.1 MiB at 512x512 and its int8 input map 0.6 MiB, instead
+/// band's output is 1 MiB at 512x512 and its int8 input map (with a halo row each side) 0.6 MiB, instead
 /// of the whole map's 16.1 MiB in the kernels' scratch.
 pub const UP_BAND_ROWS: usize = 16;
 
@@ -43,31 +43,42 @@ pub struct OnTheFly {
     /// The SFT condition's output-size map `cond_x`: its second convs run in row bands of
     /// [`COND_BAND_ROWS`], so `cond_x` holds one band's input and output.
     pub cond_bands: bool,
+    /// With `up_block`, conv2 and the skip run in row bands of [`UP_BAND_ROWS`] (`PackedConv::
+    /// run_upsampled_rows`, each band's output in `block_band`; the skip's band summed into the output at
+    /// once, so `t1` holds only conv1's output): the kernels' scratch holds one band's quantised input.
+    pub block_bands: bool,
     /// The second StyleConv's modulated input `din2` (`PackedConv::run_scaled`).
     pub mod_input: bool,
+    /// With `mod_input`, that conv runs in row bands of [`UP_BAND_ROWS`] (`PackedConv::run_rows`, each
+    /// band's output in `mod_band`).
+    pub mod_bands: bool,
     /// ToRGB's modulated input `din3`: the level's decoder output is modulated in place (only when
     /// nothing reads it later, i.e. the last level).
     pub rgb_in_place: bool,
+    /// With `rgb_in_place`, an int8 ToRGB instead quantises `x * s` band by band (`PackedConv::run_rows`,
+    /// each band's output in `rgb_band`): the kernels' scratch holds one band's int8 input.
+    pub rgb_bands: bool,
 }
 
 /// How many of an int8 refiner's maps are computed on the fly instead of stored as f32. Every choice
-/// gives the same bits; they trade arena memory for time (official size, `docs/performance.md`).
+/// gives the same bits; they trade arena memory for time (official size, `docs/performance.md`, "Lean
+/// int8 maps, session 6").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapMemory {
     /// Every map stored (the layout before on-the-fly quantisation; A/B and escape hatch).
     Stored,
-    /// Only each level's upsampled, modulated StyleConv input (`up_input`): 32 MiB less arena at no
-    /// measurable cost. The default.
-    #[default]
+    /// Only each level's upsampled, modulated StyleConv input (`up_input`): official arena 96.75 MiB
+    /// (session 4's plan; A/B).
     Upsampled,
-    /// Every map that can be ([`OnTheFly`]): official arena 96.75 -> 66.44 MiB and kernel scratch
-    /// 16.2 -> 8.3 MiB, for about 20 % more int8 refine time (inputs computed twice under dynamic
-    /// scales, banded convs' halo rows). For boards whose memory budget needs it.
+    /// Every map that can be ([`OnTheFly`]): official arena 65.75 MiB and kernel scratch 8.3 MiB (16.2
+    /// with `Upsampled`), at the same refine time as `Upsampled` within noise since session 6's
+    /// vectorised on-the-fly quantiser and halo-reading bands. The default.
+    #[default]
     Lean,
 }
 
 impl MapMemory {
-    /// The environment's choice: `GAGA_INT8_MAPS=stored|upsampled|lean` (unset: [`MapMemory::Upsampled`]).
+    /// The environment's choice: `GAGA_INT8_MAPS=stored|upsampled|lean` (unset: [`MapMemory::Lean`]).
     pub fn from_env() -> Result<MapMemory> {
         match std::env::var("GAGA_INT8_MAPS") {
             Err(_) => Ok(MapMemory::default()),
@@ -98,25 +109,49 @@ impl MapMemory {
 }
 
 impl OnTheFly {
-    /// Every map of an all-int8 level computed on the fly; `last` = the last level (ToRGB in place).
-    /// Banding the first StyleConv pays only where its quantised input is the largest scratch: the last level.
-    pub fn int8(last: bool) -> OnTheFly {
-        OnTheFly { up_block: true, up_input: true, up_bands: last, cond_bands: true, mod_input: true, rgb_in_place: last }
+    /// Every map of level `k` of `levels` all-int8 ones computed on the fly (ToRGB in place at the last).
+    /// Banding pays only where the quantised inputs are the largest kernel scratch: every banded conv of
+    /// the last level, and the first StyleConv of the one before (its 128-channel 256x256 input).
+    pub fn int8(k: usize, levels: usize) -> OnTheFly {
+        let last = k + 1 == levels;
+        OnTheFly {
+            up_block: true,
+            block_bands: last,
+            up_input: true,
+            up_bands: k + 2 >= levels,
+            cond_bands: true,
+            mod_input: true,
+            mod_bands: last,
+            rgb_in_place: last,
+            rgb_bands: last,
+        }
     }
 }
 
-/// Floats of [`LevelIds::cond_x`] for a banded level `k`: one band's input (`u[k + 1]` channels) and
-/// output (`d[k + 1]`), with the halo rows.
+/// Floats of [`LevelIds::cond_x`] for a banded level `k`: one band's output (`d[k + 1]` channels).
 pub fn cond_band_len(r: &RefinerConfig, k: usize) -> usize {
     let h = side(k + 1);
-    (r.unet_channels[k + 1] + r.decoder_channels[k + 1]) * (COND_BAND_ROWS + 2).min(h) * h
+    r.decoder_channels[k + 1] * COND_BAND_ROWS.min(h) * h
 }
 
-/// Floats of [`LevelIds::up_band`] for a banded level `k`: one band of the first StyleConv's output
-/// (`d[k + 1]` channels) with its halo rows.
+/// Floats of [`LevelIds::up_band`] (and `mod_band`) for a banded level `k`: one band of a StyleConv's
+/// output (`d[k + 1]` channels).
 pub fn up_band_len(r: &RefinerConfig, k: usize) -> usize {
     let h = side(k + 1);
-    r.decoder_channels[k + 1] * (UP_BAND_ROWS + 2).min(h) * h
+    r.decoder_channels[k + 1] * UP_BAND_ROWS.min(h) * h
+}
+
+/// Floats of [`LevelIds::rgb_band`] for a banded level `k`: one band of ToRGB's output.
+pub fn rgb_band_len(r: &RefinerConfig, k: usize) -> usize {
+    let h = side(k + 1);
+    r.out_channels * UP_BAND_ROWS.min(h) * h
+}
+
+/// Floats of [`LevelIds::block_band`] for a banded level `k`: one band of the up block's output
+/// (`u[k + 1]` channels).
+pub fn block_band_len(r: &RefinerConfig, k: usize) -> usize {
+    let h = side(k + 1);
+    r.unet_channels[k + 1] * UP_BAND_ROWS.min(h) * h
 }
 
 /// One decoder level `k` (side(k) -> side(k + 1)), in run order. A map the level computes on the fly
@@ -126,6 +161,8 @@ pub struct LevelIds {
     pub t1: BufId,
     pub t2: BufId,
     pub feat: BufId,
+    /// One output band of the up block when it runs in bands (else empty).
+    pub block_band: BufId,
     /// First StyleConv: its modulated, upsampled input (None when an int8 conv quantises it straight
     /// from the previous level's map, see [`schedule`]) and its output (SFT applied later in place).
     pub din_up: Option<BufId>,
@@ -138,10 +175,14 @@ pub struct LevelIds {
     /// Second StyleConv: modulated input and the level's decoder output.
     pub din2: BufId,
     pub dec: BufId,
+    /// One output band of the second StyleConv when it runs in bands (else empty).
+    pub mod_band: BufId,
     /// ToRGB: the upsampled previous RGB, the modulated input, the level's RGB.
     pub rgb_up: BufId,
     pub din3: BufId,
     pub rgb: BufId,
+    /// One output band of ToRGB when it runs in bands (else empty).
+    pub rgb_band: BufId,
 }
 
 /// Every buffer of a run.
@@ -223,9 +264,11 @@ pub fn schedule(r: &RefinerConfig, fly: &[OnTheFly]) -> (Schedule, Ids) {
         s.touch(skips[k]);
         let fk = fly.get(k).copied().unwrap_or_default();
         let unless = |on: bool, len: usize| if on { 0 } else { len };
-        let t1 = s.buf((u[k] * area(k)).max(u[k + 1] * a2));
+        let banded_block = fk.up_block && fk.block_bands;
+        let t1 = s.buf(if banded_block { u[k] * area(k) } else { (u[k] * area(k)).max(u[k + 1] * a2) });
         let t2 = s.buf(unless(fk.up_block, u[k] * a2));
         let f = s.buf(u[k + 1] * a2);
+        let block_band = s.buf(if banded_block { block_band_len(r, k) } else { 0 });
         s.step();
         s.touch(dec);
         let din_up = (!fk.up_input).then(|| s.buf(d[k] * a2));
@@ -240,13 +283,32 @@ pub fn schedule(r: &RefinerConfig, fly: &[OnTheFly]) -> (Schedule, Ids) {
         s.touch(e);
         let din2 = s.buf(unless(fk.mod_input, d[k + 1] * a2));
         let dk = s.buf(d[k + 1] * a2);
+        let mod_band = s.buf(if fk.mod_input && fk.mod_bands { up_band_len(r, k) } else { 0 });
         s.step();
         s.touch(rgb);
         s.touch(dk);
         let rgb_up = s.buf(oc * a2);
         let din3 = s.buf(unless(fk.rgb_in_place, d[k + 1] * a2));
         let rk = s.buf(oc * a2);
-        lv.push(LevelIds { t1, t2, feat: f, din_up, up_band, e, cond_t, cond_x, din2, dec: dk, rgb_up, din3, rgb: rk });
+        let rgb_band = s.buf(if fk.rgb_in_place && fk.rgb_bands { rgb_band_len(r, k) } else { 0 });
+        lv.push(LevelIds {
+            t1,
+            t2,
+            feat: f,
+            block_band,
+            din_up,
+            up_band,
+            e,
+            cond_t,
+            cond_x,
+            din2,
+            dec: dk,
+            mod_band,
+            rgb_up,
+            din3,
+            rgb: rk,
+            rgb_band,
+        });
         (feat, dec, rgb) = (f, dk, rk);
     }
     s.step();
@@ -275,11 +337,8 @@ pub fn report(r: &RefinerConfig) -> Result<ArenaReport> {
 /// plans them.
 pub fn report_int8(r: &RefinerConfig, int8: &[bool], mode: MapMemory) -> Result<ArenaReport> {
     let levels = r.unet_channels.len().saturating_sub(1);
-    let fly: Vec<OnTheFly> = int8
-        .iter()
-        .enumerate()
-        .map(|(k, &on)| if on { mode.restrict(OnTheFly::int8(k + 1 == levels)) } else { OnTheFly::default() })
-        .collect();
+    let fly: Vec<OnTheFly> =
+        int8.iter().enumerate().map(|(k, &on)| if on { mode.restrict(OnTheFly::int8(k, levels)) } else { OnTheFly::default() }).collect();
     report_levels(r, &fly)
 }
 
@@ -292,136 +351,5 @@ pub fn report_levels(r: &RefinerConfig, fly: &[OnTheFly]) -> Result<ArenaReport>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::ModelConfig;
-    use crate::refiner::testing::insert_seeded_refiner;
-    use crate::refiner::{NoiseMode, Refiner};
-    use crate::weights::WeightMap;
-    use gaga_kernels::testing::seeded;
-
-    fn frames(w: &WeightMap, cfg: &ModelConfig, shared: bool, noise: NoiseMode) -> Vec<u32> {
-        let s = cfg.refiner.size;
-        let mut r = Refiner::with_arena(w, cfg, noise, shared).expect("loads");
-        let mut bits = Vec::new();
-        for seed in [7u64, 8] {
-            let x = seeded(seed, cfg.refiner.in_channels * s * s);
-            let mut out = vec![0f32; cfg.refiner.out_channels * s * s];
-            r.run(&x, &mut out).expect("runs");
-            bits.extend(out.iter().map(|v| v.to_bits()));
-        }
-        bits
-    }
-
-    #[test]
-    fn the_planned_arena_gives_bit_identical_frames_to_one_buffer_per_map() {
-        // Sharing space changes only where maps live: any live map overwritten by another would change bits.
-        let cfg = ModelConfig::small();
-        let mut w = WeightMap::default();
-        insert_seeded_refiner(&mut w, &cfg, 5);
-        for noise in [NoiseMode::Stored, NoiseMode::Random { seed: 3 }] {
-            assert!(frames(&w, &cfg, true, noise) == frames(&w, &cfg, false, noise), "{noise:?}: planned arena changed a bit");
-        }
-    }
-
-    #[test]
-    fn splatting_into_the_arena_input_gives_the_same_frame_as_a_separate_splat_image() {
-        let cfg = ModelConfig::small();
-        let mut w = WeightMap::default();
-        insert_seeded_refiner(&mut w, &cfg, 5);
-        let s = cfg.refiner.size;
-        let mut r = Refiner::new(&w, &cfg, NoiseMode::Stored).expect("loads");
-        let (mut a, mut b) = (vec![0f32; 3 * s * s], vec![0f32; 3 * s * s]);
-        for seed in [7u64, 8] {
-            let x = seeded(seed, cfg.refiner.in_channels * s * s);
-            r.run(&x, &mut a).expect("runs");
-            r.input_mut().copy_from_slice(&x);
-            r.run_input(&mut b).expect("runs on the arena input");
-            assert!(a == b, "seed {seed}: the arena input changed a bit");
-        }
-        assert_eq!(r.input_mut().len(), x_len(&cfg));
-    }
-
-    fn x_len(cfg: &ModelConfig) -> usize {
-        cfg.refiner.in_channels * cfg.refiner.size * cfg.refiner.size
-    }
-
-    #[test]
-    fn the_official_plan_is_valid_and_needs_no_more_than_the_busiest_step() {
-        for cfg in [ModelConfig::official(), ModelConfig::small()] {
-            let (sched, _) = schedule(&cfg.refiner, &[]);
-            let p = Plan::place(sched, true);
-            p.check().expect("no live buffers overlap");
-            let r = report(&cfg.refiner).expect("valid config");
-            // Greedy placement is not optimal in general; on this schedule it reaches the lower bound
-            // up to alignment (16 floats per buffer).
-            assert!(r.planned_bytes <= r.peak_live_bytes + 64 * 64, "{} vs {}", r.planned_bytes, r.peak_live_bytes);
-            assert!(r.planned_bytes * 4 < r.unshared_bytes, "{} vs unshared {}", r.planned_bytes, r.unshared_bytes);
-        }
-        // Official: the busiest step is the last level's first StyleConv (decoder input 16 MiB, its
-        // 64-channel upsampled modulated input 64 MiB, output 32 MiB, UNet feature 16 MiB, RGB 0.75 MiB).
-        let official = report(&ModelConfig::official().refiner).expect("valid");
-        assert_eq!(official.peak_live_bytes, (16 + 64 + 32 + 16) << 20 | 3 << 18);
-    }
-
-    /// MiB alive at each of the last level's steps (up block, first StyleConv, SFT, second StyleConv,
-    /// ToRGB) with level maps computed on the fly as `fly` says, and the planned arena in MiB.
-    fn last_level(fly: &[OnTheFly]) -> (Vec<f64>, f64) {
-        let r = ModelConfig::official().refiner;
-        let p = Plan::place(schedule(&r, fly).0, true);
-        p.check().expect("no live buffers overlap");
-        let live = p.live_per_step();
-        let mib = |f: usize| (4 * f) as f64 / 1048576.0;
-        (live[live.len() - 6..live.len() - 1].iter().map(|&f| mib(f)).collect(), mib(p.len()))
-    }
-
-    #[test]
-    fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_fp32_keeps_its_plan() {
-        let r = ModelConfig::official().refiner;
-        let levels = r.levels();
-        let with = |f: &dyn Fn(&mut OnTheFly)| {
-            let mut v = vec![OnTheFly::default(); levels];
-            v.iter_mut().for_each(f);
-            last_level(&v)
-        };
-        // fp32 / fp16: the busiest step is the first StyleConv (128.75 MiB), unchanged.
-        let (live, arena) = with(&|_| {});
-        assert_eq!((live, arena), (vec![96.75, 128.75, 96.75, 96.75, 70.75], 128.75));
-        assert_eq!(report(&r).expect("valid").planned_bytes, 128 << 20 | 3 << 18, "fp32 plan changed");
-        assert_eq!(report_int8(&r, &[false; 8], MapMemory::Lean).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
-        let all = vec![true; levels];
-        assert_eq!(report_int8(&r, &all, MapMemory::Stored).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
-        // Session 4 and the default mode: the upsampled StyleConv input on the fly; three steps tie at 96.75.
-        let (live, arena) = with(&|f| f.up_input = true);
-        assert_eq!((live, arena), (vec![96.75, 64.75, 96.75, 96.75, 70.75], 96.75));
-        assert_eq!(report_int8(&r, &all, MapMemory::Upsampled).expect("valid").planned_bytes as f64, 96.75 * 1048576.0);
-        // Each further map removes its 32 MiB (the SFT map leaves one 1.69 MiB band) from its own step.
-        let (live, _) = with(&|f| *f = OnTheFly { up_block: true, up_input: true, ..Default::default() });
-        assert_eq!(live[0], 64.75);
-        let (live, _) = with(&|f| *f = OnTheFly { cond_bands: true, up_input: true, ..Default::default() });
-        assert_eq!(live[2], 64.75 + 1.6875);
-        let (live, _) = with(&|f| *f = OnTheFly { mod_input: true, up_input: true, ..Default::default() });
-        assert_eq!(live[3], 64.75);
-        // All of them: the SFT step (UNet feature 16, StyleConv output 32, hidden map 16, one band 1.69,
-        // RGB 0.75) is the peak; the up block and the second StyleConv need 64.75, the banded first
-        // StyleConv 64.75 + one 1.125 MiB output band, ToRGB in place 38.75 (was 70.75).
-        let (live, arena) = last_level(&(0..levels).map(|k| OnTheFly::int8(k + 1 == levels)).collect::<Vec<_>>());
-        assert_eq!((live, arena), (vec![64.75, 65.875, 66.4375, 64.75, 38.75], 66.4375));
-        let int8 = report_int8(&r, &all, MapMemory::Lean).expect("valid");
-        assert_eq!(int8.planned_bytes, int8.peak_live_bytes, "the placement reaches the busiest step");
-        assert_eq!(int8.planned_bytes as f64, 66.4375 * 1048576.0);
-        let (sched, ids) = schedule(&r, &(0..levels).map(|k| OnTheFly::int8(k + 1 == levels)).collect::<Vec<_>>());
-        assert!(ids.levels.iter().all(|l| l.din_up.is_none()));
-        Plan::place(sched, true).check().expect("no live buffers overlap");
-    }
-
-    #[test]
-    fn an_invalid_refiner_config_is_an_error_not_a_panic() {
-        let mut r = ModelConfig::small().refiner;
-        r.unet_channels.clear();
-        assert!(report(&r).is_err());
-        let mut r = ModelConfig::small().refiner;
-        r.decoder_channels[2] += 1;
-        assert!(report(&r).err().expect("SFT widths").to_string().contains("level 2"));
-    }
-}
+#[path = "tests_plan.rs"]
+mod tests;

@@ -74,23 +74,31 @@ fn observing_an_int8_refiner_shows_the_upsampled_input_and_gives_the_same_frame(
     assert!(seen.contains(&(name.clone(), d[levels - 1] * s * s)), "`{name}` not observed at {s}x{s}: {seen:?}");
 }
 
-/// Refine time on an official-size int8 file, every map computed on the fly against every map
-/// materialised (`MapMemory::Stored` vs `Lean`), alternating in one process (10 rounds, minima and medians), and
-/// the frames compared bitwise: `GAGA_MEMORY_MODEL=/tmp/q/m_int8p.gaga cargo test --release -p
-/// gaga-runtime refiner::tests_fused::timing -- --ignored --nocapture`
+/// Refine time on an official-size int8 file in each `MapMemory` mode (stored, upsampled, lean),
+/// alternating in one process (`GAGA_TIMING_ROUNDS`, default 10, after a warm-up; `GAGA_TIMING_THREADS`,
+/// default the pool's), minima, medians and process CPU time, the frames compared bitwise every round:
+/// `GAGA_MEMORY_MODEL=/tmp/q/m_int8p.gaga cargo test --release -p gaga-runtime refiner::tests_fused::timing
+/// -- --ignored --nocapture`
 #[test]
 #[ignore]
-fn timing_official_int8_refine_fused_and_materialised() {
+fn timing_official_int8_refine_in_each_map_memory_mode() {
     let Some(path) = std::env::var_os("GAGA_MEMORY_MODEL") else { return };
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (rounds, threads) = (env("GAGA_TIMING_ROUNDS", 10).max(1), env("GAGA_TIMING_THREADS", 0));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
     let m = crate::model::Model::open(std::path::Path::new(&path)).expect("open");
     let cfg = m.config().clone();
     let s = cfg.refiner.size;
     let x = seeded(5, cfg.refiner.in_channels * s * s);
     let mut out = vec![0f32; 3 * s * s];
-    let mut rs: Vec<Refiner> =
-        [MapMemory::Stored, MapMemory::Lean].map(|f| Refiner::with_map_memory(&m, &cfg, NoiseMode::Stored, f).expect("loads")).into();
-    let mut times = [Vec::new(), Vec::new()];
-    let mut frames = [Vec::new(), Vec::new()];
+    let modes = [MapMemory::Stored, MapMemory::Upsampled, MapMemory::Lean, MapMemory::Lean];
+    let mut rs: Vec<Refiner> = modes.map(|f| Refiner::with_map_memory(&m, &cfg, NoiseMode::Stored, f).expect("loads")).into();
+    // The fourth: lean with the last level's second StyleConv in one call instead of row bands (what
+    // the bands cost; its scratch is then the whole 32-channel int8 map).
+    rs[3].fly.iter_mut().for_each(|f| f.mod_bands = false);
+    let names = ["stored", "upsampled", "lean", "lean, 2nd StyleConv unbanded"];
+    let mut times = vec![Vec::new(); modes.len()];
+    let mut frames = vec![Vec::new(); modes.len()];
     // Process CPU time (all threads; utime + stime of /proc/self/stat, in clock ticks): less sensitive than
     // wall time to other processes on a shared machine.
     let cpu = || -> u64 {
@@ -98,25 +106,34 @@ fn timing_official_int8_refine_fused_and_materialised() {
         let f: Vec<&str> = st.rsplit(')').next().unwrap_or("").split_whitespace().collect();
         f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
     };
-    let mut ticks = [0u64; 2];
-    for round in 0..11 {
-        for (((r, t), f), tk) in rs.iter_mut().zip(&mut times).zip(&mut frames).zip(&mut ticks) {
-            let (t0, c0) = (std::time::Instant::now(), cpu());
-            r.run(&x, &mut out).expect("runs");
-            if round > 0 {
-                t.push(t0.elapsed().as_secs_f64() * 1e3);
-                *tk += cpu() - c0;
+    let mut ticks = vec![0u64; modes.len()];
+    pool.install(|| {
+        for round in 0..=rounds {
+            for (((r, t), f), tk) in rs.iter_mut().zip(&mut times).zip(&mut frames).zip(&mut ticks) {
+                let (t0, c0) = (std::time::Instant::now(), cpu());
+                r.run(&x, &mut out).expect("runs");
+                if round > 0 {
+                    t.push(t0.elapsed().as_secs_f64() * 1e3);
+                    *tk += cpu() - c0;
+                }
+                *f = out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
             }
-            *f = out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+            assert!(frames.iter().all(|f| *f == frames[0]), "round {round}: a map memory mode changed a bit of the official frame");
         }
-        assert!(frames[0] == frames[1], "round {round}: the on-the-fly plan changed a bit of the official frame");
+    });
+    times.iter_mut().for_each(|t| t.sort_by(f64::total_cmp));
+    let med = |t: &[f64]| t[t.len() / 2];
+    for i in 0..modes.len() {
+        let t = &times[i];
+        eprintln!(
+            "{:<9} arena {:6.2} MiB  refine min {:6.1} / median {:6.1} ms  median / upsampled's {:.3}, min / upsampled's {:.3}  CPU {} ticks",
+            names[i],
+            rs[i].arena_bytes() as f64 / 1048576.0,
+            t[0],
+            med(t),
+            med(t) / med(&times[1]),
+            t[0] / times[1][0],
+            ticks[i],
+        );
     }
-    eprintln!("arena: materialised {} bytes, on the fly {} bytes", rs[0].arena_bytes(), rs[1].arena_bytes());
-    for t in &mut times {
-        t.sort_by(f64::total_cmp);
-    }
-    let (a, b) = (&times[0], &times[1]);
-    eprintln!("int8 refine, min / median: materialised {:.0} / {:.0} ms, on the fly {:.0} / {:.0} ms", a[0], a[5], b[0], b[5]);
-    eprintln!("({a:.0?} / {b:.0?})");
-    eprintln!("CPU time over 10 runs: materialised {} ticks, on the fly {} ticks", ticks[0], ticks[1]);
 }

@@ -32,7 +32,7 @@ pub fn synthetic_avatar(cfg: &ModelConfig, seed: u64) -> Avatar {
         count: n,
         channels: c,
         positions,
-        colors: r(2, n * c),
+        colors: r(2, n * c).into(),
         opacities: r(3, n).iter().map(|v| 0.5 + 0.4 * v).collect(),
         scales: r(4, n * 3).iter().map(|v| 0.03 + 0.02 * v).collect(),
         // Quirk 2 leaves quaternions short (norm ~0.03); the kernel uses them as they are.

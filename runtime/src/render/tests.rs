@@ -31,7 +31,8 @@ fn traced_stages_match_direct_calls_and_the_avatar_is_untouched() {
     let mut positions = avatar.positions.clone();
     positions[..verts.len()].copy_from_slice(&verts);
     let set =
-        GaussianSet::new(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels).expect("set");
+        GaussianSet::with_colors(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, avatar.colors.view(), avatar.channels)
+            .expect("set");
     let mut img = vec![0f32; cfg.gaussian_channels * s * s];
     let cam = SplatCamera::from_transform(&frame.transform, cfg.focal, s, s);
     splat(&set, &cam, &vec![0.0; cfg.gaussian_channels], &mut img, &mut SplatScratch::new());
@@ -103,8 +104,15 @@ fn frames_after_the_first_reuse_cached_covariances_and_match_an_uncached_splat_b
         let trace = r.render_traced(&avatar, &frame, &mut out).expect("render");
         let mut positions = avatar.positions.clone();
         positions[..trace.flame_vertices.len()].copy_from_slice(&trace.flame_vertices);
-        let set = GaussianSet::new(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors, avatar.channels)
-            .expect("set");
+        let set = GaussianSet::with_colors(
+            &positions,
+            &avatar.scales,
+            &avatar.rotations,
+            &avatar.opacities,
+            avatar.colors.view(),
+            avatar.channels,
+        )
+        .expect("set");
         let cam = SplatCamera::from_transform(&frame.transform, cfg.focal, s, s);
         let mut uncached = SplatScratch::new();
         uncached.set_covariance_cache(false);
@@ -112,4 +120,24 @@ fn frames_after_the_first_reuse_cached_covariances_and_match_an_uncached_splat_b
         splat(&set, &cam, &vec![0.0; cfg.gaussian_channels], &mut img, &mut uncached);
         assert!(trace.splat.iter().zip(&img).all(|(a, b)| a.to_bits() == b.to_bits()), "frame {}: splat differs", frame.key);
     }
+}
+
+#[test]
+fn an_fp32_renderer_keeps_f32_colours_and_renders_f16_colours_as_their_widened_values() {
+    let (cfg, w, avatar) = setup();
+    let mut r = FrameRenderer::new(&w, &cfg, RenderOptions::default()).expect("renderer");
+    assert!(!r.tolerates_f16_colors(), "an fp32 refiner keeps the PyTorch-checked f32 path");
+    assert_eq!(r.prepare_avatar(avatar.clone()), avatar);
+    // An avatar given f16 colours anyway renders exactly as the same colours widened to f32.
+    let mut half = avatar.clone();
+    half.colors = half.colors.into_f16();
+    assert!(half.colors.is_f16());
+    let mut wide = half.clone();
+    wide.colors = wide.colors.into_f32();
+    let s = cfg.image_size;
+    let (mut a, mut b) = (Image::new(s, s), Image::new(s, s));
+    let frame = driving_frame(&cfg, 2);
+    let ta = r.render_traced(&half, &frame, &mut a).expect("f16 frame");
+    let tb = r.render_traced(&wide, &frame, &mut b).expect("widened frame");
+    assert!(ta.splat == tb.splat && a == b, "f16 colours rendered differently from their widened values");
 }

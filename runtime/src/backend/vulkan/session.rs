@@ -32,7 +32,7 @@ use crate::backend::{Budget, Session, StageTimes};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::refiner::NoiseMode;
-use crate::types::{Avatar, DrivingFrame, Image, SourceParams};
+use crate::types::{Avatar, AvatarColors, DrivingFrame, Image, SourceParams};
 use crate::weights::Weights;
 
 /// What the recorded frame replays: the stages and the buffers between them.
@@ -100,7 +100,14 @@ fn stage_of(label: &str) -> &'static str {
 /// The avatar's fingerprint: its Gaussians hashed (xxh3), so an avatar is uploaded only when it changes.
 fn fingerprint(a: &Avatar) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in [&a.positions, &a.colors, &a.opacities, &a.scales, &a.rotations] {
+    // Colours as stored (f32 or f16 bytes, plus the kind): no widened copy just to hash them.
+    let colors: &[u8] = match &a.colors {
+        AvatarColors::F32(v) => bytemuck::cast_slice(v),
+        AvatarColors::F16(v) => bytemuck::cast_slice(v),
+    };
+    h.update(&[u8::from(a.colors.is_f16())]);
+    h.update(colors);
+    for part in [&a.positions, &a.opacities, &a.scales, &a.rotations] {
         h.update(bytemuck::cast_slice(part));
     }
     h.digest()

@@ -178,8 +178,10 @@ impl GpuSplat {
             }
         }
         self.positions.write(&avatar.positions)?;
-        self.colors.write(&avatar.colors)?;
-        self.attributes.write(&tw::pack_attributes(&avatar.scales, &avatar.rotations, &avatar.opacities, &avatar.colors))
+        // The shaders read f32 colours: f16 ones are widened (exactly) for the upload.
+        let colors = avatar.colors.to_f32();
+        self.colors.write(&colors)?;
+        self.attributes.write(&tw::pack_attributes(&avatar.scales, &avatar.rotations, &avatar.opacities, &colors))
     }
 
     /// `[N, 3]` f32 world positions, read by the projection every frame.

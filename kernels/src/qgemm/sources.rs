@@ -1,0 +1,340 @@
+//! The maps the on-the-fly int8 convolutions (`upsample_quant.rs`) quantise without storing them in f32,
+//! produced a row at a time straight into `conv.rs`'s packed words (four channels' bytes per pixel), and
+//! their per-row maxima for the dynamic activation scale.
+//!
+//! Every value is the materialised map's, computed with the same IEEE operations in the same order
+//! (`fused::bilinear_scaled`: `(wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d)) * s`;
+//! `fused::scale_channels`: `v * s`; no FMA), and quantised by `quantise_lane`, so the words are the
+//! bytes `conv::quantise_map` writes for the materialised map. The loops run over fixed blocks of [`L`]
+//! pixels so that LLVM vectorises them for any target (x86-64 builds them again for AVX2 / AVX-512 in
+//! `upsample_quant.rs`; aarch64 gets NEON from the same code): lanes are independent, so the vector
+//! code computes each value with the scalar code's operations.
+
+use crate::fused::taps;
+use crate::qgemm::{max_abs, max_abs_plain, quantise_lane, KG};
+
+/// Pixels (or x2 pixel pairs) per vector block: one AVX-512 register of f32, two AVX2 ones.
+const L: usize = 16;
+
+/// A map computed on the fly: `[c, h, w]` values.
+pub(super) trait Source: Copy + Sync {
+    /// Channels, rows and columns of the computed map.
+    fn dims(&self) -> (usize, usize, usize);
+
+    /// Whether row `y` has values: `0..h`, and for a band of a larger map ([`Band`]) also the rows of
+    /// that map just outside the band (a convolution reads them as its halo).
+    fn has_row(&self, y: isize) -> bool {
+        y >= 0 && (y as usize) < self.dims().1
+    }
+
+    /// Row `y` (one with [`Source::has_row`]) of channel group `cg`, quantised with scale `s`, into the `w`
+    /// words of `row`: byte `t` of a word is channel `KG * cg + t` (0 for a channel past `c`), every word
+    /// `xor flip`.
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]);
+
+    /// Largest finite `|value|` of row `y` of channel `ch` (0 for none).
+    fn row_max(&self, ch: usize, y: usize) -> f32;
+
+    /// Largest finite `|value|` of channel `ch` when a whole-plane shortcut gives it exactly (else None:
+    /// the caller takes the maximum of [`Source::row_max`]).
+    fn plane_max(&self, _ch: usize) -> Option<f32> {
+        None
+    }
+
+    /// Whether [`Source::plane_bound`] can give bounds (a cheap pass that lets the scale skip channels).
+    fn bounded(&self) -> bool {
+        false
+    }
+
+    /// An upper bound of channel `ch`'s finite `|values|` when a cheap one is known.
+    fn plane_bound(&self, _ch: usize) -> Option<f32> {
+        None
+    }
+}
+
+/// `m` if `a` is not larger (`a` non-finite counts as 0): the dynamic scale's maximum, exact in any order.
+#[inline(always)]
+fn max_finite(m: f32, a: f32) -> f32 {
+    let a = a.abs();
+    let a = if a < f32::INFINITY { a } else { 0.0 };
+    if a > m {
+        a
+    } else {
+        m
+    }
+}
+
+/// Byte masks of a group's four channels: `0xff` for a channel that exists, 0 past `c`.
+#[inline(always)]
+fn masks(c: usize, cg: usize) -> [u32; KG] {
+    std::array::from_fn(|t| if cg * KG + t < c { 0xff } else { 0 })
+}
+
+/// `x * s` of a map `x` `[c, h, w]` (lengths checked by the caller); `s: None` is `x` itself (every
+/// factor 1, and `v * 1 = v` exactly for every float).
+#[derive(Clone, Copy)]
+pub(super) struct Scaled<'a> {
+    pub x: &'a [f32],
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub s: Option<&'a [f32]>,
+}
+
+impl Scaled<'_> {
+    fn factor(&self, ch: usize) -> f32 {
+        self.s.map_or(1.0, |s| s[ch])
+    }
+
+    fn row(&self, ch: usize, y: usize) -> &[f32] {
+        &self.x[(ch * self.h + y) * self.w..][..self.w]
+    }
+}
+
+impl Source for Scaled<'_> {
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.c, self.h, self.w)
+    }
+
+    #[inline(always)]
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
+        let m = masks(self.c, cg);
+        // A missing channel reads the group's first one (it exists) and masks it to 0.
+        let ch: [usize; KG] = std::array::from_fn(|t| if m[t] != 0 { cg * KG + t } else { cg * KG });
+        let f = ch.map(|c| self.factor(c));
+        let (a, b, c, d) =
+            (self.row(ch[0], y as usize), self.row(ch[1], y as usize), self.row(ch[2], y as usize), self.row(ch[3], y as usize));
+        for ((((px, &va), &vb), &vc), &vd) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+            let q = (quantise_lane(va * f[0], s) & m[0])
+                | (quantise_lane(vb * f[1], s) & m[1]) << 8
+                | (quantise_lane(vc * f[2], s) & m[2]) << 16
+                | (quantise_lane(vd * f[3], s) & m[3]) << 24;
+            *px = q ^ flip;
+        }
+    }
+
+    /// The bound of [`Source::row_max`] over the whole plane at once (the fast four-stream max-abs pass).
+    fn plane_max(&self, ch: usize) -> Option<f32> {
+        let hw = self.h * self.w;
+        let p = max_abs(&self.x[ch * hw..(ch + 1) * hw]) * self.factor(ch).abs();
+        p.is_finite().then_some(p)
+    }
+
+    /// For finite `s` the row's largest finite `|x * s|` is `fl(max|x| * |s|)`: rounding is monotonic and
+    /// sign-symmetric, so `|fl(x s)| = fl(|x| |s|) <= fl(m |s|)` for every finite `x` (equal at the
+    /// largest), and a non-finite `x` gives a non-finite product, which the scale ignores. When that
+    /// bound is not finite itself (overflow, `s` inf or NaN) the products are scanned one by one.
+    #[inline(always)]
+    fn row_max(&self, ch: usize, y: usize) -> f32 {
+        let (src, sc) = (self.row(ch, y), self.factor(ch));
+        let p = max_abs_plain(src) * sc.abs();
+        if p.is_finite() {
+            return p;
+        }
+        src.iter().fold(0f32, |m, &v| max_finite(m, v * sc))
+    }
+}
+
+/// Rows `y0..y0 + h` of another source: a band of its map, whose rows just outside the band (where the
+/// map has them) are the band's halo, so a convolution of the band gives exactly the map's output rows.
+#[derive(Clone, Copy)]
+pub(super) struct Band<S> {
+    pub src: S,
+    pub y0: usize,
+    pub h: usize,
+}
+
+impl<S: Source> Source for Band<S> {
+    fn dims(&self) -> (usize, usize, usize) {
+        let (c, _, w) = self.src.dims();
+        (c, self.h, w)
+    }
+
+    fn has_row(&self, y: isize) -> bool {
+        self.src.has_row(self.y0 as isize + y)
+    }
+
+    #[inline(always)]
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
+        self.src.pack_row(cg, self.y0 as isize + y, s, flip, row);
+    }
+
+    #[inline(always)]
+    fn row_max(&self, ch: usize, y: usize) -> f32 {
+        self.src.row_max(ch, self.y0 + y)
+    }
+}
+
+/// `up2(x) * s`: the x2 bilinear upsample (align_corners = false) of `x` `[c, hl, wl]` times per-channel
+/// factors `s` (lengths checked by the caller).
+#[derive(Clone, Copy)]
+pub(super) struct Up<'a> {
+    pub x: &'a [f32],
+    pub c: usize,
+    pub hl: usize,
+    pub wl: usize,
+    pub s: &'a [f32],
+}
+
+/// One output row's vertical taps of one channel: the two input rows, their weights and the factor.
+struct Taps<'a> {
+    r0: &'a [f32],
+    r1: &'a [f32],
+    wy0: f32,
+    wy1: f32,
+    sc: f32,
+}
+
+impl Taps<'_> {
+    /// `(wy0 * (wa * r0[a] + wb * r0[b]) + wy1 * (wa * r1[a] + wb * r1[b])) * sc`.
+    #[inline(always)]
+    fn px(&self, a: usize, b: usize, wa: f32, wb: f32) -> f32 {
+        (self.wy0 * (wa * self.r0[a] + wb * self.r0[b]) + self.wy1 * (wa * self.r1[a] + wb * self.r1[b])) * self.sc
+    }
+
+    /// Output column `x` by `fused::resample`'s rules: with `wl >= 2` the exact-x2 weights (column `2j - 1`
+    /// = inputs `j - 1`, `j` at 0.75 / 0.25, column `2j` at 0.25 / 0.75), `taps` at the two border
+    /// columns; `taps` everywhere for a 1-wide input.
+    #[inline(always)]
+    fn col(&self, x: usize) -> f32 {
+        let (w, ow) = (self.r0.len(), 2 * self.r0.len());
+        if w < 2 || x == 0 || x == ow - 1 {
+            let t = taps(x, w, ow);
+            self.px(t.0, t.1, t.2, t.3)
+        } else if x % 2 == 1 {
+            self.px(x / 2, x.div_ceil(2), 0.75, 0.25)
+        } else {
+            self.px(x / 2 - 1, x / 2, 0.25, 0.75)
+        }
+    }
+
+    /// Columns `2j - 1` (`e`) and `2j` (`o`) for the [`L`] pairs `j = j0..j0 + L` (`1 <= j0`,
+    /// `j0 + L <= wl`): the same expressions as [`Taps::col`], a block the compiler vectorises.
+    #[inline(always)]
+    fn pairs(&self, j0: usize) -> ([f32; L], [f32; L]) {
+        let (p, q) = (&self.r0[j0 - 1..j0 - 1 + L], &self.r0[j0..j0 + L]);
+        let (u, v) = (&self.r1[j0 - 1..j0 - 1 + L], &self.r1[j0..j0 + L]);
+        let (wy0, wy1, sc) = (self.wy0, self.wy1, self.sc);
+        let (mut e, mut o) = ([0f32; L], [0f32; L]);
+        for i in 0..L {
+            e[i] = (wy0 * (0.75 * p[i] + 0.25 * q[i]) + wy1 * (0.75 * u[i] + 0.25 * v[i])) * sc;
+            o[i] = (wy0 * (0.25 * p[i] + 0.75 * q[i]) + wy1 * (0.25 * u[i] + 0.75 * v[i])) * sc;
+        }
+        (e, o)
+    }
+}
+
+/// First pairs of the blocks covering `j = 1..wl` (`wl > L`): steps of `L`, then one block ending at `wl`
+/// (it recomputes a few pairs with the same values: cheaper than a scalar tail).
+fn blocks(wl: usize) -> impl Iterator<Item = usize> {
+    let last = wl - L;
+    (1..last).step_by(L).chain(std::iter::once(last))
+}
+
+/// Slack of [`Up`]'s plane bound: `1 + 2^-20`, many times the blends' rounding (see `plane_bound`).
+const BOUND_SLACK: f32 = 1.0 + 1.0 / 1048576.0;
+
+/// Smallest plane maximum and bound [`Up`] gives a bound for: far above the subnormal range, so the
+/// blends' rounding is relative (2^-60; the refiner's maps are many orders of magnitude larger).
+const BOUND_FLOOR: f32 = 1.0 / 1_152_921_504_606_846_976.0;
+
+impl Up<'_> {
+    fn taps_of(&self, ch: usize, y: usize) -> Taps<'_> {
+        let (i0, i1, wy0, wy1) = taps(y, self.hl, 2 * self.hl);
+        let plane = &self.x[ch * self.hl * self.wl..(ch + 1) * self.hl * self.wl];
+        Taps { r0: &plane[i0 * self.wl..][..self.wl], r1: &plane[i1 * self.wl..][..self.wl], wy0, wy1, sc: self.s[ch] }
+    }
+}
+
+impl Source for Up<'_> {
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.c, 2 * self.hl, 2 * self.wl)
+    }
+
+    #[inline(always)]
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
+        let (m, wl) = (masks(self.c, cg), self.wl);
+        let tp: [Taps; KG] = std::array::from_fn(|t| self.taps_of(if m[t] != 0 { cg * KG + t } else { cg * KG }, y as usize));
+        let word = |vals: [f32; KG]| (0..KG).fold(0u32, |acc, t| acc | (quantise_lane(vals[t], s) & m[t]) << (8 * t)) ^ flip;
+        if wl <= L {
+            for (x, d) in row.iter_mut().enumerate() {
+                *d = word(std::array::from_fn(|t| tp[t].col(x)));
+            }
+            return;
+        }
+        for x in [0, 2 * wl - 1] {
+            row[x] = word(std::array::from_fn(|t| tp[t].col(x)));
+        }
+        for j0 in blocks(wl) {
+            let (mut we, mut wo) = ([0u32; L], [0u32; L]);
+            for t in 0..KG {
+                let (e, o) = tp[t].pairs(j0);
+                let (mask, sh) = (m[t], 8 * t as u32);
+                for i in 0..L {
+                    we[i] |= (quantise_lane(e[i], s) & mask) << sh;
+                    wo[i] |= (quantise_lane(o[i], s) & mask) << sh;
+                }
+            }
+            let out = &mut row[2 * j0 - 1..2 * j0 - 1 + 2 * L];
+            for i in 0..L {
+                out[2 * i] = we[i] ^ flip;
+                out[2 * i + 1] = wo[i] ^ flip;
+            }
+        }
+    }
+
+    fn bounded(&self) -> bool {
+        true
+    }
+
+    /// `fl(fl(M |s|) * (1 + 2^-20))` with `M` the largest finite `|x|` of the low-resolution plane. Every
+    /// upsampled value is a convex combination of at most four inputs with exact weights (0, 1/4, 3/4, 1:
+    /// `taps` of an exact x2) that sum to 1, so its exact value is at most `M` in size; the computed
+    /// one has at most five roundings (two products and a sum per row blend, then the column blend
+    /// and `* s`), each a relative error of at most `2^-24` while nothing is subnormal, so `|value| <=
+    /// (1 + 2^-24)^5 M |s|`, below the bound (the bound's own two roundings cost at most `2 * 2^-24`
+    /// of the `2^-20` slack). A value using a non-finite input is non-finite or NaN (`0 * inf`), and
+    /// the scale ignores those. `None` (no bound) when `M` or `M |s|` is below [`BOUND_FLOOR`] (where
+    /// rounding near the subnormals is absolute) or the bound is not finite.
+    fn plane_bound(&self, ch: usize) -> Option<f32> {
+        let n = self.hl * self.wl;
+        let m = max_abs(&self.x[ch * n..(ch + 1) * n]);
+        let ms = m * self.s[ch].abs();
+        let b = ms * BOUND_SLACK;
+        (m >= BOUND_FLOOR && ms >= BOUND_FLOOR && b.is_finite()).then_some(b)
+    }
+
+    #[inline(always)]
+    fn row_max(&self, ch: usize, y: usize) -> f32 {
+        let (tp, wl) = (self.taps_of(ch, y), self.wl);
+        if wl <= L {
+            return (0..2 * wl).fold(0f32, |m, x| max_finite(m, tp.col(x)));
+        }
+        let mut lanes = [0f32; L];
+        for j0 in blocks(wl) {
+            let (e, o) = tp.pairs(j0);
+            for i in 0..L {
+                lanes[i] = max_finite(max_finite(lanes[i], e[i]), o[i]);
+            }
+        }
+        let edges = max_finite(max_finite(0.0, tp.col(0)), tp.col(2 * wl - 1));
+        lanes.iter().fold(edges, |m, &v| if v > m { v } else { m })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blocks;
+
+    #[test]
+    fn the_pair_blocks_cover_every_pair_and_stay_inside_the_row() {
+        for wl in super::L + 1..super::L * 5 {
+            let mut seen = vec![false; wl];
+            for j0 in blocks(wl) {
+                assert!(j0 >= 1 && j0 + super::L <= wl, "wl {wl}: block at {j0}");
+                seen[j0..j0 + super::L].iter_mut().for_each(|s| *s = true);
+            }
+            assert!(seen[1..].iter().all(|&s| s), "wl {wl}: a pair is missed");
+        }
+    }
+}
