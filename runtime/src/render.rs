@@ -145,7 +145,12 @@ impl<'w> FrameRenderer<'w> {
     /// PSNR against fp32 35.05 dB min with f16 colours, 34.83 dB with f32 ones; docs/performance.md). The
     /// fp32 and fp16 refiners keep f32 colours, so their frames stay bitwise the PyTorch-checked path.
     pub fn tolerates_f16_colors(&self) -> bool {
-        self.refiner.conv_precisions().iter().any(|(_, p)| *p == crate::refiner::packed::Precision::Int8)
+        self.int8_convs() > 0
+    }
+
+    /// How many of the refiner's convolutions run on int8 weights and activations.
+    pub fn int8_convs(&self) -> usize {
+        self.refiner.conv_precisions().iter().filter(|(_, p)| *p == crate::refiner::packed::Precision::Int8).count()
     }
 
     /// `avatar` in the storage this renderer wants: colours narrowed to f16 when

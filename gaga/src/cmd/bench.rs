@@ -157,6 +157,11 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
     let after_frames = gaga_runtime::model::resident();
     let planned = super::bench_memory::Planned::new(&model, &cfg, &avatar);
     let peak = gaga_kernels::peak::measure_fma_peak(threads);
+    // A refiner of int8 convolutions does int8 multiply-adds: its row is a share of the int8 peak (a mixed
+    // file's fp16 layers make that an upper bound of the int8 share), every other row of the f32 FMA peak.
+    let int8_peak =
+        (renderer.int8_convs() > 0).then(|| gaga_kernels::qgemm::measure_int8_peak(gaga_kernels::qgemm::QIsa::detect(), threads)).flatten();
+    let peak_of = |stage: &str| if stage == "refine" { int8_peak.unwrap_or(peak) } else { peak };
     let med = medians_ms(&times);
     let flops = [flame_flops(&cfg), f64::NAN, total(&refiner_flops(&cfg))];
     let lift_flop = total(&lift_flops(&cfg));
@@ -173,12 +178,12 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
             .iter()
             .map(|(n, ms, f)| {
                 let g = rate(*f, *ms);
-                json!({"stage": n, "median_ms": ms, "gflop": f.is_finite().then_some(f / 1e9), "gflops": g.is_finite().then_some(g), "peak_fraction": g.is_finite().then_some(g / peak)})
+                json!({"stage": n, "median_ms": ms, "gflop": f.is_finite().then_some(f / 1e9), "gflops": g.is_finite().then_some(g), "peak_fraction": g.is_finite().then_some(g / peak_of(n))})
             })
             .collect();
         let out = json!({
             "model": model_path.display().to_string(), "avatar": source, "frames": args.frames, "threads": threads,
-            "fma_peak_gflops": peak, "stages": rows, "frame_median_ms": frame_ms, "fps": 1e3 / frame_ms,
+            "fma_peak_gflops": peak, "int8_peak_gops": int8_peak, "stages": rows, "frame_median_ms": frame_ms, "fps": 1e3 / frame_ms,
             "resident_after_load_bytes": after_load.map(|r| r.now), "peak_resident_bytes": gaga_runtime::model::resident().map(|r| r.peak),
             "memory": super::bench_memory::json(&planned, after_load, after_frames),
         });
@@ -190,10 +195,13 @@ fn bench(args: &Args, model_path: &std::path::Path, threads: usize) -> CmdResult
     for (n, ms, f) in &stages {
         let g = rate(*f, *ms);
         let cell = |v: f64, p: usize| if v.is_finite() { format!("{v:.p$}") } else { "-".into() };
-        println!("{n:<8} {ms:>12.2} {:>10} {:>10} {:>8}", cell(f / 1e9, 3), cell(g, 1), cell(100.0 * g / peak, 1));
+        println!("{n:<8} {ms:>12.2} {:>10} {:>10} {:>8}", cell(f / 1e9, 3), cell(g, 1), cell(100.0 * g / peak_of(n), 1));
     }
     println!("{:<8} {frame_ms:>12.2}   ({:.2} frames/s)", "frame", 1e3 / frame_ms);
     println!("FMA peak measured: {peak:.1} GFLOP/s on {threads} threads");
+    if let Some(p) = int8_peak {
+        println!("int8 peak measured: {p:.1} GOP/s on {threads} threads (the refine row's % peak: int8 convolutions)");
+    }
     super::bench_memory::print(&planned, after_load, after_frames);
     Ok(())
 }
