@@ -99,7 +99,7 @@ fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_f
     assert_eq!(report_int8(&r, &[false; 8], MapMemory::Lean).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
     let all = vec![true; levels];
     assert_eq!(report_int8(&r, &all, MapMemory::Stored).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
-    // Session 4 and the default mode: the upsampled StyleConv input on the fly; three steps tie at 96.75.
+    // `upsampled` (session 4's default): the upsampled StyleConv input on the fly; three steps tie at 96.75.
     let (live, arena) = with(&|f| f.up_input = true);
     assert_eq!((live, arena), (vec![96.75, 64.75, 96.75, 96.75, 70.75], 96.75));
     assert_eq!(report_int8(&r, &all, MapMemory::Upsampled).expect("valid").planned_bytes as f64, 96.75 * 1048576.0);
