@@ -157,6 +157,55 @@ fn fill_group<S: Source>(src: S, g: &Geometry, s: f32, zero: u32, cg: usize, dst
 }
 
 impl PackedConv<'_> {
+    /// `up2(x) * s` for this conv's input channels (`x` `[c_in, hl, wl]`, `s` `[c_in]`), lengths checked.
+    fn up_source<'a>(&self, what: &str, x: &'a [f32], (hl, wl): (usize, usize), s: &'a [f32]) -> QResult<Up<'a>> {
+        let c = self.c_in;
+        ensure!(x.len() == c * hl * wl, "{what} input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
+        ensure!(s.len() == c, "{what} channel factors: {} values, c_in is {c}", s.len());
+        Ok(Up { x, c, hl, wl, s })
+    }
+
+    /// `x * s` (or `x` itself without `s`) for this conv's input channels (`x` `[c_in, h, w]`), lengths
+    /// checked.
+    fn scaled_source<'a>(&self, what: &str, x: &'a [f32], (h, w): (usize, usize), s: Option<&'a [f32]>) -> QResult<Scaled<'a>> {
+        let c = self.c_in;
+        ensure!(x.len() == c * h * w, "{what} input: {} floats, [{c}, {h}, {w}] needs {}", x.len(), c * h * w);
+        ensure!(s.is_none_or(|s| s.len() == c), "{what} channel factors: {} values, c_in is {c}", s.map_or(0, <[f32]>::len));
+        Ok(Scaled { x, c, h, w, s })
+    }
+
+    /// Output rows `y0..y0 + rows` of `src` (of `h` rows) as a band source, checked.
+    fn band_of<S: Source>(what: &str, src: S, h: usize, (y0, rows): (usize, usize)) -> QResult<Band<S>> {
+        ensure!(y0 + rows <= h, "{what}: rows {y0}..{} of a {h}-row map", y0 + rows);
+        Ok(Band { src, y0, h: rows })
+    }
+
+    /// The one int8 conv driver of every entry point below: `out` `[c_out, h, w]` = conv of the map `src`
+    /// computes (quantised straight from it, never stored) + bias, with `act_scale` or the map's dynamic
+    /// max-abs scale. Errors name the entry point (`what`).
+    #[allow(clippy::too_many_arguments)]
+    fn run_source<S: Source>(
+        &self,
+        what: &str,
+        isa: QIsa,
+        scratch: &mut crate::scratch::Scratch,
+        src: S,
+        (h, w): (usize, usize),
+        act_scale: Option<f32>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<()> {
+        ensure!(isa.runs(), "{what}: kernel {isa:?} does not run on this CPU");
+        ensure!(matches!(self.w, Packed::I8 { .. }), "{what}: weight is {:?}, not I8", self.format());
+        output_geometry(self, h, w, bias, out)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let scale = || act_scale.unwrap_or_else(|| source_act_scale(src));
+        run_i8_with(isa, self, scratch, h, w, bias, out, scale, |g, s, map| fill_map(src, g, s, isa.offset(), map))
+            .map_err(|e| QError(format!("{what}: {}", e.0)))
+    }
+
     /// `out = conv(up2(x) * s) + bias`: `x` `[c_in, hl, wl]` is bilinearly upsampled x2
     /// (align_corners = false) and multiplied per channel by `s` `[c_in]` while it is quantised, so no
     /// f32 map of the upsampled input exists; `out` is `[c_out, 2 hl, 2 wl]`. int8 weights only.
@@ -191,30 +240,16 @@ impl PackedConv<'_> {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        ensure!(isa.runs(), "upsampling int8 conv: kernel {isa:?} does not run on this CPU");
-        let c = self.c_in;
-        ensure!(matches!(self.w, Packed::I8 { .. }), "upsampling int8 conv: weight is {:?}, not I8", self.format());
-        ensure!(x.len() == c * hl * wl, "upsampling int8 conv input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
-        ensure!(s.len() == c, "upsampling int8 conv channel factors: {} values, c_in is {c}", s.len());
-        let (h, w) = (2 * hl, 2 * wl);
-        output_geometry(self, h, w, bias, out)?;
-        if out.is_empty() {
-            return Ok(());
-        }
-        let up = Up { x, c, hl, wl, s };
-        let scale = || act_scale.unwrap_or_else(|| source_act_scale(up));
-        run_i8_with(isa, self, scratch, h, w, bias, out, scale, |g, s, map| fill_map(up, g, s, isa.offset(), map))
-            .map_err(|e| QError(format!("upsampling int8 conv: {}", e.0)))
+        const WHAT: &str = "upsampling int8 conv";
+        let up = self.up_source(WHAT, x, (hl, wl), s)?;
+        self.run_source(WHAT, isa, scratch, up, (2 * hl, 2 * wl), act_scale, bias, out)
     }
 
     /// The dynamic activation scale [`PackedConv::run_upsampled`] uses for `up2(x) * s` (`x` `[c_in, hl,
     /// wl]`), without storing the map: for callers that run the conv band by band
     /// ([`PackedConv::run_upsampled_rows`]) with the whole map's scale.
     pub fn upsampled_act_scale(&self, x: &[f32], hl: usize, wl: usize, s: &[f32]) -> QResult<f32> {
-        let c = self.c_in;
-        ensure!(x.len() == c * hl * wl, "upsampling int8 conv input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
-        ensure!(s.len() == c, "upsampling int8 conv channel factors: {} values, c_in is {c}", s.len());
-        Ok(source_act_scale(Up { x, c, hl, wl, s }))
+        Ok(source_act_scale(self.up_source("upsampling int8 conv", x, (hl, wl), s)?))
     }
 
     /// Output rows `y0..y0 + rows` of [`PackedConv::run_upsampled`] with the activation scale
@@ -230,24 +265,13 @@ impl PackedConv<'_> {
         wl: usize,
         s: &[f32],
         act_scale: f32,
-        (y0, rows): (usize, usize),
+        rows: (usize, usize),
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        let isa = QIsa::detect();
-        let c = self.c_in;
-        ensure!(matches!(self.w, Packed::I8 { .. }), "upsampling int8 conv: weight is {:?}, not I8", self.format());
-        ensure!(x.len() == c * hl * wl, "upsampling int8 conv input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
-        ensure!(s.len() == c, "upsampling int8 conv channel factors: {} values, c_in is {c}", s.len());
-        ensure!(y0 + rows <= 2 * hl, "upsampling int8 conv band: rows {y0}..{} of a {}-row map", y0 + rows, 2 * hl);
-        let w = 2 * wl;
-        output_geometry(self, rows, w, bias, out)?;
-        if out.is_empty() {
-            return Ok(());
-        }
-        let band = Band { src: Up { x, c, hl, wl, s }, y0, h: rows };
-        run_i8_with(isa, self, scratch, rows, w, bias, out, || act_scale, |g, s, map| fill_map(band, g, s, isa.offset(), map))
-            .map_err(|e| QError(format!("upsampling int8 conv band: {}", e.0)))
+        const WHAT: &str = "upsampling int8 conv band";
+        let band = Self::band_of(WHAT, self.up_source(WHAT, x, (hl, wl), s)?, 2 * hl, rows)?;
+        self.run_source(WHAT, QIsa::detect(), scratch, band, (rows.1, 2 * wl), Some(act_scale), bias, out)
     }
 
     /// `out = conv(x * s) + bias`: `x` `[c_in, h, w]` is multiplied per channel by `s` `[c_in]` while it
@@ -283,19 +307,9 @@ impl PackedConv<'_> {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        ensure!(isa.runs(), "scaling int8 conv: kernel {isa:?} does not run on this CPU");
-        let c = self.c_in;
-        ensure!(matches!(self.w, Packed::I8 { .. }), "scaling int8 conv: weight is {:?}, not I8", self.format());
-        ensure!(x.len() == c * h * w, "scaling int8 conv input: {} floats, [{c}, {h}, {w}] needs {}", x.len(), c * h * w);
-        ensure!(s.len() == c, "scaling int8 conv channel factors: {} values, c_in is {c}", s.len());
-        output_geometry(self, h, w, bias, out)?;
-        if out.is_empty() {
-            return Ok(());
-        }
-        let src = Scaled { x, c, h, w, s: Some(s) };
-        let scale = || act_scale.unwrap_or_else(|| source_act_scale(src));
-        run_i8_with(isa, self, scratch, h, w, bias, out, scale, |g, s, map| fill_map(src, g, s, isa.offset(), map))
-            .map_err(|e| QError(format!("scaling int8 conv: {}", e.0)))
+        const WHAT: &str = "scaling int8 conv";
+        let src = self.scaled_source(WHAT, x, (h, w), Some(s))?;
+        self.run_source(WHAT, isa, scratch, src, (h, w), act_scale, bias, out)
     }
 
     /// Output rows `y0..y0 + rows` of [`PackedConv::run`] on `x * s` (`x` `[c_in, h, w]`, `s` `[c_in]`
@@ -310,31 +324,19 @@ impl PackedConv<'_> {
         (h, w): (usize, usize),
         s: Option<&[f32]>,
         act_scale: f32,
-        (y0, rows): (usize, usize),
+        rows: (usize, usize),
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        let (isa, c) = (QIsa::detect(), self.c_in);
-        ensure!(matches!(self.w, Packed::I8 { .. }), "int8 conv band: weight is {:?}, not I8", self.format());
-        ensure!(x.len() == c * h * w, "int8 conv band input: {} floats, [{c}, {h}, {w}] needs {}", x.len(), c * h * w);
-        ensure!(s.is_none_or(|s| s.len() == c), "int8 conv band channel factors: {} values, c_in is {c}", s.map_or(0, <[f32]>::len));
-        ensure!(y0 + rows <= h, "int8 conv band: rows {y0}..{} of a {h}-row map", y0 + rows);
-        output_geometry(self, rows, w, bias, out)?;
-        if out.is_empty() {
-            return Ok(());
-        }
-        let band = Band { src: Scaled { x, c, h, w, s }, y0, h: rows };
-        run_i8_with(isa, self, scratch, rows, w, bias, out, || act_scale, |g, s, map| fill_map(band, g, s, isa.offset(), map))
-            .map_err(|e| QError(format!("int8 conv band: {}", e.0)))
+        const WHAT: &str = "int8 conv band";
+        let band = Self::band_of(WHAT, self.scaled_source(WHAT, x, (h, w), s)?, h, rows)?;
+        self.run_source(WHAT, QIsa::detect(), scratch, band, (rows.1, w), Some(act_scale), bias, out)
     }
 
     /// The dynamic activation scale [`PackedConv::run_scaled`] uses for `x * s` (`x` `[c_in, h, w]`),
     /// without storing the map: for callers that run the conv band by band ([`PackedConv::run_rows`]).
     pub fn scaled_act_scale(&self, x: &[f32], h: usize, w: usize, s: &[f32]) -> QResult<f32> {
-        let c = self.c_in;
-        ensure!(x.len() == c * h * w, "scaling int8 conv input: {} floats, [{c}, {h}, {w}] needs {}", x.len(), c * h * w);
-        ensure!(s.len() == c, "scaling int8 conv channel factors: {} values, c_in is {c}", s.len());
-        Ok(source_act_scale(Scaled { x, c, h, w, s: Some(s) }))
+        Ok(source_act_scale(self.scaled_source("scaling int8 conv", x, (h, w), Some(s))?))
     }
 }
 
