@@ -13,6 +13,7 @@
 pub mod act;
 pub mod attention;
 pub mod conv;
+pub mod elem;
 pub mod fused;
 pub mod linear;
 pub mod matmul;

@@ -12,6 +12,7 @@
 use gaga_kernels::act::{leaky_relu, sigmoid};
 use gaga_kernels::conv::Scratch;
 use gaga_kernels::fused::{add_assign, bilinear_fast};
+use gaga_kernels::qgemm::MAX_F16_UP_WIDTH;
 use gaga_kernels::winograd::Epilogue;
 
 use crate::config::ModelConfig;
@@ -21,6 +22,7 @@ use crate::weights::Weights;
 mod arena;
 mod layers;
 mod lowmem;
+mod maps;
 pub mod modconv;
 pub(crate) mod noise;
 pub mod packed;
@@ -37,6 +39,7 @@ mod tests_quant;
 
 use arena::carve;
 use layers::{Condition, Conv, Linear, Observe, ResBlock, SLOPE};
+use maps::{MapMut, MapRef};
 use modconv::{ModBufs, StyleConv, ToRgb};
 use noise::Noise;
 pub use noise::NoiseMode;
@@ -79,6 +82,8 @@ pub struct Refiner<'w> {
     ids: plan::Ids,
     /// Per level, the maps computed on the fly (their arena buffers are empty).
     fly: Vec<OnTheFly>,
+    /// The encoder's full-size steps' savings.
+    enc: plan::Encoder,
     v: Vectors,
 }
 
@@ -115,7 +120,7 @@ impl<'w> Refiner<'w> {
         let levels = r.levels();
         let p = "upsampler";
         let sg = "upsampler.stylegan_decoder";
-        let down = (0..levels)
+        let down: Vec<ResBlock> = (0..levels)
             .map(|i| ResBlock::load(w, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1], false))
             .collect::<Result<_>>()?;
         let up: Vec<ResBlock> =
@@ -142,7 +147,7 @@ impl<'w> Refiner<'w> {
         // the upsampled StyleConv input at 512x512, 32 MiB each for the rest); the plan is otherwise the
         // same for every precision.
         let fly: Vec<OnTheFly> = (0..levels)
-            .map(|k| {
+            .map(|k| -> OnTheFly {
                 let mod_input = convs[2 * k + 1].mc.fuses_upsample();
                 let up_input = convs[2 * k].mc.fuses_upsample();
                 // What an all-int8 level would do (bands only where the int8 inputs are the largest
@@ -151,7 +156,8 @@ impl<'w> Refiner<'w> {
                 let up_block = lowmem::up_block_fits(&up[k]);
                 // The last level's decoder output is read by nothing after its ToRGB.
                 let rgb_in_place = mod_input && all.rgb_in_place;
-                OnTheFly {
+                let rgb_bands = mod_input && all.rgb_bands && to_rgbs[k].mc.k == 1;
+                let f = OnTheFly {
                     up_block,
                     block_bands: up_block && all.block_bands,
                     up_input,
@@ -160,13 +166,29 @@ impl<'w> Refiner<'w> {
                     mod_input,
                     mod_bands: mod_input && all.mod_bands,
                     rgb_in_place,
-                    rgb_bands: rgb_in_place && all.rgb_bands && to_rgbs[k].mc.fuses_upsample(),
-                }
+                    rgb_bands,
+                    half: false,
+                    half_feat: false,
+                };
+                // f16 maps need every conv of the level banded, the SFT's first convs int8 too, and
+                // (unless last) rows the f16 upsampling source can widen on its stack: the next level
+                // upsamples this one's `dec`.
+                let banded = f.up_bands && f.cond_bands && f.mod_bands && f.rgb_bands;
+                let conds_int8 = lowmem::cond_half_fits(&cond[k].0) && lowmem::cond_half_fits(&cond[k].1);
+                let half = all.half && banded && conds_int8 && (k + 1 == levels || side(k + 1) <= MAX_F16_UP_WIDTH);
+                maps.restrict(OnTheFly { half, half_feat: half && all.half_feat, ..f }, k, levels)
             })
-            .map(|f| maps.restrict(f))
             .collect();
-        let (schedule, ids) = plan::schedule(r, &fly);
-        let plan = arena::Plan::place(schedule, shared);
+        let fly = plan::settle_half(fly);
+        // The encoder's savings come with f16 maps (an int8 refiner in `MapMemory::Half`), where its
+        // layers allow.
+        let first = Conv::load(w, &format!("{p}.conv_body_first"), r.in_channels, u[levels], 1, true)?;
+        let wanted = if fly.iter().any(|f| f.half) { plan::Encoder::for_mode(maps) } else { plan::Encoder::default() };
+        let enc = plan::Encoder {
+            first_in_place: wanted.first_in_place && first.spec.c_out <= first.spec.c_in,
+            down_bands: wanted.down_bands && lowmem::down_fits(&down[0]) && r.size.is_multiple_of(2),
+        };
+        let (plan, ids, enc) = plan::place_best(r, enc, &fly, shared);
         plan.check()?;
         let maxc = d.iter().chain(&u).copied().max().unwrap_or(0).max(r.out_channels);
         let m = ModBufs { s: vec![0.0; maxc], f: vec![0.0; maxc] };
@@ -175,7 +197,7 @@ impl<'w> Refiner<'w> {
             size: s,
             in_ch: r.in_channels,
             out_ch: r.out_channels,
-            first: Conv::load(w, &format!("{p}.conv_body_first"), r.in_channels, u[levels], 1, true)?,
+            first,
             down,
             final_conv: Conv::load(w, &format!("{p}.final_conv"), u[0], u[0], 3, true)?,
             final_linear: Linear::load(w, &format!("{p}.final_linear"), sd, u[0] * 16)?,
@@ -194,6 +216,7 @@ impl<'w> Refiner<'w> {
             plan,
             ids,
             fly,
+            enc,
             v,
             u,
             d,
@@ -216,8 +239,16 @@ impl<'w> Refiner<'w> {
     /// then calls [`Refiner::run_input`] needs no splat image of its own (32 MiB at official size; the
     /// region is reused by later maps of the run). Its contents are unspecified after a run.
     pub fn input_mut(&mut self) -> &mut [f32] {
-        let r = self.plan.region(self.ids.input);
+        let r = self.input_region();
         &mut self.arena[r.offset..r.offset + r.len]
+    }
+
+    /// The splat input's region: with [`plan::Encoder::first_in_place`] its two glued buffers as one
+    /// (`Plan::check` verified at load that the tail follows the head).
+    fn input_region(&self) -> arena::Region {
+        let head = self.plan.region(self.ids.input);
+        let tail = self.ids.input_tail.map_or(0, |t| self.plan.region(t).len);
+        arena::Region { offset: head.offset, len: head.len + tail }
     }
 
     /// [`Refiner::run`] on the input written into [`Refiner::input_mut`] since the last run.
@@ -297,17 +328,29 @@ impl<'w> Refiner<'w> {
         self.noise.next_frame();
         let levels = self.down.len();
         let (u, d, oc) = (&self.u, &self.d, self.out_ch);
+        let input_region = self.input_region();
         let (ids, a, sc) = (&self.ids, &mut self.arena[..], &mut self.scratch);
         let r = |id| self.plan.region(id);
         let Vectors { style, latent, m, ones } = &mut self.v;
 
         // Encoder: the down blocks write straight into the skip buffers (skips[k] at side(k)).
-        let [input, first] = carve(a, [r(ids.input), r(ids.first)])?;
-        self.first.run(sc, splat.unwrap_or(&*input), s, s, first, obs)?;
+        if self.enc.first_in_place {
+            let [input, band] = carve(a, [input_region, r(ids.enc_band)])?;
+            lowmem::first_in_place(&self.first, sc, splat, input, s, band)?;
+        } else {
+            let [input, first] = carve(a, [r(ids.input), r(ids.first)])?;
+            self.first.run(sc, splat.unwrap_or(&*input), s, s, first, obs)?;
+        }
+        let [first] = carve(a, [r(ids.first)])?;
         leaky_relu(&mut first[..u[levels] * s * s], SLOPE);
         for (i, (block, t)) in self.down.iter().zip(&ids.down).enumerate() {
             let lo = levels - 1 - i;
             let input = if i == 0 { ids.first } else { ids.skips[lo + 1] };
+            if i == 0 && self.enc.down_bands {
+                let [x, band, t1, t2, skip] = carve(a, [r(input), r(ids.enc_band), r(t.t1), r(t.t2), r(ids.skips[lo])])?;
+                lowmem::down_block_banded(block, sc, x, side(lo + 1), band, t1, t2, skip)?;
+                continue;
+            }
             let [x, t1, t2, skip] = carve(a, [r(input), r(t.t1), r(t.t2), r(ids.skips[lo])])?;
             block.run(sc, x, side(lo + 1), t1, t2, skip, obs, observing)?;
         }
@@ -334,7 +377,12 @@ impl<'w> Refiner<'w> {
         let [dec, din, rgb] = carve(a, [r(ids.dec0), r(ids.din_rgb0), r(ids.rgb0)])?;
         self.to_rgb1.run(sc, lat, dec, 4, None, m, din, rgb, obs)?;
 
+        if observing && (self.fly.iter().any(|f| f.half) || self.enc != plan::Encoder::default()) {
+            return Err(Error::Other("refiner: observing every conv input needs f32 maps (GAGA_INT8_MAPS=lean), not f16 ones".into()));
+        }
         let (mut feat, mut dec, mut rgb) = (ids.head, ids.dec0, ids.rgb0);
+        // Whether `dec` (the previous level's decoder output) is stored in f16.
+        let mut dec_half = false;
         // Calibration observes every conv input, so the maps computed on the fly are then materialised in
         // this temporary (`run_observed` may allocate).
         let (mut spare, mut spare_t1) = (Vec::new(), Vec::new());
@@ -344,9 +392,10 @@ impl<'w> Refiner<'w> {
             // UNet up block k at side(k + 1).
             let [x, skip, t1, t2, f, band] = carve(a, [r(feat), r(ids.skips[k]), r(l.t1), r(l.t2), r(l.feat), r(l.block_band)])?;
             add_assign(&mut x[..u[k] * h * h], &skip[..u[k] * h * h]);
+            let nf = u[k + 1] * h2 * h2;
             if fly.up_block && !observing {
                 let band = fly.block_bands.then_some(band);
-                lowmem::up_block(&self.up[k], sc, x, h, ones, t1, band, f)?;
+                lowmem::up_block(&self.up[k], sc, x, h, ones, t1, band, MapMut::of(f, nf, fly.half_feat, "UNet feature")?)?;
             } else {
                 let t2 = if fly.up_block { spare_of(&mut spare, u[k] * h2 * h2) } else { t2 };
                 // A banded block's `t1` holds only conv1's output; the plain block needs the skip's too.
@@ -360,7 +409,9 @@ impl<'w> Refiner<'w> {
             // `din_up` buffer quantises the upsampled input on the fly (empty `din`).
             if fly.up_input && fly.up_bands && !observing {
                 let [prev, band, e] = carve(a, [r(dec), r(l.up_band), r(l.e)])?;
-                self.convs[2 * k].run_banded(sc, lat, &prev[..d[k] * h * h], h2, true, self.noise.get(2 * k + 1), m, band, e)?;
+                let (prev, e) =
+                    (MapRef::of(prev, d[k] * h * h, dec_half, "decoder input")?, MapMut::of(e, n, fly.half, "StyleConv output")?);
+                self.convs[2 * k].run_banded(sc, lat, prev, h2, true, self.noise.get(2 * k + 1), m, band, e)?;
             } else {
                 let (prev, din, e) = match l.din_up {
                     Some(id) => {
@@ -378,8 +429,12 @@ impl<'w> Refiner<'w> {
             // SFT: `e * scale + shift`, each branch's last conv combining straight into `e`.
             let (cs, csh) = (&self.cond[k].0, &self.cond[k].1);
             if fly.cond_bands && !observing {
-                lowmem::cond_banded(cs, sc, f, h2, ct, cx, &mut e[..n], Epilogue::MulInto)?;
-                lowmem::cond_banded(csh, sc, f, h2, ct, cx, &mut e[..n], Epilogue::AddInto)?;
+                let nt = u[k + 1] * h2 * h2;
+                for (c, epi) in [(cs, Epilogue::MulInto), (csh, Epilogue::AddInto)] {
+                    let f = MapRef::of(f, nf, fly.half_feat, "UNet feature")?;
+                    let (t, e) = (MapMut::of(ct, nt, fly.half, "SFT hidden map")?, MapMut::of(e, n, fly.half, "StyleConv output")?);
+                    lowmem::cond_banded(c, sc, f, h2, t, cx, e, epi)?;
+                }
             } else {
                 let cx = if fly.cond_bands { spare_of(&mut spare, n) } else { cx };
                 cs.apply(sc, f, h2, ct, cx, &mut e[..n], Epilogue::MulInto, obs)?;
@@ -387,7 +442,8 @@ impl<'w> Refiner<'w> {
             }
             if fly.mod_input && fly.mod_bands && !observing {
                 let [e, band, dk] = carve(a, [r(l.e), r(l.mod_band), r(l.dec)])?;
-                self.convs[2 * k + 1].run_banded(sc, lat, &e[..n], h2, false, self.noise.get(2 * k + 2), m, band, dk)?;
+                let (e, dk) = (MapRef::of(e, n, fly.half, "StyleConv output")?, MapMut::of(dk, n, fly.half, "decoder output")?);
+                self.convs[2 * k + 1].run_banded(sc, lat, e, h2, false, self.noise.get(2 * k + 2), m, band, dk)?;
             } else {
                 let [e, din, dk] = carve(a, [r(l.e), r(l.din2), r(l.dec)])?;
                 let din = if fly.mod_input && observing { spare_of(&mut spare, n) } else { din };
@@ -399,13 +455,16 @@ impl<'w> Refiner<'w> {
             bilinear_fast(&prev[..oc * h * h], oc, h, h, h2, h2, &mut up[..nrgb]);
             if fly.rgb_bands && !observing {
                 let [dk, up, rk, band] = carve(a, [r(l.dec), r(l.rgb_up), r(l.rgb), r(l.rgb_band)])?;
-                self.to_rgbs[k].run_banded(sc, lat, &dk[..d[k + 1] * h2 * h2], h2, Some(&up[..nrgb]), m, band, rk)?;
+                let dk = MapRef::of(dk, n, fly.half, "decoder output")?;
+                self.to_rgbs[k].run_banded(sc, lat, dk, h2, Some(&up[..nrgb]), m, band, rk)?;
             } else if fly.rgb_in_place {
                 self.to_rgbs[k].run_in_place(sc, lat, dk, h2, Some(&up[..nrgb]), m, rk, obs)?;
             } else {
+                // A banded ToRGB (`rgb_bands`) has no `din3`; observed, it modulates into a spare.
+                let din = if fly.rgb_bands { spare_of(&mut spare, n) } else { din };
                 self.to_rgbs[k].run(sc, lat, dk, h2, Some(&up[..nrgb]), m, din, rk, obs)?;
             }
-            (feat, dec, rgb) = (l.feat, l.dec, l.rgb);
+            (feat, dec, rgb, dec_half) = (l.feat, l.dec, l.rgb, fly.half);
         }
         let [rgb] = carve(a, [r(rgb)])?;
         out.copy_from_slice(&rgb[..out.len()]);

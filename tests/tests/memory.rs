@@ -114,14 +114,17 @@ fn the_refiners_planned_arena_is_below_its_stated_size() {
     let r = ModelConfig::official().refiner;
     let official = plan::report(&r).expect("valid");
     assert!(official.planned_bytes <= 129 << 20, "official arena {} bytes", official.planned_bytes);
-    // official int8, lean (the default): 65.75 MiB: the upsampled and modulated inputs are quantised on the
-    // fly, the SFT map is computed in row bands, the last level's convs run in bands; `upsampled` (upsampled
-    // inputs only): 96.75 MiB.
+    // official int8, half (the default): 41.75 MiB: lean, with the last two levels' largest maps in f16 and
+    // the encoder's full-size steps in bands. Lean: 65.75 MiB: the upsampled and modulated inputs are
+    // quantised on the fly, the SFT map is computed in row bands, the last level's convs run in bands;
+    // `upsampled` (upsampled inputs only): 96.75 MiB.
     let all = vec![true; r.levels()];
     let lean = plan::report_int8(&r, &all, MapMemory::Lean).expect("valid");
     assert!(lean.planned_bytes <= (65 << 20) | (3 << 18), "official lean int8 arena {} bytes", lean.planned_bytes);
     let default = plan::report_int8(&r, &all, MapMemory::default()).expect("valid");
-    assert_eq!(default.planned_bytes, lean.planned_bytes, "the default int8 plan is lean");
+    let half = plan::report_int8(&r, &all, MapMemory::Half).expect("valid");
+    assert_eq!(default.planned_bytes, half.planned_bytes, "the default int8 plan is half");
+    assert!(half.planned_bytes <= (41 << 20) | (3 << 18), "official half int8 arena {} bytes", half.planned_bytes);
     let upsampled = plan::report_int8(&r, &all, MapMemory::Upsampled).expect("valid");
     assert!(upsampled.planned_bytes <= (97 << 20), "official upsampled int8 arena {} bytes", upsampled.planned_bytes);
 }

@@ -37,6 +37,27 @@ pub fn widen_f16(src: &[f16], dst: &mut [f32]) {
     }
 }
 
+/// `dst[i] = f16(src[i])`, rounded to nearest, ties to even (F16C on x86-64, `fcvtn` on aarch64): the
+/// inverse of [`widen_f16`] on every half. Equal lengths (asserted).
+pub fn narrow_f16(src: &[f32], dst: &mut [f16]) {
+    assert_eq!(src.len(), dst.len(), "narrow_f16: lengths differ");
+    let bits: &mut [u16] = bytemuck::cast_slice_mut(dst);
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("f16c") && std::is_x86_feature_detected!("avx") {
+        // SAFETY: both features were detected; the length is checked inside.
+        unsafe { super::x86::narrow_f16c(src, bits) };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        super::neon::narrow_f16_neon(src, bits);
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    for (d, s) in bits.iter_mut().zip(src) {
+        *d = f16::from_f32(*s).to_bits();
+    }
+}
+
 /// Float convolution of `x` into `out` on the SGEMM kernel `isa` (see [`PackedConv::run_on`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_float(

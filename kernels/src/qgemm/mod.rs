@@ -34,10 +34,11 @@ mod neon;
 mod x86;
 
 pub use conv::gemm_i32;
-pub use fconv::widen_f16;
+pub use fconv::{narrow_f16, widen_f16};
 pub use pack::{pack_f16, pack_f32, pack_i8, packed_len, quantise_rows, PackedConv, PackedFormat, RowMajor};
 pub use peak::measure_int8_peak;
 pub use run::Kernel;
+pub use upsample_quant::MAX_F16_UP_WIDTH;
 
 /// Rows (output channels) per packed weight panel, for every format and ISA.
 pub const MR: usize = 8;
@@ -142,14 +143,14 @@ impl QIsa {
 /// The per-tensor activation scale of the dynamic mode: `max|x| / 127`, or 1 when `x` is all zeros or
 /// holds no finite value. Non-finite elements are ignored. Large inputs are split over the thread pool
 /// (a maximum is exact in any order, so the result does not depend on the split).
-pub fn act_scale_for(x: &[f32]) -> f32 {
-    // Below this many floats a second thread costs more than it saves.
+pub fn act_scale_for<E: crate::elem::Elem>(x: &[E]) -> f32 {
+    // Below this many values a second thread costs more than it saves.
     const PAR_MIN: usize = 1 << 16;
     let m = if x.len() >= PAR_MIN && crate::matmul::threads() > 1 {
         use rayon::prelude::*;
-        x.par_chunks(PAR_MIN).map(max_abs).reduce(|| 0.0, |a, b| if b > a { b } else { a })
+        x.par_chunks(PAR_MIN).map(E::max_abs).reduce(|| 0.0, |a, b| if b > a { b } else { a })
     } else {
-        max_abs(x)
+        E::max_abs(x)
     };
     scale_of_max(m)
 }

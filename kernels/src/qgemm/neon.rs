@@ -124,3 +124,22 @@ pub fn widen_f16_neon(src: &[u16], dst: &mut [f32]) {
         *d = half::f16::from_bits(*s).to_f32();
     }
 }
+
+/// Rounds `src` to the nearest half (ties to even, the default FPCR mode) into `dst` (IEEE half bits)
+/// with `fcvtn`, 4 at a time; the tail through `half`.
+pub fn narrow_f16_neon(src: &[f32], dst: &mut [u16]) {
+    assert!(dst.len() >= src.len(), "narrow_f16_neon: destination shorter than source");
+    let full = src.len() / 4 * 4;
+    for (s, d) in src[..full].chunks_exact(4).zip(dst.chunks_exact_mut(4)) {
+        // SAFETY: 4 floats are read and 4 halves written, inside the chunks; fcvtn is baseline aarch64.
+        unsafe {
+            let f = vld1q_f32(s.as_ptr());
+            let h: uint16x4_t;
+            asm!("fcvtn {o:v}.4h, {i:v}.4s", o = out(vreg) h, i = in(vreg) f, options(pure, nomem, nostack));
+            vst1_u16(d.as_mut_ptr(), h);
+        }
+    }
+    for (s, d) in src[full..].iter().zip(&mut dst[full..]) {
+        *d = half::f16::from_f32(*s).to_bits();
+    }
+}

@@ -10,11 +10,20 @@
 //! `upsample_quant.rs`; aarch64 gets NEON from the same code): lanes are independent, so the vector
 //! code computes each value with the scalar code's operations.
 
+use crate::elem::Elem;
 use crate::fused::taps;
-use crate::qgemm::{max_abs, max_abs_plain, quantise_lane, KG};
+use crate::qgemm::{quantise_lane, KG};
 
 /// Pixels (or x2 pixel pairs) per vector block: one AVX-512 register of f32, two AVX2 ones.
 const L: usize = 16;
+
+/// Columns of an f16 map widened at a time into a stack buffer (f32 maps are read in place).
+const WIDEN: usize = 256;
+
+/// Widest low-resolution row an f16 [`Up`] source takes (its rows are widened whole onto the stack: 8
+/// rows of this many floats, 8 KiB; the official refiner's widest is 256); `PackedConv::up_source`
+/// checks it.
+pub const MAX_F16_UP_WIDTH: usize = 256;
 
 /// A map computed on the fly: `[c, h, w]` values.
 pub(super) trait Source: Copy + Sync {
@@ -71,27 +80,40 @@ fn masks(c: usize, cg: usize) -> [u32; KG] {
 }
 
 /// `x * s` of a map `x` `[c, h, w]` (lengths checked by the caller); `s: None` is `x` itself (every
-/// factor 1, and `v * 1 = v` exactly for every float).
+/// factor 1, and `v * 1 = v` exactly for every float). An f16 `x` is widened as it is read (exact).
 #[derive(Clone, Copy)]
-pub(super) struct Scaled<'a> {
-    pub x: &'a [f32],
+pub(super) struct Scaled<'a, E> {
+    pub x: &'a [E],
     pub c: usize,
     pub h: usize,
     pub w: usize,
     pub s: Option<&'a [f32]>,
 }
 
-impl Scaled<'_> {
+impl<E: Elem> Scaled<'_, E> {
     fn factor(&self, ch: usize) -> f32 {
         self.s.map_or(1.0, |s| s[ch])
     }
 
-    fn row(&self, ch: usize, y: usize) -> &[f32] {
+    fn row(&self, ch: usize, y: usize) -> &[E] {
         &self.x[(ch * self.h + y) * self.w..][..self.w]
     }
 }
 
-impl Source for Scaled<'_> {
+/// Packs `x0..x0 + a.len()` of one row from four channels' f32 values `a`..`d` (equal lengths).
+#[inline(always)]
+fn pack_four(abcd: [&[f32]; KG], f: [f32; KG], m: [u32; KG], s: f32, flip: u32, row: &mut [u32]) {
+    let [a, b, c, d] = abcd;
+    for ((((px, &va), &vb), &vc), &vd) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+        let q = (quantise_lane(va * f[0], s) & m[0])
+            | (quantise_lane(vb * f[1], s) & m[1]) << 8
+            | (quantise_lane(vc * f[2], s) & m[2]) << 16
+            | (quantise_lane(vd * f[3], s) & m[3]) << 24;
+        *px = q ^ flip;
+    }
+}
+
+impl<E: Elem> Source for Scaled<'_, E> {
     fn dims(&self) -> (usize, usize, usize) {
         (self.c, self.h, self.w)
     }
@@ -102,21 +124,30 @@ impl Source for Scaled<'_> {
         // A missing channel reads the group's first one (it exists) and masks it to 0.
         let ch: [usize; KG] = std::array::from_fn(|t| if m[t] != 0 { cg * KG + t } else { cg * KG });
         let f = ch.map(|c| self.factor(c));
-        let (a, b, c, d) =
-            (self.row(ch[0], y as usize), self.row(ch[1], y as usize), self.row(ch[2], y as usize), self.row(ch[3], y as usize));
-        for ((((px, &va), &vb), &vc), &vd) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
-            let q = (quantise_lane(va * f[0], s) & m[0])
-                | (quantise_lane(vb * f[1], s) & m[1]) << 8
-                | (quantise_lane(vc * f[2], s) & m[2]) << 16
-                | (quantise_lane(vd * f[3], s) & m[3]) << 24;
-            *px = q ^ flip;
+        let rows = ch.map(|c| self.row(c, y as usize));
+        if !E::HALF {
+            let abcd = rows.map(|r| E::widen(r, &mut []));
+            pack_four(abcd, f, m, s, flip, row);
+            return;
+        }
+        let mut bufs = [[0f32; WIDEN]; KG];
+        for (x0, out) in (0..self.w).step_by(WIDEN).zip(row.chunks_mut(WIDEN)) {
+            let x1 = x0 + out.len();
+            let [b0, b1, b2, b3] = &mut bufs;
+            let abcd = [
+                E::widen(&rows[0][x0..x1], b0),
+                E::widen(&rows[1][x0..x1], b1),
+                E::widen(&rows[2][x0..x1], b2),
+                E::widen(&rows[3][x0..x1], b3),
+            ];
+            pack_four(abcd, f, m, s, flip, out);
         }
     }
 
     /// The bound of [`Source::row_max`] over the whole plane at once (the fast four-stream max-abs pass).
     fn plane_max(&self, ch: usize) -> Option<f32> {
         let hw = self.h * self.w;
-        let p = max_abs(&self.x[ch * hw..(ch + 1) * hw]) * self.factor(ch).abs();
+        let p = E::max_abs(&self.x[ch * hw..(ch + 1) * hw]) * self.factor(ch).abs();
         p.is_finite().then_some(p)
     }
 
@@ -127,11 +158,12 @@ impl Source for Scaled<'_> {
     #[inline(always)]
     fn row_max(&self, ch: usize, y: usize) -> f32 {
         let (src, sc) = (self.row(ch, y), self.factor(ch));
-        let p = max_abs_plain(src) * sc.abs();
+        let p = E::max_abs_plain(src) * sc.abs();
         if p.is_finite() {
             return p;
         }
-        src.iter().fold(0f32, |m, &v| max_finite(m, v * sc))
+        let mut buf = [0f32; WIDEN];
+        src.chunks(WIDEN).fold(0f32, |m, c| E::widen(c, &mut buf).iter().fold(m, |m, &v| max_finite(m, v * sc)))
     }
 }
 
@@ -166,10 +198,11 @@ impl<S: Source> Source for Band<S> {
 }
 
 /// `up2(x) * s`: the x2 bilinear upsample (align_corners = false) of `x` `[c, hl, wl]` times per-channel
-/// factors `s` (lengths checked by the caller).
+/// factors `s` (lengths checked by the caller; an f16 `x` at most [`MAX_F16_UP_WIDTH`] wide, its rows
+/// widened as they are read).
 #[derive(Clone, Copy)]
-pub(super) struct Up<'a> {
-    pub x: &'a [f32],
+pub(super) struct Up<'a, E> {
+    pub x: &'a [E],
     pub c: usize,
     pub hl: usize,
     pub wl: usize,
@@ -238,23 +271,29 @@ const BOUND_SLACK: f32 = 1.0 + 1.0 / 1048576.0;
 /// blends' rounding is relative (2^-60; the refiner's maps are many orders of magnitude larger).
 const BOUND_FLOOR: f32 = 1.0 / 1_152_921_504_606_846_976.0;
 
-impl Up<'_> {
-    fn taps_of(&self, ch: usize, y: usize) -> Taps<'_> {
+/// Stack space for one channel's two widened low-resolution rows (f16 maps only).
+type RowBufs = [[f32; MAX_F16_UP_WIDTH]; 2];
+
+impl<E: Elem> Up<'_, E> {
+    /// The vertical taps of output row `y` of channel `ch`: the rows of an f32 map in place (`bufs`
+    /// unused, may be empty), an f16 map's widened into `bufs`.
+    fn taps_of<'b>(&'b self, ch: usize, y: usize, bufs: Option<&'b mut RowBufs>) -> Taps<'b> {
         let (i0, i1, wy0, wy1) = taps(y, self.hl, 2 * self.hl);
         let plane = &self.x[ch * self.hl * self.wl..(ch + 1) * self.hl * self.wl];
-        Taps { r0: &plane[i0 * self.wl..][..self.wl], r1: &plane[i1 * self.wl..][..self.wl], wy0, wy1, sc: self.s[ch] }
+        let (p0, p1) = (&plane[i0 * self.wl..][..self.wl], &plane[i1 * self.wl..][..self.wl]);
+        let (r0, r1) = match bufs {
+            Some([b0, b1]) => (E::widen(p0, b0), E::widen(p1, b1)),
+            None => (E::widen(p0, &mut []), E::widen(p1, &mut [])),
+        };
+        Taps { r0, r1, wy0, wy1, sc: self.s[ch] }
     }
-}
 
-impl Source for Up<'_> {
-    fn dims(&self) -> (usize, usize, usize) {
-        (self.c, 2 * self.hl, 2 * self.wl)
-    }
-
+    /// [`Source::pack_row`] with `bufs` holding [`KG`] row buffers for an f16 map (none for f32).
     #[inline(always)]
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
+    fn pack_row_in(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut [RowBufs]) {
         let (m, wl) = (masks(self.c, cg), self.wl);
-        let tp: [Taps; KG] = std::array::from_fn(|t| self.taps_of(if m[t] != 0 { cg * KG + t } else { cg * KG }, y as usize));
+        let mut spare = bufs.iter_mut();
+        let tp: [Taps; KG] = std::array::from_fn(|t| self.taps_of(if m[t] != 0 { cg * KG + t } else { cg * KG }, y as usize, spare.next()));
         let word = |vals: [f32; KG]| (0..KG).fold(0u32, |acc, t| acc | (quantise_lane(vals[t], s) & m[t]) << (8 * t)) ^ flip;
         if wl <= L {
             for (x, d) in row.iter_mut().enumerate() {
@@ -282,6 +321,22 @@ impl Source for Up<'_> {
             }
         }
     }
+}
+
+impl<E: Elem> Source for Up<'_, E> {
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.c, 2 * self.hl, 2 * self.wl)
+    }
+
+    #[inline(always)]
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
+        if E::HALF {
+            let mut bufs = [[[0f32; MAX_F16_UP_WIDTH]; 2]; KG];
+            self.pack_row_in(cg, y, s, flip, row, &mut bufs);
+        } else {
+            self.pack_row_in(cg, y, s, flip, row, &mut []);
+        }
+    }
 
     fn bounded(&self) -> bool {
         true
@@ -298,7 +353,7 @@ impl Source for Up<'_> {
     /// rounding near the subnormals is absolute) or the bound is not finite.
     fn plane_bound(&self, ch: usize) -> Option<f32> {
         let n = self.hl * self.wl;
-        let m = max_abs(&self.x[ch * n..(ch + 1) * n]);
+        let m = E::max_abs(&self.x[ch * n..(ch + 1) * n]);
         let ms = m * self.s[ch].abs();
         let b = ms * BOUND_SLACK;
         (m >= BOUND_FLOOR && ms >= BOUND_FLOOR && b.is_finite()).then_some(b)
@@ -306,7 +361,8 @@ impl Source for Up<'_> {
 
     #[inline(always)]
     fn row_max(&self, ch: usize, y: usize) -> f32 {
-        let (tp, wl) = (self.taps_of(ch, y), self.wl);
+        let mut bufs = [[0f32; MAX_F16_UP_WIDTH]; 2];
+        let (tp, wl) = (self.taps_of(ch, y, E::HALF.then_some(&mut bufs)), self.wl);
         if wl <= L {
             return (0..2 * wl).fold(0f32, |m, x| max_finite(m, tp.col(x)));
         }

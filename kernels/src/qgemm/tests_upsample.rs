@@ -245,7 +245,7 @@ fn mismatched_scaled_inputs_and_float_weights_are_errors_that_name_the_argument(
     let run = |pc: &PackedConv, x: &[f32], s: &[f32], out: &mut [f32]| {
         pc.run_scaled(&mut Scratch::new(), x, 3, 3, s, None, None, out).expect_err("bad call").0
     };
-    assert!(run(&pc, &x[1..], &s, &mut out).contains("input: 35 floats"));
+    assert!(run(&pc, &x[1..], &s, &mut out).contains("input: 35 values"));
     assert!(run(&pc, &x, &s[1..], &mut out).contains("channel factors: 3 values"));
     assert!(run(&pc, &x, &s, &mut out[1..]).contains("output"));
     let f = PackedConv::from_f32(&seeded(1, 4 * 4 * 9), 4, 4, 3).expect("pack");
@@ -297,7 +297,7 @@ fn mismatched_inputs_and_float_weights_are_errors_that_name_the_argument() {
     let run = |pc: &PackedConv, x: &[f32], s: &[f32], out: &mut [f32]| {
         pc.run_upsampled(&mut Scratch::new(), x, 3, 3, s, None, None, out).expect_err("bad call").0
     };
-    assert!(run(&pc, &x[1..], &s, &mut out).contains("input: 35 floats"));
+    assert!(run(&pc, &x[1..], &s, &mut out).contains("input: 35 values"));
     assert!(run(&pc, &x, &s[1..], &mut out).contains("channel factors: 3 values"));
     assert!(run(&pc, &x, &s, &mut out[1..]).contains("output"));
     let f = PackedConv::from_f32(&seeded(1, 4 * 4 * 9), 4, 4, 3).expect("pack");

@@ -18,6 +18,8 @@ use rayon::prelude::*;
 use super::conv::{for_each_group, output_geometry, run_i8_with, Geometry};
 use super::pack::{Packed, PackedConv};
 use super::{ensure, QError, QIsa, QResult};
+use crate::elem::Elem;
+pub use sources::MAX_F16_UP_WIDTH;
 use sources::{Band, Scaled, Source, Up};
 
 #[path = "sources.rs"]
@@ -157,19 +159,21 @@ fn fill_group<S: Source>(src: S, g: &Geometry, s: f32, zero: u32, cg: usize, dst
 }
 
 impl PackedConv<'_> {
-    /// `up2(x) * s` for this conv's input channels (`x` `[c_in, hl, wl]`, `s` `[c_in]`), lengths checked.
-    fn up_source<'a>(&self, what: &str, x: &'a [f32], (hl, wl): (usize, usize), s: &'a [f32]) -> QResult<Up<'a>> {
+    /// `up2(x) * s` for this conv's input channels (`x` `[c_in, hl, wl]`, `s` `[c_in]`), lengths checked
+    /// (and an f16 map's width, see [`MAX_F16_UP_WIDTH`]).
+    fn up_source<'a, E: Elem>(&self, what: &str, x: &'a [E], (hl, wl): (usize, usize), s: &'a [f32]) -> QResult<Up<'a, E>> {
         let c = self.c_in;
-        ensure!(x.len() == c * hl * wl, "{what} input: {} floats, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
+        ensure!(x.len() == c * hl * wl, "{what} input: {} values, [{c}, {hl}, {wl}] needs {}", x.len(), c * hl * wl);
+        ensure!(!E::HALF || wl <= MAX_F16_UP_WIDTH, "{what}: an f16 input {wl} wide, at most {MAX_F16_UP_WIDTH}");
         ensure!(s.len() == c, "{what} channel factors: {} values, c_in is {c}", s.len());
         Ok(Up { x, c, hl, wl, s })
     }
 
     /// `x * s` (or `x` itself without `s`) for this conv's input channels (`x` `[c_in, h, w]`), lengths
     /// checked.
-    fn scaled_source<'a>(&self, what: &str, x: &'a [f32], (h, w): (usize, usize), s: Option<&'a [f32]>) -> QResult<Scaled<'a>> {
+    fn scaled_source<'a, E: Elem>(&self, what: &str, x: &'a [E], (h, w): (usize, usize), s: Option<&'a [f32]>) -> QResult<Scaled<'a, E>> {
         let c = self.c_in;
-        ensure!(x.len() == c * h * w, "{what} input: {} floats, [{c}, {h}, {w}] needs {}", x.len(), c * h * w);
+        ensure!(x.len() == c * h * w, "{what} input: {} values, [{c}, {h}, {w}] needs {}", x.len(), c * h * w);
         ensure!(s.is_none_or(|s| s.len() == c), "{what} channel factors: {} values, c_in is {c}", s.map_or(0, <[f32]>::len));
         Ok(Scaled { x, c, h, w, s })
     }
@@ -212,10 +216,10 @@ impl PackedConv<'_> {
     /// Bit-identical to `fused::bilinear_scaled` followed by [`PackedConv::run`] with the same
     /// `act_scale` (`None`: the dynamic max-abs scale of the upsampled, scaled input).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_upsampled(
+    pub fn run_upsampled<E: Elem>(
         &self,
         scratch: &mut crate::scratch::Scratch,
-        x: &[f32],
+        x: &[E],
         hl: usize,
         wl: usize,
         s: &[f32],
@@ -228,11 +232,11 @@ impl PackedConv<'_> {
 
     /// [`PackedConv::run_upsampled`] on a chosen int8 kernel (tests force each one).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_upsampled_on(
+    pub fn run_upsampled_on<E: Elem>(
         &self,
         isa: QIsa,
         scratch: &mut crate::scratch::Scratch,
-        x: &[f32],
+        x: &[E],
         hl: usize,
         wl: usize,
         s: &[f32],
@@ -248,7 +252,7 @@ impl PackedConv<'_> {
     /// The dynamic activation scale [`PackedConv::run_upsampled`] uses for `up2(x) * s` (`x` `[c_in, hl,
     /// wl]`), without storing the map: for callers that run the conv band by band
     /// ([`PackedConv::run_upsampled_rows`]) with the whole map's scale.
-    pub fn upsampled_act_scale(&self, x: &[f32], hl: usize, wl: usize, s: &[f32]) -> QResult<f32> {
+    pub fn upsampled_act_scale<E: Elem>(&self, x: &[E], hl: usize, wl: usize, s: &[f32]) -> QResult<f32> {
         Ok(source_act_scale(self.up_source("upsampling int8 conv", x, (hl, wl), s)?))
     }
 
@@ -257,10 +261,10 @@ impl PackedConv<'_> {
     /// `k / 2` halo rows of `up2(x) * s` (zero padding only at the map's edges), and integer sums are exact
     /// and per pixel. The kernels' scratch holds one band's int8 input instead of the whole map's.
     #[allow(clippy::too_many_arguments)]
-    pub fn run_upsampled_rows(
+    pub fn run_upsampled_rows<E: Elem>(
         &self,
         scratch: &mut crate::scratch::Scratch,
-        x: &[f32],
+        x: &[E],
         hl: usize,
         wl: usize,
         s: &[f32],
@@ -279,10 +283,10 @@ impl PackedConv<'_> {
     /// `fused::scale_channels` followed by [`PackedConv::run`] with the same `act_scale` (`None`: the
     /// dynamic max-abs scale of the scaled input).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_scaled(
+    pub fn run_scaled<E: Elem>(
         &self,
         scratch: &mut crate::scratch::Scratch,
-        x: &[f32],
+        x: &[E],
         h: usize,
         w: usize,
         s: &[f32],
@@ -295,11 +299,11 @@ impl PackedConv<'_> {
 
     /// [`PackedConv::run_scaled`] on a chosen int8 kernel (tests force each one).
     #[allow(clippy::too_many_arguments)]
-    pub fn run_scaled_on(
+    pub fn run_scaled_on<E: Elem>(
         &self,
         isa: QIsa,
         scratch: &mut crate::scratch::Scratch,
-        x: &[f32],
+        x: &[E],
         h: usize,
         w: usize,
         s: &[f32],
@@ -317,10 +321,10 @@ impl PackedConv<'_> {
     /// `[c_out, rows, w]`, bit for bit: only the band and its `k / 2` halo rows are quantised (straight
     /// from `x`, no copy), and integer sums are exact and per pixel.
     #[allow(clippy::too_many_arguments)]
-    pub fn run_rows(
+    pub fn run_rows<E: Elem>(
         &self,
         scratch: &mut crate::scratch::Scratch,
-        x: &[f32],
+        x: &[E],
         (h, w): (usize, usize),
         s: Option<&[f32]>,
         act_scale: f32,
@@ -335,7 +339,7 @@ impl PackedConv<'_> {
 
     /// The dynamic activation scale [`PackedConv::run_scaled`] uses for `x * s` (`x` `[c_in, h, w]`),
     /// without storing the map: for callers that run the conv band by band ([`PackedConv::run_rows`]).
-    pub fn scaled_act_scale(&self, x: &[f32], h: usize, w: usize, s: &[f32]) -> QResult<f32> {
+    pub fn scaled_act_scale<E: Elem>(&self, x: &[E], h: usize, w: usize, s: &[f32]) -> QResult<f32> {
         Ok(source_act_scale(self.scaled_source("scaling int8 conv", x, (h, w), Some(s))?))
     }
 }
@@ -347,3 +351,7 @@ mod tests;
 #[cfg(test)]
 #[path = "tests_lean_timing.rs"]
 mod tests_lean_timing;
+
+#[cfg(test)]
+#[path = "tests_f16_maps.rs"]
+mod tests_f16_maps;

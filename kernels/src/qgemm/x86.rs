@@ -92,6 +92,30 @@ pub unsafe fn widen_f16c(src: &[u16], dst: &mut [f32]) {
     }
 }
 
+/// Rounds `src` to the nearest half (ties to even) into `dst` (IEEE half bits) with F16C, 8 at a time;
+/// the tail in scalar F16C.
+///
+/// # Safety
+/// The CPU supports F16C and AVX; `dst.len() >= src.len()`.
+#[target_feature(enable = "avx,f16c")]
+pub unsafe fn narrow_f16c(src: &[f32], dst: &mut [u16]) {
+    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;
+    let n = src.len();
+    assert!(dst.len() >= n, "narrow_f16c: destination shorter than source");
+    let full = n / 8 * 8;
+    // SAFETY: indices below `full` (8 at a time) and below `n` are inside both slices.
+    unsafe {
+        for i in (0..full).step_by(8) {
+            let h = _mm256_cvtps_ph::<NEAREST>(_mm256_loadu_ps(src.as_ptr().add(i)));
+            _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, h);
+        }
+        for i in full..n {
+            let h = _mm_cvtps_ph::<NEAREST>(_mm_set_ss(src[i]));
+            dst[i] = _mm_cvtsi128_si32(h) as u16;
+        }
+    }
+}
+
 /// Independent dependency chains in the peak loops (covers latency x ports on current cores).
 const CHAINS: usize = 12;
 

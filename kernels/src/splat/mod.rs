@@ -59,7 +59,7 @@ mod tests_project;
 use rayon::prelude::*;
 
 pub use camera::SplatCamera;
-pub use colors::{Colors, Feature};
+pub use colors::{Colors, Elem};
 use project::Projected;
 
 use crate::matmul::SyncPtr;
@@ -294,7 +294,7 @@ pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], 
 }
 
 /// Blends every tile of the prepared frame in `scratch` into `out` (sizes asserted by the caller).
-fn blend_all<T: Feature>(colors: &[T], c: usize, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &SplatScratch) {
+fn blend_all<T: Elem>(colors: &[T], c: usize, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &SplatScratch) {
     let (grid_x, grid_y) = camera.tile_grid();
     let frame = raster::Frame::new(&scratch.projected, colors, c, camera, background);
     let render = raster::select::<T>();

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::project::{exp, BLOCK};
 use super::raster::{self, MAX_ALPHA, MIN_ALPHA, MIN_T};
-use super::{Colors, Feature, GaussianSet, SplatCamera, SplatScratch};
+use super::{Colors, Elem, GaussianSet, SplatCamera, SplatScratch};
 use crate::matmul::SyncPtr;
 
 /// Pixels per blend group (`raster`'s 8 lanes).
@@ -167,7 +167,7 @@ fn count_tile(p: &mut SplatProfile, frame: &raster::Frame, t: usize, list: &[u32
 }
 
 /// Blends every tile as `splat` does (sizes asserted by the caller), timing each: (rayon thread, ms) per tile.
-fn time_tiles<T: Feature>(
+fn time_tiles<T: Elem>(
     colors: &[T],
     c: usize,
     camera: &SplatCamera,

@@ -23,7 +23,7 @@
 
 use std::cell::RefCell;
 
-use super::colors::Feature;
+use super::colors::Elem;
 use super::project::{Projected, Splat2d, BLOCK};
 use super::raster_portable::{blend_group, store_group};
 use crate::matmul::SyncPtr;
@@ -60,7 +60,7 @@ pub struct Frame<'a, T = f32> {
     pub background: &'a [f32],
 }
 
-impl<'a, T: Feature> Frame<'a, T> {
+impl<'a, T: Elem> Frame<'a, T> {
     /// A frame of `camera`'s size over the projected Gaussians and their `[N, channels]` colours.
     pub fn new(projected: &'a [Projected], colors: &'a [T], channels: usize, camera: &super::SplatCamera, background: &'a [f32]) -> Self {
         Frame { projected, colors, channels, width: camera.width, height: camera.height, grid_x: camera.tile_grid().0, background }
@@ -100,7 +100,7 @@ thread_local! {
 pub type TileFn<T = f32> = unsafe fn(&Frame<T>, usize, &[u32], &mut [GroupState], &SyncPtr);
 
 /// The best tile renderer this CPU supports.
-pub fn select<T: Feature>() -> TileFn<T> {
+pub fn select<T: Elem>() -> TileFn<T> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
@@ -120,7 +120,7 @@ pub fn select<T: Feature>() -> TileFn<T> {
 /// `out` must point at `channels * height * width` writable floats (`frame`'s sizes) that nobody else reads
 /// or writes during the call except at other tiles' pixels (each call writes only its own tile's pixels),
 /// and `kernel` must be one `select` returned on this CPU.
-pub unsafe fn render_tile<T: Feature>(kernel: TileFn<T>, frame: &Frame<T>, tile: usize, list: &[u32], out: &SyncPtr) {
+pub unsafe fn render_tile<T: Elem>(kernel: TileFn<T>, frame: &Frame<T>, tile: usize, list: &[u32], out: &SyncPtr) {
     let need = TILE_GROUPS * frame.channels.div_ceil(CH_BLOCK);
     STATES.with(|cell| {
         // Tiles never nest (nothing below calls back into rayon); a fresh buffer covers it regardless.
@@ -142,7 +142,7 @@ pub unsafe fn render_tile<T: Feature>(kernel: TileFn<T>, frame: &Frame<T>, tile:
 ///
 /// # Safety
 /// As for [`render_tile`]'s `out`.
-pub unsafe fn render_tile_portable<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+pub unsafe fn render_tile_portable<T: Elem>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
     tile_body::<T, false>(frame, tile, list, states, out)
 }
 
@@ -151,7 +151,7 @@ pub unsafe fn render_tile_portable<T: Feature>(frame: &Frame<T>, tile: usize, li
 /// # Safety
 /// As for [`render_tile`]'s `out`; the CPU must support AVX2 (`select` checks before handing this out).
 #[cfg(target_arch = "x86_64")]
-pub unsafe fn render_tile_avx2_checked<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+pub unsafe fn render_tile_avx2_checked<T: Elem>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
     // SAFETY: AVX2 and `out` are our caller's promises.
     unsafe { render_tile_avx2(frame, tile, list, states, out) }
 }
@@ -162,7 +162,7 @@ pub unsafe fn render_tile_avx2_checked<T: Feature>(frame: &Frame<T>, tile: usize
 /// The CPU must support AVX2; `out` as for [`render_tile`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub unsafe fn render_tile_avx2<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+pub unsafe fn render_tile_avx2<T: Elem>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
     tile_body::<T, false>(frame, tile, list, states, out)
 }
 
@@ -173,12 +173,12 @@ pub unsafe fn render_tile_avx2<T: Feature>(frame: &Frame<T>, tile: usize, list: 
 /// The CPU must support AVX2, AVX-512F and AVX-512VL; `out` as for [`render_tile`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
-pub unsafe fn render_tile_avx512<T: Feature>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+pub unsafe fn render_tile_avx512<T: Elem>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
     tile_body::<T, true>(frame, tile, list, states, out)
 }
 
 #[inline(always)]
-fn tile_body<T: Feature, const AVX512: bool>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
+fn tile_body<T: Elem, const AVX512: bool>(frame: &Frame<T>, tile: usize, list: &[u32], states: &mut [GroupState], out: &SyncPtr) {
     let (tx, ty) = (tile % frame.grid_x, tile / frame.grid_x);
     let (x0, y0) = (tx * BLOCK, ty * BLOCK);
     let (x1, y1) = ((x0 + BLOCK).min(frame.width), (y0 + BLOCK).min(frame.height));
@@ -310,7 +310,7 @@ fn tile_body<T: Feature, const AVX512: bool>(frame: &Frame<T>, tile: usize, list
 
 /// Prefetches the `Projected` records and colours of the first `CHUNK` Gaussians of `ids`.
 #[inline(always)]
-fn prefetch_chunk<T: Feature>(frame: &Frame<T>, ids: &[u32]) {
+fn prefetch_chunk<T: Elem>(frame: &Frame<T>, ids: &[u32]) {
     for &id in ids.iter().take(CHUNK) {
         let id = id as usize;
         let color = frame.colors.as_ptr().wrapping_add(id * frame.channels);

@@ -2,7 +2,7 @@
 //! inside `raster::render_tile_avx2`), for any channel count: written lane by lane so the compiler
 //! vectorises it, with every lane performing the reference's float operations in its order.
 
-use super::colors::Feature;
+use super::colors::Elem;
 use super::project::exp;
 use super::raster::{ChunkSplats, Frame, GroupState, CH_BLOCK, LANES, MAX_ALPHA, MIN_ALPHA, MIN_T};
 use crate::matmul::SyncPtr;
@@ -11,7 +11,7 @@ use crate::matmul::SyncPtr;
 /// `ch0..ch0 + cw`, continuing from `state`. `FIXED > 0` fixes the channel count at compile time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn blend_group<const FIXED: usize, T: Feature>(
+pub(super) fn blend_group<const FIXED: usize, T: Elem>(
     frame: &Frame<T>,
     chunk: &ChunkSplats,
     bucket: &[u8],

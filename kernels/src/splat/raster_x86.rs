@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::colors::Feature;
+use super::colors::Elem;
 use super::project::Splat2d;
 use super::raster::{ChunkSplats, Frame, GroupState, CH_BLOCK, MAX_ALPHA, MIN_ALPHA, MIN_T};
 use crate::matmul::SyncPtr;
@@ -54,8 +54,8 @@ fn exp16(x: __m512) -> __m512 {
 /// The CPU must support AVX-512F; `p` must point at 32 readable values of `T`.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
-unsafe fn load_color32<T: Feature>(p: *const T) -> (__m512, __m512) {
-    // SAFETY: forwarded from the contract; the casts follow `T`'s size (`Feature` is sealed to f32, f16).
+unsafe fn load_color32<T: Elem>(p: *const T) -> (__m512, __m512) {
+    // SAFETY: forwarded from the contract; the casts follow `T`'s size (`Elem` is sealed to f32, f16).
     unsafe {
         if T::HALF {
             let h = p.cast::<__m256i>();
@@ -98,7 +98,7 @@ const BATCH: usize = 4;
 /// The CPU must support AVX2, AVX-512F and AVX-512VL, and `frame` must have exactly `CH_BLOCK` channels.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl")]
-pub unsafe fn blend_group32<T: Feature>(frame: &Frame<T>, chunk: &ChunkSplats, bucket: &[u8], gx: usize, y: usize, state: &mut GroupState) {
+pub unsafe fn blend_group32<T: Elem>(frame: &Frame<T>, chunk: &ChunkSplats, bucket: &[u8], gx: usize, y: usize, state: &mut GroupState) {
     let c = _mm256_set1_ps;
     let pyf = y as f32;
     let px = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(gx as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
@@ -139,7 +139,7 @@ pub unsafe fn blend_group32<T: Feature>(frame: &Frame<T>, chunk: &ChunkSplats, b
                 }
                 let color = &frame.colors[chunk.ids[k] as usize * CH_BLOCK..][..CH_BLOCK];
                 // SAFETY: `color` holds 32 values of `T`, which is f16 when `T::HALF` and f32 otherwise
-                // (`Feature` is sealed): two 16-half (256-bit) or two 16-float (512-bit) loads in bounds.
+                // (`Elem` is sealed): two 16-half (256-bit) or two 16-float (512-bit) loads in bounds.
                 let (f0, f1) = unsafe { load_color32(color.as_ptr()) };
                 for (l, acc) in acc.iter_mut().enumerate() {
                     // All 16 mask bits set when lane l blends, none otherwise.

@@ -29,7 +29,7 @@ fn splat_f16(scene: &Scene, halves: &[f16], cam: &SplatCamera, bg: &[f32]) -> Ve
 }
 
 /// Every tile renderer this CPU has, for element type `T`.
-fn kernels<T: Feature>() -> Vec<(&'static str, raster::TileFn<T>)> {
+fn kernels<T: Elem>() -> Vec<(&'static str, raster::TileFn<T>)> {
     let mut k: Vec<(&str, raster::TileFn<T>)> = vec![("portable", raster::render_tile_portable::<T>)];
     #[cfg(target_arch = "x86_64")]
     {
@@ -44,7 +44,7 @@ fn kernels<T: Feature>() -> Vec<(&'static str, raster::TileFn<T>)> {
 }
 
 /// All tiles of the frame prepared in `scratch`, blended by `kernel` from `colors`.
-fn render_tiles<T: Feature>(
+fn render_tiles<T: Elem>(
     kernel: raster::TileFn<T>,
     colors: &[T],
     c: usize,
@@ -159,7 +159,7 @@ fn f16_blend_time_against_f32_alternating() {
     let mut scratch = SplatScratch::new();
     splat_stats(&set, &cam, &mut scratch);
     let mut out = vec![0f32; CHANNELS * 512 * 512];
-    fn all_tiles<T: Feature>(
+    fn all_tiles<T: Elem>(
         render: raster::TileFn<T>,
         colors: &[T],
         cam: &SplatCamera,

@@ -26,7 +26,7 @@ pub struct Region {
     pub len: usize,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Life {
     len: usize,
     first: usize,
@@ -44,6 +44,9 @@ impl Life {
 pub struct Schedule {
     lives: Vec<Life>,
     step: usize,
+    /// `(head, tail)`: `tail` starts where `head` ends, so the two read as one map while both live
+    /// (the splat input, whose first planes become the first conv's output in place).
+    glued: Vec<(BufId, BufId)>,
 }
 
 impl Schedule {
@@ -64,6 +67,14 @@ impl Schedule {
             l.last = l.last.max(self.step);
         }
     }
+
+    /// Places `tail` right after `head` (`head`'s length a multiple of 16 floats; else the two are
+    /// placed independently and [`Plan::glued`] says they are not contiguous).
+    pub fn glue(&mut self, head: BufId, tail: BufId) {
+        if self.lives.get(head).is_some_and(|l| l.len % ALIGN == 0) && tail < self.lives.len() && head != tail {
+            self.glued.push((head, tail));
+        }
+    }
 }
 
 /// Placed buffers. `shared = false` gives every buffer its own region (the layout before planning, kept
@@ -72,6 +83,7 @@ pub struct Plan {
     lives: Vec<Life>,
     regions: Vec<Region>,
     len: usize,
+    glued: Vec<(BufId, BufId)>,
 }
 
 impl Plan {
@@ -80,10 +92,11 @@ impl Plan {
     /// two buffers, keeping a swap that does not grow the arena; at most [`CLIMB`] tries) looks for a
     /// smaller one; a plan that already meets the bound is never changed.
     pub fn place(s: Schedule, shared: bool) -> Plan {
-        let lives = s.lives;
-        let mut order: Vec<BufId> = (0..lives.len()).collect();
+        let (lives, glued) = (s.lives, s.glued);
+        // A glued tail is placed with its head (it is not in the order).
+        let mut order: Vec<BufId> = (0..lives.len()).filter(|i| !glued.iter().any(|g| g.1 == *i)).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(lives[i].len), i));
-        let mut best = Self::place_in(&lives, shared, &order);
+        let mut best = Self::place_in(&lives, &glued, shared, &order);
         let bound = Self::live_per_step_of(&lives).into_iter().max().unwrap_or(0).next_multiple_of(ALIGN);
         let n = order.len();
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
@@ -100,42 +113,63 @@ impl Plan {
             }
             let (i, j) = (next(n), next(n));
             order.swap(i, j);
-            let p = Self::place_in(&lives, shared, &order);
+            let p = Self::place_in(&lives, &glued, shared, &order);
             if p.1 <= best.1 {
                 best = p;
             } else {
                 order.swap(i, j);
             }
         }
-        Plan { lives, regions: best.0, len: best.1 }
+        Plan { lives, regions: best.0, len: best.1, glued }
     }
 
-    /// Greedy placement in `order`: each buffer at the lowest offset free of every placed buffer alive
-    /// at a common step. Returns the regions and the arena length.
-    fn place_in(lives: &[Life], shared: bool, order: &[BufId]) -> (Vec<Region>, usize) {
+    /// Greedy placement in `order`: each buffer (with its glued tail, if any) at the lowest offset free
+    /// of every placed buffer alive at a common step. Returns the regions and the arena length.
+    fn place_in(lives: &[Life], glued: &[(BufId, BufId)], shared: bool, order: &[BufId]) -> (Vec<Region>, usize) {
         let mut regions = vec![Region { offset: 0, len: 0 }; lives.len()];
         let mut placed: Vec<BufId> = Vec::with_capacity(lives.len());
         let mut end = 0;
         for &id in order {
-            let len = lives[id].len;
+            // The unit placed at once: the buffer and its glued tail at their offsets within the unit.
+            let mut unit = vec![(id, 0)];
+            unit.extend(glued.iter().filter(|g| g.0 == id).map(|g| (g.1, lives[id].len)));
             let mut offset = 0;
             if shared {
-                let mut busy: Vec<Region> = placed.iter().filter(|&&p| lives[p].meets(&lives[id])).map(|&p| regions[p]).collect();
-                busy.sort_by_key(|r| r.offset);
-                for r in busy {
-                    if offset + len <= r.offset {
+                // Unit offsets `o` where member `m` (at `rel`, `len`) would overlap placed region `r`
+                // alive with it: `o + rel + len > r.offset` and `o + rel < r.end`, i.e. `o` in
+                // `(r.offset - rel - len, r.end - rel)`; sweep them by their lower end.
+                let mut busy: Vec<(isize, usize)> = Vec::new();
+                for &(m, rel) in &unit {
+                    for &p in placed.iter().filter(|&&p| lives[p].meets(&lives[m])) {
+                        let r = regions[p];
+                        let lo = r.offset as isize - rel as isize - lives[m].len as isize;
+                        let hi = (r.offset + r.len).next_multiple_of(ALIGN).saturating_sub(rel);
+                        busy.push((lo, hi));
+                    }
+                }
+                busy.sort_unstable();
+                for (lo, hi) in busy {
+                    if offset as isize <= lo {
                         break;
                     }
-                    offset = offset.max((r.offset + r.len).next_multiple_of(ALIGN));
+                    offset = offset.max(hi);
                 }
             } else {
                 offset = end;
             }
-            regions[id] = Region { offset, len };
-            end = end.max((offset + len).next_multiple_of(ALIGN));
-            placed.push(id);
+            for (m, rel) in unit {
+                regions[m] = Region { offset: offset + rel, len: lives[m].len };
+                end = end.max((offset + rel + lives[m].len).next_multiple_of(ALIGN));
+                placed.push(m);
+            }
         }
         (regions, end)
+    }
+
+    /// Whether `tail` was placed right after `head` (see [`Schedule::glue`]).
+    pub fn glued(&self, head: BufId, tail: BufId) -> bool {
+        let (h, t) = (self.region(head), self.region(tail));
+        self.glued.contains(&(head, tail)) && h.offset + h.len == t.offset
     }
 
     /// Floats the arena needs.
@@ -166,6 +200,9 @@ impl Plan {
     /// Checks that every region lies inside the arena and that no two buffers alive at a common step
     /// overlap (independent of how `place` found the offsets).
     pub fn check(&self) -> Result<()> {
+        if let Some((h, t)) = self.glued.iter().find(|&&(h, t)| !self.glued(h, t)) {
+            return Err(Error::Other(format!("refiner arena: buffer {t} is not placed right after buffer {h}, its glued head")));
+        }
         for (i, (a, la)) in self.regions.iter().zip(&self.lives).enumerate() {
             if a.offset + a.len > self.len {
                 return Err(Error::Other(format!("refiner arena: buffer {i} ends at {} past the arena's {}", a.offset + a.len, self.len)));
@@ -243,6 +280,33 @@ mod tests {
         let u = Plan::place(three(), false);
         u.check().expect("unshared plan is valid too");
         assert!(u.len() >= 230, "unshared layout gives every buffer its own space: {}", u.len());
+    }
+
+    #[test]
+    fn a_glued_tail_follows_its_head_and_may_be_freed_before_it() {
+        // head 32 floats (steps 0-1) + tail 32 (step 0 only), then at step 1 another 32-float buffer:
+        // it reuses the tail's space, so the arena is 64 floats.
+        let mut s = Schedule::default();
+        let head = s.buf(32);
+        let tail = s.buf(32);
+        s.glue(head, tail);
+        s.step();
+        s.touch(head);
+        let other = s.buf(32);
+        for shared in [true, false] {
+            let mut s2 = Schedule { lives: s.lives.clone(), step: s.step, glued: s.glued.clone() };
+            s2.glue(head, head); // ignored: a buffer cannot follow itself
+            let p = Plan::place(s2, shared);
+            p.check().expect("valid");
+            assert!(p.glued(head, tail), "shared {shared}: {:?} {:?}", p.region(head), p.region(tail));
+            if shared {
+                assert_eq!((p.len(), p.region(other).offset), (64, 32));
+            }
+        }
+        let mut odd = Schedule::default();
+        let (h, t) = (odd.buf(10), odd.buf(4));
+        odd.glue(h, t);
+        assert!(odd.glued.is_empty(), "a head of unaligned length is not glued");
     }
 
     #[test]

@@ -7,17 +7,23 @@
 //!   input holds the real rows just outside it), each band combined into the StyleConv output at once, so its `[2c, h, h]` output map
 //!   (32 MiB at 512x512) never exists, only one band of it.
 //!
+//! - the encoder's two full-size steps (`plan::Encoder`): the first (1x1) conv in row bands over its own
+//!   input's planes, and the first down block's int8 conv1 in row bands, each band downsampled at once.
+//!
 //! Integer sums are exact and per pixel, and every call uses the activation scale the whole-map call
 //! would (the calibrated one, or the dynamic max-abs of the whole input), so the bits cannot change.
+//! Both also store f16 maps (`maps.rs`), each band rounded once after its f32 epilogue: the same
+//! values as the f32 maps up to that rounding.
 
 use gaga_kernels::act::leaky_relu;
+use gaga_kernels::conv::Conv2d;
 use gaga_kernels::conv::Scratch;
-use gaga_kernels::fused::{add_assign, lrelu_add, mul_assign};
+use gaga_kernels::fused::{bilinear_fast, bilinear_lrelu, lrelu_add};
 use gaga_kernels::qgemm::{act_scale_for, PackedConv, PackedFormat};
 use gaga_kernels::winograd::Epilogue;
-use rayon::prelude::*;
 
 use super::layers::{Condition, Conv, ResBlock, SLOPE};
+use super::maps::{with_map, MapMut, MapRef};
 use super::packed::ConvKernel;
 use super::plan::{COND_BAND_ROWS, UP_BAND_ROWS};
 use crate::error::{Error, Result};
@@ -47,11 +53,11 @@ pub fn up_block_fits(b: &ResBlock<'_>) -> bool {
 /// temporary: conv1 into `t1`, its LeakyReLU in place (the same `v < 0 ? v * slope : v` that
 /// `bilinear_lrelu` applies on read), conv2 quantising `up2(t1) * 1`, the skip quantising `up2(x) * 1`,
 /// then the sum. `ones` has at least `c_in` ones (multiplying by 1 is exact, so these are
-/// `bilinear_fast`'s values). With `band` (at least `plan::block_band_len` floats) both convs run in row
-/// bands of [`UP_BAND_ROWS`] with the whole maps' activation scales, each skip band summed into `out` at
-/// once, so `t1` needs `c_in h^2` floats and the kernels' scratch one band's int8 input; without it the
-/// skip's output goes to `t1` (`max(c_in h^2, c_out 4h^2)` floats). No observation hook: a caller that
-/// observes uses the plain block.
+/// `bilinear_fast`'s values). With `band` (at least `plan::block_band_len` floats per band, two bands)
+/// both convs run in row bands of [`UP_BAND_ROWS`] with the whole maps' activation scales, each band's
+/// sum stored into `out` at once (f32, or f16 rounded once), so `t1` needs `c_in h^2` floats and the
+/// kernels' scratch one band's int8 input; without it (`out` f32 only) the skip's output goes to `t1`
+/// (`max(c_in h^2, c_out 4h^2)` floats). No observation hook: a caller that observes uses the plain block.
 #[allow(clippy::too_many_arguments)]
 pub fn up_block(
     b: &ResBlock<'_>,
@@ -61,18 +67,22 @@ pub fn up_block(
     ones: &[f32],
     t1: &mut [f32],
     band: Option<&mut [f32]>,
-    out: &mut [f32],
+    mut out: MapMut,
 ) -> Result<()> {
     let [conv1, conv2, skip] = b.convs();
     let (ci, co, h2) = (conv1.spec.c_in, conv2.spec.c_out, 2 * h);
     let (n_in, n_out) = (ci * h * h, co * h2 * h2);
     let rows = UP_BAND_ROWS.min(h2);
-    let (t1_len, band_len) = if band.is_some() { (n_in, co * rows * h2) } else { (n_in.max(n_out), 0) };
+    let (t1_len, band_len) = if band.is_some() { (n_in, 2 * co * rows * h2) } else { (n_in.max(n_out), 0) };
+    let f16_unbanded = || Error::Other(format!("refiner up block `{}`: an f16 output needs the banded path", conv1.name));
+    if band.is_none() && out.as_f32().is_none() {
+        return Err(f16_unbanded());
+    }
     let found = band.as_ref().map_or(0, |v| v.len());
     for (what, found, want) in [("ones", ones.len(), ci), ("t1", t1.len(), t1_len), ("output", out.len(), n_out), ("band", found, band_len)]
     {
         if found < want {
-            return Err(Error::Other(format!("refiner up block `{}` {what}: {found} floats, needs {want}", conv1.name)));
+            return Err(Error::Other(format!("refiner up block `{}` {what}: {found} values, needs {want}", conv1.name)));
         }
     }
     let (Some((w2, b2, a2)), Some((ws, bs, a_s))) = (int8(conv2), int8(skip)) else {
@@ -82,6 +92,7 @@ pub fn up_block(
     leaky_relu(&mut t1[..n_in], SLOPE);
     let (x, t, ones) = (&x[..n_in], &t1[..n_in], &ones[..ci]);
     let Some(band) = band else {
+        let Some(out) = out.as_f32() else { return Err(f16_unbanded()) };
         w2.run_upsampled(s, t, h, h, ones, a2, b2, &mut out[..n_out]).map_err(|e| conv_err(conv2, e))?;
         ws.run_upsampled(s, x, h, h, ones, a_s, bs, &mut t1[..n_out]).map_err(|e| conv_err(skip, e))?;
         lrelu_add(&mut out[..n_out], &t1[..n_out], SLOPE);
@@ -90,17 +101,15 @@ pub fn up_block(
     // The whole maps' scales, as the unbanded calls would use.
     let scale2 = a2.map_or_else(|| w2.upsampled_act_scale(t, h, h, ones), Ok).map_err(|e| conv_err(conv2, e))?;
     let scale_s = a_s.map_or_else(|| ws.upsampled_act_scale(x, h, h, ones), Ok).map_err(|e| conv_err(skip, e))?;
-    let hw = h2 * h2;
+    let (conv_band, skip_band) = band.split_at_mut(co * rows * h2);
     for y0 in (0..h2).step_by(rows) {
         let y1 = (y0 + rows).min(h2);
-        let n = (y1 - y0) * h2;
-        let part = &mut band[..co * n];
-        w2.run_upsampled_rows(s, t, h, h, ones, scale2, (y0, y1 - y0), b2, part).map_err(|e| conv_err(conv2, e))?;
-        // Per channel in parallel: these passes are memory-bound, and serial they cost the 2-thread frame.
-        let rows = (y0 * h2, y1 * h2);
-        out[..co * hw].par_chunks_mut(hw).zip(part.par_chunks(n)).for_each(|(d, v)| d[rows.0..rows.1].copy_from_slice(v));
-        ws.run_upsampled_rows(s, x, h, h, ones, scale_s, (y0, y1 - y0), bs, part).map_err(|e| conv_err(skip, e))?;
-        out[..co * hw].par_chunks_mut(hw).zip(part.par_chunks(n)).for_each(|(d, v)| lrelu_add(&mut d[rows.0..rows.1], v, SLOPE));
+        let n = co * (y1 - y0) * h2;
+        let (a, b) = (&mut conv_band[..n], &mut skip_band[..n]);
+        w2.run_upsampled_rows(s, t, h, h, ones, scale2, (y0, y1 - y0), b2, a).map_err(|e| conv_err(conv2, e))?;
+        ws.run_upsampled_rows(s, x, h, h, ones, scale_s, (y0, y1 - y0), bs, b).map_err(|e| conv_err(skip, e))?;
+        lrelu_add(a, b, SLOPE);
+        out.put_rows((h2, h2), (y0, y1), a, Epilogue::Store);
     }
     Ok(())
 }
@@ -110,20 +119,27 @@ pub fn cond_fits(c: &Condition<'_>) -> bool {
     int8(c.convs()[1]).is_some()
 }
 
+/// True when [`cond_banded`] can store `c`'s hidden map in f16: both convs are int8.
+pub fn cond_half_fits(c: &Condition<'_>) -> bool {
+    c.convs().iter().all(|conv| int8(conv).is_some())
+}
+
 /// [`Condition::apply`] with its second conv run in row bands of [`COND_BAND_ROWS`]: `f` `[c, h, h]`,
 /// `tmp` `[c, h, h]` (the hidden map), `band` at least `plan::cond_band_len` floats (one band's output),
 /// `e` `[2c, h, h]` combined by `epi` (`MulInto` or `AddInto`). Each band quantises its rows of the
 /// hidden map and the real rows just outside it (`PackedConv::run_rows`), so no output row is computed
-/// twice and no input row is copied.
+/// twice and no input row is copied. An f16 hidden map (or `f`) needs the first conv int8 too
+/// ([`cond_half_fits`]): it then runs in bands as well, each band's LeakyReLU output rounded once into
+/// `tmp`.
 #[allow(clippy::too_many_arguments)]
 pub fn cond_banded(
     c: &Condition<'_>,
     s: &mut Scratch,
-    f: &[f32],
+    f: MapRef,
     h: usize,
-    tmp: &mut [f32],
+    mut tmp: MapMut,
     band: &mut [f32],
-    e: &mut [f32],
+    mut e: MapMut,
     epi: Epilogue,
 ) -> Result<()> {
     let [conv0, conv2] = c.convs();
@@ -134,29 +150,160 @@ pub fn cond_banded(
     let rows = COND_BAND_ROWS.min(h);
     for (what, found, want) in [("band", band.len(), co * rows * h), ("output", e.len(), co * hw), ("hidden map", tmp.len(), ci * hw)] {
         if found < want {
-            return Err(Error::Other(format!("refiner condition `{}` {what}: {found} floats, needs {want}", conv2.name)));
+            return Err(Error::Other(format!("refiner condition `{}` {what}: {found} values, needs {want}", conv2.name)));
         }
     }
     if !matches!(epi, Epilogue::MulInto | Epilogue::AddInto) {
         return Err(Error::Other(format!("refiner condition `{}`: banded epilogue {epi:?}", conv2.name)));
     }
-    conv0.run_then(s, f, h, h, tmp, Epilogue::LeakyRelu(SLOPE), &mut [], &mut |_, _| {})?;
-    let tmp = &tmp[..ci * hw];
-    // The whole map's scale, as the unbanded call would use.
-    let scale = act.unwrap_or_else(|| act_scale_for(tmp));
-    for y0 in (0..h).step_by(COND_BAND_ROWS) {
-        let y1 = (y0 + COND_BAND_ROWS).min(h);
-        let n = (y1 - y0) * h;
-        w.run_rows(s, tmp, (h, h), None, scale, (y0, y1 - y0), bias, &mut band[..co * n]).map_err(|e| conv_err(conv2, e))?;
-        // Per channel in parallel (memory-bound; the whole-map call does this in its parallel epilogue).
-        let rows = e[..co * hw].par_chunks_mut(hw).map(|p| &mut p[y0 * h..y1 * h]);
-        rows.zip(band[..co * n].par_chunks(n)).for_each(|(dst, got)| {
-            if epi == Epilogue::MulInto {
-                mul_assign(dst, got);
-            } else {
-                add_assign(dst, got);
+    match (f, &mut tmp) {
+        (MapRef::F32(f), MapMut::F32(t)) => conv0.run_then(s, f, h, h, t, Epilogue::LeakyRelu(SLOPE), &mut [], &mut |_, _| {})?,
+        (f, tmp) => {
+            let Some((w0, bias0, act0)) = int8(conv0) else {
+                return Err(Error::Other(format!("refiner condition `{}`: an f16 map needs an int8 first conv", conv0.name)));
+            };
+            let c0 = conv0.spec.c_out;
+            let scale0 = act0.unwrap_or_else(|| with_map!(f, x => act_scale_for(&x[..ci * hw])));
+            for y0 in (0..h).step_by(rows) {
+                let y1 = (y0 + rows).min(h);
+                let out = &mut band[..c0 * (y1 - y0) * h];
+                with_map!(f, x => w0.run_rows(s, &x[..ci * hw], (h, h), None, scale0, (y0, y1 - y0), bias0, out))
+                    .map_err(|e| conv_err(conv0, e))?;
+                leaky_relu(out, SLOPE);
+                tmp.put_rows((h, h), (y0, y1), out, Epilogue::Store);
             }
-        });
+        }
     }
+    let hidden = tmp.as_ref();
+    // The whole map's scale, as the unbanded call would use.
+    let scale = act.unwrap_or_else(|| with_map!(hidden, x => act_scale_for(&x[..ci * hw])));
+    for y0 in (0..h).step_by(rows) {
+        let y1 = (y0 + rows).min(h);
+        let out = &mut band[..co * (y1 - y0) * h];
+        with_map!(hidden, x => w.run_rows(s, &x[..ci * hw], (h, h), None, scale, (y0, y1 - y0), bias, out))
+            .map_err(|e| conv_err(conv2, e))?;
+        e.put_rows((h, h), (y0, y1), out, epi);
+    }
+    Ok(())
+}
+
+/// The first conv (1x1, `c_out <= c_in`) of the splat `[c_in, h, h]` in row bands of [`UP_BAND_ROWS`],
+/// its output `[c_out, h, h]` written over `input`'s first `c_out` planes: each band's input rows (from
+/// `splat`, or from `input` itself) are copied into `band` before its output rows replace them, and no
+/// later band reads those rows. `band` holds one band of input and of output (`plan::enc_band_len`). A
+/// 1x1 conv reads no halo and sums each pixel's channels the same way at any width, so the bits are
+/// [`Conv::run`]'s on the whole map (tested).
+pub fn first_in_place(
+    conv: &Conv<'_>,
+    s: &mut Scratch,
+    splat: Option<&[f32]>,
+    input: &mut [f32],
+    h: usize,
+    band: &mut [f32],
+) -> Result<()> {
+    let (ci, co, hw) = (conv.spec.c_in, conv.spec.c_out, h * h);
+    let rows = UP_BAND_ROWS.min(h);
+    let need = (ci + co) * rows * h;
+    let found = splat.map_or(input.len(), <[f32]>::len);
+    if conv.spec.kernel != 1 || co > ci || found < ci * hw || input.len() < co * hw || band.len() < need {
+        return Err(Error::Other(format!(
+            "refiner conv `{}` in place: {}x{} conv {ci} -> {co} (needs 1x1, no more outputs than inputs), input {found} floats (needs {}), band {} (needs {need})",
+            conv.name,
+            conv.spec.kernel,
+            conv.spec.kernel,
+            ci * hw,
+            band.len()
+        )));
+    }
+    let spec = Conv2d { c_in: ci, c_out: co, kernel: 1, stride: 1, pad: 0 };
+    let (bin, bout) = band.split_at_mut(ci * rows * h);
+    // An int8 conv quantises each band straight from the map with the whole map's scale, taken before
+    // any row is overwritten (a 1x1 band reads only its own rows).
+    let q = int8(conv);
+    let scale = q.map(|(_, _, act)| act.unwrap_or_else(|| act_scale_for(&splat.unwrap_or(input)[..ci * hw])));
+    for y0 in (0..h).step_by(rows) {
+        let y1 = (y0 + rows).min(h);
+        let n = (y1 - y0) * h;
+        let src: &[f32] = &splat.unwrap_or(input)[..ci * hw];
+        let out = &mut bout[..co * n];
+        match (q, scale) {
+            (Some((w, bias, _)), Some(scale)) => {
+                w.run_rows(s, src, (h, h), None, scale, (y0, y1 - y0), bias, out).map_err(|e| conv_err(conv, e))?
+            }
+            _ => {
+                for (c, dst) in bin[..ci * n].chunks_mut(n).enumerate() {
+                    dst.copy_from_slice(&src[c * hw + y0 * h..c * hw + y1 * h]);
+                }
+                conv.kernel.run(s, &spec, &bin[..ci * n], y1 - y0, h, out)?;
+            }
+        }
+        MapMut::F32(&mut input[..co * hw]).put_rows((h, h), (y0, y1), out, Epilogue::Store);
+    }
+    Ok(())
+}
+
+/// True when [`down_block_banded`] can run `b`: a down block whose conv1 is int8.
+pub fn down_fits(b: &ResBlock<'_>) -> bool {
+    int8(b.convs()[0]).is_some()
+}
+
+/// [`ResBlock::run`] of a down block (`x` `[c, h, h]` -> `out` `[c_out, h/2, h/2]`, `h` even) with conv1
+/// in row bands of [`UP_BAND_ROWS`] (its whole input's activation scale; each band quantises the real
+/// rows just outside it): each band's output is activated and downsampled at once (an exact x0.5 of
+/// rows `2y`, `2y + 1`, which a band holds both of) into `t2`, so conv1's full-size output never exists.
+/// `band` holds one band of conv1's output and of its downsampled rows; `t1` the skip conv's output
+/// `[c_out, h/2, h/2]`. The same bits as [`ResBlock::run`] (tested). No observation hook.
+#[allow(clippy::too_many_arguments)]
+pub fn down_block_banded(
+    b: &ResBlock<'_>,
+    s: &mut Scratch,
+    x: &[f32],
+    h: usize,
+    band: &mut [f32],
+    t1: &mut [f32],
+    t2: &mut [f32],
+    out: &mut [f32],
+) -> Result<()> {
+    let [conv1, conv2, skip] = b.convs();
+    let (ci, co, h2) = (conv1.spec.c_in, conv2.spec.c_out, h / 2);
+    let rows = UP_BAND_ROWS.min(h);
+    let (n_in, n_lo, n_out) = (ci * h * h, ci * h2 * h2, co * h2 * h2);
+    let band_len = ci * (rows * h + (rows / 2) * h2);
+    let checks = [
+        ("input", x.len(), n_in),
+        ("band", band.len(), band_len),
+        ("t1", t1.len(), n_out),
+        ("t2", t2.len(), n_lo),
+        ("output", out.len(), n_out),
+    ];
+    for (what, found, want) in checks {
+        if found < want {
+            return Err(Error::Other(format!("refiner down block `{}` {what}: {found} floats, needs {want}", conv1.name)));
+        }
+    }
+    let Some((w1, b1, a1)) = int8(conv1) else {
+        return Err(Error::Other(format!("refiner down block `{}`: conv1 must be int8 for the banded path", conv1.name)));
+    };
+    if !h.is_multiple_of(2) || !rows.is_multiple_of(2) || b.out_side(h) != h2 {
+        return Err(Error::Other(format!("refiner down block `{}`: banded path needs an even {h}x{h} map halved", conv1.name)));
+    }
+    let x = &x[..n_in];
+    let scale = a1.unwrap_or_else(|| act_scale_for(x));
+    let (conv_band, low) = band.split_at_mut(ci * rows * h);
+    let mut dst = MapMut::F32(&mut t2[..n_lo]);
+    for y0 in (0..h).step_by(rows) {
+        let y1 = (y0 + rows).min(h);
+        let part = &mut conv_band[..ci * (y1 - y0) * h];
+        w1.run_rows(s, x, (h, h), None, scale, (y0, y1 - y0), b1, part).map_err(|e| conv_err(conv1, e))?;
+        let lo_rows = (y1 - y0) / 2;
+        let down = &mut low[..ci * lo_rows * h2];
+        bilinear_lrelu(part, ci, y1 - y0, h, lo_rows, h2, SLOPE, down);
+        dst.put_rows((h2, h2), (y0 / 2, y1 / 2), down, Epilogue::Store);
+    }
+    let noop = &mut |_: &str, _: &[f32]| {};
+    conv2.run(s, &t2[..n_lo], h2, h2, out, noop)?;
+    bilinear_fast(x, ci, h, h, h2, h2, &mut t2[..n_lo]);
+    skip.run(s, &t2[..n_lo], h2, h2, t1, noop)?;
+    lrelu_add(&mut out[..n_out], &t1[..n_out], SLOPE);
     Ok(())
 }

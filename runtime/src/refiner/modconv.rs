@@ -4,14 +4,15 @@
 //! comes from per-`(out, in)` sums of squared weights precomputed at load, so the weight tensor is never
 //! rewritten per frame (and can stay in fp16 or int8 later).
 
-use rayon::prelude::*;
 use std::borrow::Cow;
 
 use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
 use gaga_kernels::fused::{bilinear_scaled, scale_channels, scale_channels_in_place, style_epilogue};
 use gaga_kernels::qgemm::PackedFormat;
+use gaga_kernels::winograd::Epilogue;
 
 use super::layers::{Linear, Observe};
+use super::maps::{with_map, MapMut, MapRef};
 use super::packed::{self, ConvKernel};
 use crate::error::{Error, Result};
 use crate::format::{DType, Layout};
@@ -209,14 +210,27 @@ impl<'w> ModConv<'w> {
     }
 }
 
+/// What a banded call does to each output band `[c_out, y1 - y0, w]` (rows `(y0, y1)`) before storing it.
+pub type BandEpilogue<'a> = dyn Fn(&mut [f32], (usize, usize)) + 'a;
+
 impl ModConv<'_> {
-    /// The raw output (no output factors) of an int8 call computed in row bands of `plan::UP_BAND_ROWS`:
-    /// `x` `[c_in, h/2, h/2]` upsampled (`up`) or `[c_in, h, h]` -> `out` `[c_out, h, h]`, each band (its
-    /// quantised input holds the halo rows, so no row is computed twice) into `band`, then copied into
-    /// `out`. Uses the whole map's activation scale, so the bits are [`ModConv::run_raw`]'s; the kernels'
-    /// scratch holds one band's quantised input.
+    /// The output of an int8 call computed in row bands of `plan::UP_BAND_ROWS`: `x` `[c_in, h/2, h/2]`
+    /// upsampled (`up`) or `[c_in, h, h]` (f32 or f16) -> `out` `[c_out, h, h]`, each band (its quantised
+    /// input holds the halo rows, so no row is computed twice) into `band`, then through `epi` and
+    /// stored into `out` (f32, or f16 rounded once). Uses the whole map's activation scale, so the bits
+    /// before the store are [`ModConv::run_raw`]'s; the kernels' scratch holds one band's quantised input.
     #[allow(clippy::too_many_arguments)]
-    fn run_banded(&self, scratch: &mut Scratch, x: &[f32], h: usize, up: bool, s: &[f32], band: &mut [f32], out: &mut [f32]) -> Result<()> {
+    fn run_banded(
+        &self,
+        scratch: &mut Scratch,
+        x: MapRef,
+        h: usize,
+        up: bool,
+        s: &[f32],
+        band: &mut [f32],
+        mut out: MapMut,
+        epi: &BandEpilogue,
+    ) -> Result<()> {
         let err = |what: String| Error::Other(format!("refiner conv `{}`: {what}", self.name));
         let (ConvKernel::Quant { w: pc, bias, act_scale }, true) = (&self.kernel, self.fuses_upsample()) else {
             return Err(err("banded int8 conv needs int8 weights".into()));
@@ -225,32 +239,31 @@ impl ModConv<'_> {
         let hx = if up { h / 2 } else { h };
         if band.len() < co * rows.min(h) * h || out.len() < co * h * h || x.len() < ci * hx * hx || s.len() < ci {
             return Err(err(format!(
-                "band {} floats (needs {}), output {} (needs {})",
+                "band {} floats (needs {}), output {} values (needs {})",
                 band.len(),
                 co * rows.min(h) * h,
                 out.len(),
                 co * h * h
             )));
         }
-        let (x, s, b) = (&x[..ci * hx * hx], &s[..ci], bias.as_deref());
+        let (s, b) = (&s[..ci], bias.as_deref());
         let q = |e: gaga_kernels::qgemm::QError| err(e.0);
+        let n_in = ci * hx * hx;
         let scale = match (act_scale, up) {
             (Some(a), _) => *a,
-            (None, true) => pc.upsampled_act_scale(x, hx, hx, s).map_err(q)?,
-            (None, false) => pc.scaled_act_scale(x, h, h, s).map_err(q)?,
+            (None, true) => with_map!(x, v => pc.upsampled_act_scale(&v[..n_in], hx, hx, s)).map_err(q)?,
+            (None, false) => with_map!(x, v => pc.scaled_act_scale(&v[..n_in], h, h, s)).map_err(q)?,
         };
         for y0 in (0..h).step_by(rows) {
             let y1 = (y0 + rows).min(h);
-            let n = (y1 - y0) * h;
-            let dst = &mut band[..co * n];
+            let dst = &mut band[..co * (y1 - y0) * h];
             if up {
-                pc.run_upsampled_rows(scratch, x, hx, hx, s, scale, (y0, y1 - y0), b, dst).map_err(q)?;
+                with_map!(x, v => pc.run_upsampled_rows(scratch, &v[..n_in], hx, hx, s, scale, (y0, y1 - y0), b, dst)).map_err(q)?;
             } else {
-                pc.run_rows(scratch, x, (h, h), Some(s), scale, (y0, y1 - y0), b, dst).map_err(q)?;
+                with_map!(x, v => pc.run_rows(scratch, &v[..n_in], (h, h), Some(s), scale, (y0, y1 - y0), b, dst)).map_err(q)?;
             }
-            // Per channel in parallel: a memory-bound pass, which serial costs the 2-thread frame.
-            let rows = out[..co * h * h].par_chunks_mut(h * h).map(|p| &mut p[y0 * h..y1 * h]);
-            rows.zip(band[..co * n].par_chunks(n)).for_each(|(d, v)| d.copy_from_slice(v));
+            epi(dst, (y0, y1));
+            out.put_rows((h, h), (y0, y1), dst, Epilogue::Store);
         }
         Ok(())
     }
@@ -306,25 +319,32 @@ impl<'w> StyleConv<'w> {
     }
 
     /// [`StyleConv::run`] of an int8 conv (a level's first, upsampling one with `up`), without SFT,
-    /// computed in row bands through `band` (at least `plan::up_band_len` floats): the same bits, a
-    /// band-sized kernel scratch. No observation hook (a caller that observes uses `run`).
+    /// computed in row bands through `band` (at least `plan::up_band_len` floats), each band's epilogue
+    /// applied before it is stored (f32: the same bits; f16: those values rounded once), a band-sized
+    /// kernel scratch. No observation hook (a caller that observes uses `run`).
     #[allow(clippy::too_many_arguments)]
     pub fn run_banded(
         &self,
         scratch: &mut Scratch,
         latent: &[f32],
-        x: &[f32],
+        x: MapRef,
         h: usize,
         up: bool,
         noise: &[f32],
         m: &mut ModBufs,
         band: &mut [f32],
-        out: &mut [f32],
+        out: MapMut,
     ) -> Result<()> {
         self.mc.modulate(latent, std::f32::consts::SQRT_2, &mut m.s, &mut m.f);
-        self.mc.run_banded(scratch, x, h, up, &m.s, band, out)?;
         let co = self.mc.c_out;
-        style_epilogue(&mut out[..co * h * h], h * h, &m.f[..co], noise, self.strength, &self.bias, super::layers::SLOPE, None);
-        Ok(())
+        if noise.len() < h * h {
+            return Err(Error::Other(format!("refiner conv `{}`: noise {} floats, needs {}", self.mc.name, noise.len(), h * h)));
+        }
+        let (f, slope) = (&m.f[..co], super::layers::SLOPE);
+        // The epilogue is per element, so per band it computes the whole map's values.
+        let epi = |v: &mut [f32], (y0, y1): (usize, usize)| {
+            style_epilogue(v, (y1 - y0) * h, f, &noise[y0 * h..y1 * h], self.strength, &self.bias, slope, None);
+        };
+        self.mc.run_banded(scratch, x, h, up, &m.s, band, out, &epi)
     }
 }

@@ -3,6 +3,7 @@
 //! at once (a ResBlock, a modulated conv); every buffer a step touches is alive for the whole step.
 
 use super::arena::{BufId, Plan, Schedule};
+use super::maps::arena_len;
 use crate::config::RefinerConfig;
 use crate::error::{Error, Result};
 
@@ -53,16 +54,24 @@ pub struct OnTheFly {
     /// band's output in `mod_band`).
     pub mod_bands: bool,
     /// ToRGB's modulated input `din3`: the level's decoder output is modulated in place (only when
-    /// nothing reads it later, i.e. the last level).
+    /// nothing reads it later, i.e. the last level: [`settle_half`] enforces it).
     pub rgb_in_place: bool,
-    /// With `rgb_in_place`, an int8 ToRGB instead quantises `x * s` band by band (`PackedConv::run_rows`,
-    /// each band's output in `rgb_band`): the kernels' scratch holds one band's int8 input.
+    /// ToRGB runs band by band (no `din3` either), its input left as it is (`ToRgb::run_banded`:
+    /// an int8 one quantises `x * s` a band at a time, a float one modulates a band into `rgb_band`).
     pub rgb_bands: bool,
+    /// The level's two StyleConv outputs (`e`, `dec`) and SFT hidden map (`cond_t`) are stored in f16
+    /// (`maps.rs`; each written a band at a time after its epilogue, read only by int8 convs quantising
+    /// it on the fly): half their bytes, for values rounded once to the nearest half. Needs every one
+    /// of the level's convs banded (and the SFT's first conv int8 too), and the next level's first
+    /// StyleConv banded (it reads `dec`).
+    pub half: bool,
+    /// With `half`, the UNet feature `feat` too (the last level's, which only the SFT reads).
+    pub half_feat: bool,
 }
 
-/// How many of an int8 refiner's maps are computed on the fly instead of stored as f32. Every choice
-/// gives the same bits; they trade arena memory for time (official size, `docs/performance.md`, "Lean
-/// int8 maps, session 6").
+/// How many of an int8 refiner's maps are computed on the fly instead of stored as f32. `Stored`,
+/// `Upsampled` and `Lean` give the same bits and trade arena memory for time (official size,
+/// `docs/performance.md`, "Lean int8 maps, session 6"); `Half` also rounds the largest stored maps to f16.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapMemory {
     /// Every map stored (the layout before on-the-fly quantisation; A/B and escape hatch).
@@ -72,20 +81,24 @@ pub enum MapMemory {
     Upsampled,
     /// Every map that can be ([`OnTheFly`]): official arena 65.75 MiB and kernel scratch 8.3 MiB (16.2
     /// with `Upsampled`), at the same refine time as `Upsampled` within noise since session 6's
-    /// vectorised on-the-fly quantiser and halo-reading bands. The default.
-    #[default]
+    /// vectorised on-the-fly quantiser and halo-reading bands.
     Lean,
+    /// `Lean` with the last two levels' largest maps in f16 ([`OnTheFly::half`]): official arena 41.75
+    /// MiB. Not bitwise `Lean` (each of those maps is rounded once to the nearest half, far below the
+    /// int8 quantisation step); the default.
+    #[default]
+    Half,
 }
 
 impl MapMemory {
-    /// The environment's choice: `GAGA_INT8_MAPS=stored|upsampled|lean` (unset: [`MapMemory::Lean`]).
+    /// The environment's choice: `GAGA_INT8_MAPS=stored|upsampled|lean|half` (unset: [`MapMemory::Half`]).
     pub fn from_env() -> Result<MapMemory> {
         match std::env::var("GAGA_INT8_MAPS") {
             Err(_) => Ok(MapMemory::default()),
-            Ok(v) => [MapMemory::Stored, MapMemory::Upsampled, MapMemory::Lean]
+            Ok(v) => [MapMemory::Stored, MapMemory::Upsampled, MapMemory::Lean, MapMemory::Half]
                 .into_iter()
                 .find(|m| m.name() == v)
-                .ok_or_else(|| Error::Other(format!("GAGA_INT8_MAPS={v}: expected stored, upsampled or lean"))),
+                .ok_or_else(|| Error::Other(format!("GAGA_INT8_MAPS={v}: expected stored, upsampled, lean or half"))),
         }
     }
 
@@ -95,37 +108,70 @@ impl MapMemory {
             MapMemory::Stored => "stored",
             MapMemory::Upsampled => "upsampled",
             MapMemory::Lean => "lean",
+            MapMemory::Half => "half",
         }
     }
 
-    /// `fly` (everything a level could compute on the fly) cut down to what this mode allows.
-    pub fn restrict(self, fly: OnTheFly) -> OnTheFly {
+    /// `fly` (everything level `k` of `levels` could do, [`OnTheFly::int8`] cut down to its convs) cut
+    /// down to what this mode allows. `Lean` bands the second StyleConv and ToRGB only at the last level
+    /// (`Half` also one level before, for its f16 maps).
+    pub fn restrict(self, fly: OnTheFly, k: usize, levels: usize) -> OnTheFly {
+        let last = k + 1 == levels;
         match self {
             MapMemory::Stored => OnTheFly::default(),
             MapMemory::Upsampled => OnTheFly { up_input: fly.up_input, ..OnTheFly::default() },
-            MapMemory::Lean => fly,
+            MapMemory::Lean => OnTheFly {
+                mod_bands: fly.mod_bands && last,
+                rgb_in_place: fly.rgb_in_place && last,
+                rgb_bands: fly.rgb_bands && last,
+                half: false,
+                half_feat: false,
+                ..fly
+            },
+            MapMemory::Half => fly,
         }
     }
 }
 
 impl OnTheFly {
-    /// Every map of level `k` of `levels` all-int8 ones computed on the fly (ToRGB in place at the last).
-    /// Banding pays only where the quantised inputs are the largest kernel scratch: every banded conv of
-    /// the last level, and the first StyleConv of the one before (its 128-channel 256x256 input).
+    /// Every map of level `k` of `levels` all-int8 ones computed on the fly (ToRGB in place or banded at
+    /// the last two). Banding pays where the quantised inputs are the largest kernel scratch (every
+    /// banded conv of the last level, the first StyleConv of the one before: its 128-channel 256x256
+    /// input) and where f16 maps ([`OnTheFly::half`]: the last two levels) need each band stored.
     pub fn int8(k: usize, levels: usize) -> OnTheFly {
-        let last = k + 1 == levels;
+        let (last, late) = (k + 1 == levels, k + 2 >= levels);
         OnTheFly {
             up_block: true,
             block_bands: last,
             up_input: true,
-            up_bands: k + 2 >= levels,
+            up_bands: late,
             cond_bands: true,
             mod_input: true,
-            mod_bands: last,
+            mod_bands: late,
             rgb_in_place: last,
-            rgb_bands: last,
+            // Banded ToRGB leaves its input as it is, so the level before the last may band it too.
+            rgb_bands: late,
+            half: late,
+            half_feat: last,
         }
     }
+}
+
+/// `fly` with [`OnTheFly::half`] kept only where the next level's first StyleConv can read an f16 `dec`
+/// (it runs banded: `up_input` and `up_bands`), [`OnTheFly::half_feat`] only at the last level, with
+/// `half` and a banded up block, and [`OnTheFly::rgb_in_place`] only at the last level.
+pub fn settle_half(mut fly: Vec<OnTheFly>) -> Vec<OnTheFly> {
+    let levels = fly.len();
+    for k in 0..levels {
+        let next_reads_f16 = fly.get(k + 1).is_none_or(|n| n.up_input && n.up_bands);
+        let f = &mut fly[k];
+        f.half &= next_reads_f16;
+        // Modulating `dec` in place destroys it: only the last level's is read by nothing later.
+        f.rgb_in_place &= k + 1 == levels;
+        // The next level's up block reads `feat` as f32: only the last level's may be f16.
+        f.half_feat &= f.half && f.up_block && f.block_bands && k + 1 == levels;
+    }
+    fly
 }
 
 /// Floats of [`LevelIds::cond_x`] for a banded level `k`: one band's output (`d[k + 1]` channels).
@@ -141,17 +187,18 @@ pub fn up_band_len(r: &RefinerConfig, k: usize) -> usize {
     r.decoder_channels[k + 1] * UP_BAND_ROWS.min(h) * h
 }
 
-/// Floats of [`LevelIds::rgb_band`] for a banded level `k`: one band of ToRGB's output.
+/// Floats of [`LevelIds::rgb_band`] for a banded level `k`: one band of ToRGB's output and, for a float
+/// ToRGB (modulated on the band), one of its input (`d[k + 1]` channels).
 pub fn rgb_band_len(r: &RefinerConfig, k: usize) -> usize {
     let h = side(k + 1);
-    r.out_channels * UP_BAND_ROWS.min(h) * h
+    (r.decoder_channels[k + 1] + r.out_channels) * UP_BAND_ROWS.min(h) * h
 }
 
-/// Floats of [`LevelIds::block_band`] for a banded level `k`: one band of the up block's output
-/// (`u[k + 1]` channels).
+/// Floats of [`LevelIds::block_band`] for a banded level `k`: one band of the up block's conv2 output and
+/// one of its skip's (`u[k + 1]` channels each), summed in f32 before the band is stored.
 pub fn block_band_len(r: &RefinerConfig, k: usize) -> usize {
     let h = side(k + 1);
-    r.unet_channels[k + 1] * UP_BAND_ROWS.min(h) * h
+    2 * r.unet_channels[k + 1] * UP_BAND_ROWS.min(h) * h
 }
 
 /// One decoder level `k` (side(k) -> side(k + 1)), in run order. A map the level computes on the fly
@@ -185,11 +232,65 @@ pub struct LevelIds {
     pub rgb_band: BufId,
 }
 
+/// How the encoder's full-size steps save memory (an int8 refiner with f16 maps, [`MapMemory::Half`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Encoder {
+    /// The first conv (1x1) runs in row bands of [`UP_BAND_ROWS`] and writes its output over the
+    /// splat input's first planes (each band's input rows are copied out first, and no later band
+    /// reads those rows), so the input's remaining planes are free once it has run.
+    pub first_in_place: bool,
+    /// The first down block's conv1 (int8) runs in row bands, each band downsampled at once, so its
+    /// full-size output map never exists.
+    pub down_bands: bool,
+}
+
+impl Encoder {
+    /// What mode `mode` plans for an encoder whose first conv is 1x1 with no more outputs than inputs and
+    /// whose first down block's conv1 is int8.
+    pub fn for_mode(mode: MapMemory) -> Encoder {
+        let on = mode == MapMemory::Half;
+        Encoder { first_in_place: on, down_bands: on }
+    }
+}
+
+/// The schedule of `r` with `fly` placed in one arena, the encoder planned as `enc` where that gives a
+/// smaller arena than planning it plainly (the savings cost band buffers, which a small model's encoder
+/// does not repay). Returns the plan, its buffers and the encoder plan used.
+pub fn place_best(r: &RefinerConfig, enc: Encoder, fly: &[OnTheFly], shared: bool) -> (Plan, Ids, Encoder) {
+    let (s, ids) = schedule(r, Encoder::default(), fly);
+    let plain = (Plan::place(s, shared), ids, Encoder::default());
+    if enc == Encoder::default() {
+        return plain;
+    }
+    let (s, ids) = schedule(r, enc, fly);
+    let saving = (Plan::place(s, shared), ids, enc);
+    if saving.0.len() < plain.0.len() {
+        saving
+    } else {
+        plain
+    }
+}
+
+/// Floats of [`Ids::enc_band`]: one band of the first conv's input and output, which is also more than a
+/// band of the first down block's conv1 output and its downsampled rows.
+pub fn enc_band_len(r: &RefinerConfig) -> usize {
+    let (h, levels) = (r.size, r.levels());
+    let rows = UP_BAND_ROWS.min(h);
+    let first = (r.in_channels + r.unet_channels[levels]) * rows * h;
+    let down = r.unet_channels[levels] * (rows * h + (rows / 2) * (h / 2));
+    first.max(down)
+}
+
 /// Every buffer of a run.
 pub struct Ids {
-    /// The splat `[in_channels, size, size]` for `Refiner::run_input` (dead after the first conv).
+    /// The splat `[in_channels, size, size]` for `Refiner::run_input` (dead after the first conv). With
+    /// [`Encoder::first_in_place`] only its first `u[levels]` planes (the first conv's output, `first`),
+    /// and `input_tail` the rest, glued after it.
     pub input: BufId,
+    pub input_tail: Option<BufId>,
     pub first: BufId,
+    /// The encoder's band buffer ([`enc_band_len`]; empty without [`Encoder`] savings).
+    pub enc_band: BufId,
     pub down: Vec<DownIds>,
     /// `skips[k]` at side(k): the down blocks' outputs, read again by up level k.
     pub skips: Vec<BufId>,
@@ -229,12 +330,19 @@ pub fn validate(r: &RefinerConfig) -> Result<()> {
 /// Records the run of a refiner with config `r` (checked by [`validate`]). `fly[k]` says which of level
 /// k's maps are computed on the fly (missing entries: none), and those buffers are empty. One schedule
 /// serves every precision: only those buffers' sizes differ.
-pub fn schedule(r: &RefinerConfig, fly: &[OnTheFly]) -> (Schedule, Ids) {
+pub fn schedule(r: &RefinerConfig, enc: Encoder, fly: &[OnTheFly]) -> (Schedule, Ids) {
     let (u, d, oc, levels) = (&r.unet_channels, &r.decoder_channels, r.out_channels, r.levels());
     let area = |k: usize| side(k) * side(k);
     let mut s = Schedule::default();
-    let input = s.buf(r.in_channels * area(levels));
-    let first = s.buf(u[levels] * area(levels));
+    let (input, input_tail, first) = if enc.first_in_place {
+        let first = s.buf(u[levels] * area(levels));
+        let tail = s.buf(r.in_channels.saturating_sub(u[levels]) * area(levels));
+        s.glue(first, tail);
+        (first, Some(tail), first)
+    } else {
+        (s.buf(r.in_channels * area(levels)), None, s.buf(u[levels] * area(levels)))
+    };
+    let enc_band = s.buf(if enc.first_in_place || enc.down_bands { enc_band_len(r) } else { 0 });
     let mut skips = vec![0; levels];
     let mut down = Vec::with_capacity(levels);
     for i in 0..levels {
@@ -242,7 +350,12 @@ pub fn schedule(r: &RefinerConfig, fly: &[OnTheFly]) -> (Schedule, Ids) {
         let (ci, co) = (u[lo + 1], u[lo]);
         s.step();
         s.touch(if i == 0 { first } else { skips[lo + 1] });
-        let t1 = s.buf((ci * area(lo + 1)).max(co * area(lo)));
+        let banded = i == 0 && enc.down_bands;
+        if banded {
+            s.touch(enc_band);
+        }
+        // A banded block's `t1` holds only the skip conv's output.
+        let t1 = s.buf(if banded { co * area(lo) } else { (ci * area(lo + 1)).max(co * area(lo)) });
         let t2 = s.buf(ci * area(lo));
         skips[lo] = s.buf(co * area(lo));
         down.push(DownIds { t1, t2 });
@@ -267,30 +380,30 @@ pub fn schedule(r: &RefinerConfig, fly: &[OnTheFly]) -> (Schedule, Ids) {
         let banded_block = fk.up_block && fk.block_bands;
         let t1 = s.buf(if banded_block { u[k] * area(k) } else { (u[k] * area(k)).max(u[k + 1] * a2) });
         let t2 = s.buf(unless(fk.up_block, u[k] * a2));
-        let f = s.buf(u[k + 1] * a2);
+        let f = s.buf(arena_len(u[k + 1] * a2, fk.half_feat));
         let block_band = s.buf(if banded_block { block_band_len(r, k) } else { 0 });
         s.step();
         s.touch(dec);
         let din_up = (!fk.up_input).then(|| s.buf(d[k] * a2));
         let up_band = s.buf(if fk.up_input && fk.up_bands { up_band_len(r, k) } else { 0 });
-        let e = s.buf(d[k + 1] * a2);
+        let e = s.buf(arena_len(d[k + 1] * a2, fk.half));
         s.step();
         s.touch(f);
         s.touch(e);
-        let cond_t = s.buf(u[k + 1] * a2);
+        let cond_t = s.buf(arena_len(u[k + 1] * a2, fk.half));
         let cond_x = s.buf(if fk.cond_bands { cond_band_len(r, k) } else { d[k + 1] * a2 });
         s.step();
         s.touch(e);
         let din2 = s.buf(unless(fk.mod_input, d[k + 1] * a2));
-        let dk = s.buf(d[k + 1] * a2);
+        let dk = s.buf(arena_len(d[k + 1] * a2, fk.half));
         let mod_band = s.buf(if fk.mod_input && fk.mod_bands { up_band_len(r, k) } else { 0 });
         s.step();
         s.touch(rgb);
         s.touch(dk);
         let rgb_up = s.buf(oc * a2);
-        let din3 = s.buf(unless(fk.rgb_in_place, d[k + 1] * a2));
+        let din3 = s.buf(unless(fk.rgb_in_place || fk.rgb_bands, d[k + 1] * a2));
         let rk = s.buf(oc * a2);
-        let rgb_band = s.buf(if fk.rgb_in_place && fk.rgb_bands { rgb_band_len(r, k) } else { 0 });
+        let rgb_band = s.buf(if fk.rgb_bands { rgb_band_len(r, k) } else { 0 });
         lv.push(LevelIds {
             t1,
             t2,
@@ -313,7 +426,7 @@ pub fn schedule(r: &RefinerConfig, fly: &[OnTheFly]) -> (Schedule, Ids) {
     }
     s.step();
     s.touch(rgb);
-    (s, Ids { input, first, down, skips, head, din0, dec0, din_rgb0, rgb0, levels: lv })
+    (s, Ids { input, input_tail, first, enc_band, down, skips, head, din0, dec0, din_rgb0, rgb0, levels: lv })
 }
 
 /// The planned arena of a refiner with config `r`, and the same buffers without sharing.
@@ -329,24 +442,29 @@ pub struct ArenaReport {
 /// Plans the arena for `r` with every map in f32 (fp32 and fp16 layers), without loading weights (for
 /// `gaga bench` and memory budgets).
 pub fn report(r: &RefinerConfig) -> Result<ArenaReport> {
-    report_levels(r, &[])
+    report_levels(r, Encoder::default(), &[])
 }
 
 /// [`report`] for a refiner whose levels `k` with `int8[k]` are all-int8 and compute on the fly what
 /// `mode` allows of [`OnTheFly::int8`] (an all-int8 refiner: `vec![true; r.levels()]`), as `Refiner::new`
-/// plans them.
+/// plans them (the encoder as [`Encoder::for_mode`] when every level is int8).
 pub fn report_int8(r: &RefinerConfig, int8: &[bool], mode: MapMemory) -> Result<ArenaReport> {
     let levels = r.unet_channels.len().saturating_sub(1);
-    let fly: Vec<OnTheFly> =
-        int8.iter().enumerate().map(|(k, &on)| if on { mode.restrict(OnTheFly::int8(k, levels)) } else { OnTheFly::default() }).collect();
-    report_levels(r, &fly)
+    let fly: Vec<OnTheFly> = int8
+        .iter()
+        .enumerate()
+        .map(|(k, &on)| if on { mode.restrict(OnTheFly::int8(k, levels), k, levels) } else { OnTheFly::default() })
+        .collect();
+    let fly = settle_half(fly);
+    let enc = if !int8.is_empty() && int8.iter().all(|&on| on) { Encoder::for_mode(mode) } else { Encoder::default() };
+    report_levels(r, enc, &fly)
 }
 
-/// [`report`] with level k's maps computed on the fly as `fly[k]` says.
-pub fn report_levels(r: &RefinerConfig, fly: &[OnTheFly]) -> Result<ArenaReport> {
+/// [`report`] with the encoder planned as `enc` says and level k's maps computed on the fly as `fly[k]`.
+pub fn report_levels(r: &RefinerConfig, enc: Encoder, fly: &[OnTheFly]) -> Result<ArenaReport> {
     validate(r)?;
-    let planned = Plan::place(schedule(r, fly).0, true);
-    let unshared = Plan::place(schedule(r, fly).0, false);
+    let (planned, _, enc) = place_best(r, enc, fly, true);
+    let unshared = Plan::place(schedule(r, enc, fly).0, false);
     Ok(ArenaReport { planned_bytes: 4 * planned.len(), peak_live_bytes: 4 * planned.peak_live(), unshared_bytes: 4 * unshared.len() })
 }
 

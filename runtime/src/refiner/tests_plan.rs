@@ -57,7 +57,7 @@ fn x_len(cfg: &ModelConfig) -> usize {
 #[test]
 fn the_official_plan_is_valid_and_needs_no_more_than_the_busiest_step() {
     for cfg in [ModelConfig::official(), ModelConfig::small()] {
-        let (sched, _) = schedule(&cfg.refiner, &[]);
+        let (sched, _) = schedule(&cfg.refiner, Encoder::default(), &[]);
         let p = Plan::place(sched, true);
         p.check().expect("no live buffers overlap");
         let r = report(&cfg.refiner).expect("valid config");
@@ -76,7 +76,7 @@ fn the_official_plan_is_valid_and_needs_no_more_than_the_busiest_step() {
 /// ToRGB) with level maps computed on the fly as `fly` says, and the planned arena in MiB.
 fn last_level(fly: &[OnTheFly]) -> (Vec<f64>, f64) {
     let r = ModelConfig::official().refiner;
-    let p = Plan::place(schedule(&r, fly).0, true);
+    let p = Plan::place(schedule(&r, Encoder::default(), fly).0, true);
     p.check().expect("no live buffers overlap");
     let live = p.live_per_step();
     let mib = |f: usize| (4 * f) as f64 / 1048576.0;
@@ -115,14 +115,38 @@ fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_f
     // up block needs 57.25 (its `t1` holds conv1's 8 MiB output only, plus a 0.5 MiB band), banded
     // ToRGB 38.75 + a 96 KiB band (was 70.75). (Session 5's bands with halo rows of their own: SFT 66.4375, first
     // StyleConv 65.875; unbanded up block and second StyleConv 64.75.)
-    let (live, arena) = last_level(&(0..levels).map(|k| OnTheFly::int8(k, levels)).collect::<Vec<_>>());
-    assert_eq!((live, arena), (vec![57.25, 65.75, 65.75, 65.75, 38.84375], 65.75));
+    // Session 7: the banded up block holds two bands (conv2's and the skip's, summed before storing): +0.5;
+    // ToRGB's band holds an input band too (for a float ToRGB): +1.
+    let mode = |m: MapMemory| settle_half((0..levels).map(|k| m.restrict(OnTheFly::int8(k, levels), k, levels)).collect());
+    let (live, arena) = last_level(&mode(MapMemory::Lean));
+    assert_eq!((live, arena), (vec![57.75, 65.75, 65.75, 65.75, 39.84375], 65.75));
     let int8 = report_int8(&r, &all, MapMemory::Lean).expect("valid");
     assert_eq!(int8.planned_bytes, int8.peak_live_bytes, "the placement reaches the busiest step");
     assert_eq!(int8.planned_bytes as f64, 65.75 * 1048576.0);
-    let (sched, ids) = schedule(&r, &(0..levels).map(|k| OnTheFly::int8(k, levels)).collect::<Vec<_>>());
+    let (sched, ids) = schedule(&r, Encoder::default(), &mode(MapMemory::Lean));
     assert!(ids.levels.iter().all(|l| l.din_up.is_none()));
     Plan::place(sched, true).check().expect("no live buffers overlap");
+    // `half`: the StyleConv outputs, SFT hidden map and (last level) UNet feature of the last two levels
+    // in f16. Up block: skip 8 + previous feature 8 + conv1 output 8 + f16 feature 8 + two bands 1 + f16
+    // decoder input 8 + RGB 0.75; StyleConv and SFT steps: halves of the f32 ones' 32/16 MiB maps (the
+    // SFT's first conv runs its bands through the second's band buffer).
+    let (live, _) = last_level(&mode(MapMemory::Half));
+    assert_eq!(live, vec![41.75, 33.75, 33.75, 33.75, 23.84375]);
+    // With the encoder as before, the busiest step would be its first conv (splat input 32 + output 16)
+    // and then its first down block (16 + conv1's full-size output 16 + 4 + 8) ...
+    let enc_live = |enc: Encoder| {
+        let p = Plan::place(schedule(&r, enc, &mode(MapMemory::Half)).0, true);
+        p.check().expect("no live buffers overlap");
+        let live = p.live_per_step();
+        (live[..2].iter().map(|&f| (4 * f) as f64 / 1048576.0).collect::<Vec<_>>(), (4 * p.len()) as f64 / 1048576.0)
+    };
+    assert_eq!(enc_live(Encoder::default()), (vec![48.0, 44.0], 48.0));
+    // ... so `half` runs the first conv in place over the input's first planes (32 + a 1.5 MiB band) and
+    // the down block's conv1 in bands (16 + skip conv output 8 + 4 + 8 + the band): the last level's up
+    // block (41.75) is the busiest step, and the placement reaches it.
+    assert_eq!(enc_live(Encoder::for_mode(MapMemory::Half)), (vec![33.5, 37.5], 41.75));
+    let half = report_int8(&r, &all, MapMemory::Half).expect("valid");
+    assert_eq!((half.planned_bytes, half.peak_live_bytes), (167 << 18, 167 << 18), "41.75 MiB");
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! StyleGAN2's `ToRGB` layer: a modulated 1x1 conv without demodulation, in its whole-map, in-place and
-//! banded forms (the last two for the int8 refiner's low-memory plan; every form gives the same bits).
+//! banded forms (the last two for the int8 refiner's low-memory plans; every form gives the same bits).
 
 use std::borrow::Cow;
 
 use gaga_kernels::conv::{Conv2d, Scratch};
 use gaga_kernels::fused::scale_channels_in_place;
+use gaga_kernels::qgemm::widen_f16;
+use gaga_kernels::winograd::Epilogue;
 
 use super::super::layers::Observe;
+use super::super::maps::{MapMut, MapRef};
 use super::{ModBufs, ModConv};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
@@ -70,21 +73,22 @@ impl<'w> ToRgb<'w> {
         let spec = Conv2d { c_in: ci, c_out: co, kernel: self.mc.k, stride: 1, pad: self.mc.k / 2 };
         obs(&self.mc.name, &x[..ci * hw]);
         self.mc.kernel.run(scratch, &spec, &x[..ci * hw], h, h, out)?;
-        scale_channels_in_place(&mut out[..co * hw], &m.f[..co], hw);
-        self.add_bias_skip(h, skip, out);
+        self.finish(h, skip, &m.f, out);
         Ok(())
     }
 
-    /// [`ToRgb::run`] of an int8 conv in row bands of `plan::UP_BAND_ROWS`: each band quantises its rows
-    /// of `x * s` straight from `x` (`PackedConv::run_rows`, the whole map's activation scale) into
-    /// `band` (at least `plan::rgb_band_len` floats), then into `out`: the same bits, a band-sized kernel
-    /// scratch, and `x` is left as it is. No observation hook (a caller that observes uses `run`).
+    /// [`ToRgb::run`] in row bands of `plan::UP_BAND_ROWS`, `x` (f32 or f16) left as it is, through
+    /// `band` (at least `plan::rgb_band_len` floats): an int8 conv quantises each band's rows of `x * s`
+    /// straight from `x` (`PackedConv::run_rows`, the whole map's activation scale); a float one (the
+    /// converter keeps these 3-output convs fp16) modulates each band's rows into the band buffer and runs
+    /// on them (a 1x1 conv reads no halo). Each band's output goes into `out`: the same bits as `run`, a
+    /// band-sized scratch. No observation hook (a caller that observes uses `run`).
     #[allow(clippy::too_many_arguments)]
     pub fn run_banded(
         &self,
         scratch: &mut Scratch,
         latent: &[f32],
-        x: &[f32],
+        x: MapRef,
         h: usize,
         skip: Option<&[f32]>,
         m: &mut ModBufs,
@@ -92,11 +96,58 @@ impl<'w> ToRgb<'w> {
         out: &mut [f32],
     ) -> Result<()> {
         self.mc.modulate(latent, 1.0, &mut m.s, &mut m.f);
-        self.mc.run_banded(scratch, x, h, false, &m.s, band, out)?;
-        let (co, hw) = (self.mc.c_out, h * h);
-        scale_channels_in_place(&mut out[..co * hw], &m.f[..co], hw);
-        self.add_bias_skip(h, skip, out);
+        if self.mc.fuses_upsample() {
+            self.mc.run_banded(scratch, x, h, false, &m.s, band, MapMut::F32(&mut *out), &|_, _| {})?;
+        } else {
+            self.run_float_bands(scratch, x, h, &m.s, band, out)?;
+        }
+        self.finish(h, skip, &m.f, out);
         Ok(())
+    }
+
+    /// The float conv of [`ToRgb::run_banded`]: per band, `x * s` widened into the front of `band`, the
+    /// conv's output band after it, then into `out`.
+    fn run_float_bands(&self, scratch: &mut Scratch, x: MapRef, h: usize, s: &[f32], band: &mut [f32], out: &mut [f32]) -> Result<()> {
+        let (ci, co, rows) = (self.mc.c_in, self.mc.c_out, super::super::plan::UP_BAND_ROWS.min(h));
+        let (need_in, need_out) = (ci * rows * h, co * rows * h);
+        if self.mc.k != 1 || band.len() < need_in + need_out || x.len() < ci * h * h || out.len() < co * h * h || s.len() < ci {
+            return Err(Error::Other(format!(
+                "refiner conv `{}`: banded {}x{} conv, band {} floats (needs {}), input {} values, output {}",
+                self.mc.name,
+                self.mc.k,
+                self.mc.k,
+                band.len(),
+                need_in + need_out,
+                x.len(),
+                out.len()
+            )));
+        }
+        let (inp, res) = band.split_at_mut(need_in);
+        let spec = Conv2d { c_in: ci, c_out: co, kernel: 1, stride: 1, pad: 0 };
+        let mut dst = MapMut::F32(&mut out[..co * h * h]);
+        for y0 in (0..h).step_by(rows) {
+            let y1 = (y0 + rows).min(h);
+            let n = (y1 - y0) * h;
+            for (c, plane) in inp[..ci * n].chunks_mut(n).enumerate() {
+                let src = c * h * h + y0 * h..c * h * h + y1 * h;
+                match x {
+                    MapRef::F32(v) => plane.copy_from_slice(&v[src]),
+                    MapRef::F16(v) => widen_f16(&v[src], plane),
+                }
+                // `v * s`, as `scale_channels_in_place` modulates the whole map.
+                plane.iter_mut().for_each(|v| *v *= s[c]);
+            }
+            self.mc.kernel.run(scratch, &spec, &inp[..ci * n], y1 - y0, h, &mut res[..co * n])?;
+            dst.put_rows((h, h), (y0, y1), &res[..co * n], Epilogue::Store);
+        }
+        Ok(())
+    }
+
+    /// The output factors, bias and skip on `out` (`[c_out, h, h]`) after the conv.
+    fn finish(&self, h: usize, skip: Option<&[f32]>, f: &[f32], out: &mut [f32]) {
+        let (co, hw) = (self.mc.c_out, h * h);
+        scale_channels_in_place(&mut out[..co * hw], &f[..co], hw);
+        self.add_bias_skip(h, skip, out);
     }
 
     /// `out[o] += bias[o] + skip[o]` (or `+= bias[o]` without a skip).
