@@ -118,6 +118,22 @@ pub fn narrow_all(v: &[f32]) -> Vec<f16> {
     out
 }
 
+/// `v` times a power of two `2^e` rounded to f16, with `2^-e` to multiply results by: `e` puts the largest
+/// finite `|v|` in [2^14, 2^15), far from the f16 range's ends (scaling by a power of two is exact), so
+/// every value keeps a half's relative precision down to 2^-29 of the largest. For tables whose values
+/// sit far from 1 (square sums of small weights, FLAME's blendshape directions). `None` when `v` has no
+/// finite non-zero value.
+pub fn narrow_scaled(v: &[f32]) -> Option<(Vec<f16>, f32)> {
+    let max = v.iter().map(|x| x.abs()).filter(|x| x.is_finite()).fold(0f32, f32::max);
+    if max <= 0.0 {
+        return None;
+    }
+    let e = 14 - max.log2().floor() as i32;
+    let up = 2f32.powi(e);
+    let scaled: Vec<f32> = v.iter().map(|x| x * up).collect();
+    Some((narrow_all(&scaled), 2f32.powi(-e)))
+}
+
 /// `dst[i] = f16(src[i])` (round to nearest, ties to even; F16C or NEON, `qgemm::narrow_f16`). Equal
 /// lengths.
 pub fn narrow_into(src: &[f32], dst: &mut [f16]) {
@@ -171,6 +187,20 @@ mod tests {
             let want = f16::from_f32(*f);
             assert!(g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()), "value {i}: {f:e} gave {g} not {want}");
         }
+    }
+
+    #[test]
+    fn scaled_narrowing_keeps_a_halfs_precision_far_from_one() {
+        for (lo, hi) in [(1e-9f32, 1e-5f32), (3.0, 9e6), (-2e-3, 5e-4)] {
+            let v: Vec<f32> = (0..1000).map(|i| lo + (hi - lo) * (i as f32 / 999.0)).collect();
+            let (h, unscale) = narrow_scaled(&v).expect("non-zero");
+            let max = v.iter().map(|x| x.abs()).fold(0f32, f32::max);
+            for (x, q) in v.iter().zip(&h) {
+                let back = q.to_f32() * unscale;
+                assert!((back - x).abs() <= x.abs() / 2048.0 + max * 2f32.powi(-38), "{x} came back as {back}");
+            }
+        }
+        assert!(narrow_scaled(&[0.0, f32::NAN]).is_none());
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8], cfg: &ModelConfig) -> Result<Avatar
         opacities: take("opacities", count)?,
         scales: take("scales", 3 * count)?,
         rotations: take("rotations", 4 * count)?,
+        covariances: Vec::new(),
         shapecode: take("shapecode", cfg.flame.shape_params)?,
     };
     if let Some(i) = avatar.opacities.iter().position(|o| !(0.0..=1.0).contains(o)) {
@@ -246,6 +247,7 @@ mod tests {
             opacities: unit(3, count),
             scales: unit(4, 3 * count).into_iter().map(|v| 0.05 * v).collect(),
             rotations: seeded(5, 4 * count),
+            covariances: Vec::new(),
             shapecode: seeded(6, cfg.flame.shape_params),
         }
     }

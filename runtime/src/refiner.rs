@@ -347,8 +347,8 @@ impl<'w> Refiner<'w> {
             let lo = levels - 1 - i;
             let input = if i == 0 { ids.first } else { ids.skips[lo + 1] };
             if i == 0 && self.enc.down_bands {
-                let [x, band, t1, t2, skip] = carve(a, [r(input), r(ids.enc_band), r(t.t1), r(t.t2), r(ids.skips[lo])])?;
-                lowmem::down_block_banded(block, sc, x, side(lo + 1), band, t1, t2, skip)?;
+                let [x, band, t2, skip] = carve(a, [r(input), r(ids.enc_band), r(t.t2), r(ids.skips[lo])])?;
+                lowmem::down_block_banded(block, sc, x, side(lo + 1), band, t2, skip)?;
                 continue;
             }
             let [x, t1, t2, skip] = carve(a, [r(input), r(t.t1), r(t.t2), r(ids.skips[lo])])?;
@@ -390,8 +390,9 @@ impl<'w> Refiner<'w> {
             let (h, h2) = (side(k), side(k + 1));
             let n = d[k + 1] * h2 * h2;
             // UNet up block k at side(k + 1).
-            let [x, skip, t1, t2, f, band] = carve(a, [r(feat), r(ids.skips[k]), r(l.t1), r(l.t2), r(l.feat), r(l.block_band)])?;
+            let [x, skip] = carve(a, [r(feat), r(ids.skips[k])])?;
             add_assign(&mut x[..u[k] * h * h], &skip[..u[k] * h * h]);
+            let [x, t1, t2, f, band] = carve(a, [r(feat), r(l.t1), r(l.t2), r(l.feat), r(l.block_band)])?;
             let nf = u[k + 1] * h2 * h2;
             if fly.up_block && !observing {
                 let band = fly.block_bands.then_some(band);

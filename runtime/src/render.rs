@@ -1,16 +1,16 @@
 //! The per-frame path on the CPU (spec §1.2): FLAME moves the vertex Gaussians -> the driver's camera ->
 //! the 32-channel splat -> the StyleUNet refiner -> RGB clamped to [0, 1].
 //!
-//! [`FrameRenderer`] owns every per-frame buffer, including a working copy of the avatar's positions (the
-//! avatar itself is never mutated). Once warmed up, FLAME, the splat and the refiner's own code allocate
+//! [`FrameRenderer`] owns every per-frame buffer, including the posed FLAME vertices (the avatar itself is
+//! never mutated). Once warmed up, FLAME, the splat and the refiner's own code allocate
 //! nothing per frame; the `gemm` crate under the convolutions still allocates packing buffers per call
 //! (`tests/tests/no_alloc_frame.rs` checks the first part and holds the ignored whole-frame test).
 //!
-//! Static Gaussians: their 3D covariances are computed once and reused by the splat scratch (keyed bitwise
-//! on each Gaussian's scale and rotation, so another avatar simply recomputes them on its first frame).
-//! Their positions are still copied into the working buffer each frame (2 MiB, well under a millisecond),
-//! which keeps `GaussianSet` one contiguous array. The splat is written straight into the refiner's
-//! planned input region (`Refiner::input_mut`), so the frame holds no separate 32-channel image.
+//! Static Gaussians: a prepared avatar (`prepare_avatar`) holds their 3D covariances, computed once;
+//! otherwise the splat scratch caches them (keyed bitwise on each Gaussian's scale and rotation). Their
+//! positions are read from the avatar, the FLAME ones from the posed vertices (`GaussianSet::moving`). The
+//! splat is written straight into the refiner's planned input region (`Refiner::input_mut`), and the
+//! refiner's RGB straight into the output image, so the frame holds no copy of either.
 
 use std::time::Instant;
 
@@ -75,7 +75,6 @@ pub struct FrameRenderer<'w> {
     positions: Vec<f32>,
     background: Vec<f32>,
     splat_scratch: SplatScratch,
-    rgb: Vec<f32>,
     times: FrameTimes,
 }
 
@@ -107,7 +106,7 @@ impl<'w> FrameRenderer<'w> {
             )));
         }
         let n = cfg.gaussians();
-        Ok(FrameRenderer {
+        let mut r = FrameRenderer {
             size: s,
             focal: cfg.focal,
             gaussians: n,
@@ -115,12 +114,16 @@ impl<'w> FrameRenderer<'w> {
             vertices: cfg.flame.vertices,
             flame: Flame::new(w, cfg)?,
             refiner: Refiner::new(w, cfg, options.noise)?,
-            positions: vec![0.0; n * 3],
+            positions: vec![0.0; cfg.flame.vertices * 3],
             background: vec![0.0; cfg.gaussian_channels],
             splat_scratch: SplatScratch::new(),
-            rgb: vec![0.0; cfg.refiner.out_channels * s * s],
             times: FrameTimes::default(),
-        })
+        };
+        // An int8 session's frames tolerate f16 FLAME expression directions as they do f16 colours.
+        if r.tolerates_f16_colors() {
+            r.flame.narrow_expression_directions();
+        }
+        Ok(r)
     }
 
     /// Checks that `avatar` was lifted by a model of this configuration.
@@ -153,11 +156,20 @@ impl<'w> FrameRenderer<'w> {
         self.refiner.conv_precisions().iter().filter(|(_, p)| *p == crate::refiner::packed::Precision::Int8).count()
     }
 
-    /// `avatar` in the storage this renderer wants: colours narrowed to f16 when
-    /// [`FrameRenderer::tolerates_f16_colors`] (the f32 array is dropped), otherwise unchanged.
+    /// `avatar` in the storage this renderer wants: its 3D covariances computed once in place of its
+    /// scales and rotations (which only they come from; the same frames bit for bit, and no per-frame
+    /// covariance cache: 9 MiB less at official size), and colours narrowed to f16 when
+    /// [`FrameRenderer::tolerates_f16_colors`] (the f32 array is dropped). An avatar whose scale or
+    /// rotation count is wrong is left as it is, so `render` names the field.
     pub fn prepare_avatar(&self, mut avatar: Avatar) -> Avatar {
         if self.tolerates_f16_colors() {
             avatar.colors = avatar.colors.into_f16();
+        }
+        let n = avatar.count;
+        if avatar.covariances.is_empty() && avatar.scales.len() == 3 * n && avatar.rotations.len() == 4 * n {
+            avatar.covariances = gaga_kernels::splat::covariances(&avatar.scales, &avatar.rotations);
+            avatar.scales = Vec::new();
+            avatar.rotations = Vec::new();
         }
         avatar
     }
@@ -181,17 +193,15 @@ impl<'w> FrameRenderer<'w> {
             other => other,
         })?;
         self.flame.pose(&frame.expcode, &frame.posecode, &frame.eyecode, &frame.key, &mut self.positions[..nv])?;
-        self.positions[nv..].copy_from_slice(&avatar.positions[nv..]);
 
         let t1 = Instant::now();
-        let set = GaussianSet::with_colors(
-            &self.positions,
-            &avatar.scales,
-            &avatar.rotations,
-            &avatar.opacities,
-            avatar.colors.view(),
-            avatar.channels,
-        )
+        let (pos, op, colors, c) = (&avatar.positions[..], &avatar.opacities[..], avatar.colors.view(), avatar.channels);
+        let set = if avatar.covariances.is_empty() {
+            GaussianSet::with_colors(pos, &avatar.scales, &avatar.rotations, op, colors, c)
+        } else {
+            GaussianSet::with_covariances(pos, &avatar.covariances, op, colors, c)
+        }
+        .and_then(|set| set.moving(&self.positions[..nv]))
         .map_err(|e| avatar_error(e.field, format!("expected {} values, found {}", e.expected, e.found)))?;
         let camera = SplatCamera::from_transform(&frame.transform, self.focal, s, s);
         splat(&set, &camera, &self.background, self.refiner.input_mut(), &mut self.splat_scratch);
@@ -201,8 +211,8 @@ impl<'w> FrameRenderer<'w> {
         }
 
         let t2 = Instant::now();
-        self.refiner.run_input(&mut self.rgb)?;
-        out.data.iter_mut().zip(&self.rgb).for_each(|(o, v)| *o = v.clamp(0.0, 1.0));
+        self.refiner.run_input(&mut out.data)?;
+        out.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
         let t3 = Instant::now();
         self.times = FrameTimes { flame: (t1 - t0).as_secs_f64(), splat: (t2 - t1).as_secs_f64(), refine: (t3 - t2).as_secs_f64() };
         Ok(())
@@ -212,7 +222,8 @@ impl<'w> FrameRenderer<'w> {
     pub fn render_traced(&mut self, avatar: &Avatar, frame: &DrivingFrame, out: &mut Image) -> Result<FrameTrace> {
         let mut splat = Vec::new();
         self.render_inner(avatar, frame, out, Some(&mut splat))?;
-        Ok(FrameTrace { flame_vertices: self.positions[..3 * self.vertices].to_vec(), splat, rgb: self.rgb.clone() })
+        // The refiner's RGB is the clamped image's: a sigmoid's values are already in [0, 1].
+        Ok(FrameTrace { flame_vertices: self.positions[..3 * self.vertices].to_vec(), splat, rgb: out.data.clone() })
     }
 
     /// Per-stage wall times of the last `render`.

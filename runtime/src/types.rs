@@ -70,6 +70,10 @@ pub struct Avatar {
     pub scales: Vec<f32>,
     /// `[count, 4]` quaternions (w, x, y, z), not normalised (quirk 2 leaves them short).
     pub rotations: Vec<f32>,
+    /// `[count, 6]` 3D covariances of the scales and rotations, computed once by a CPU session that
+    /// prepared the avatar (`Session::prepare_avatar`; `scales` and `rotations` are then empty, as only
+    /// positions move per frame); empty otherwise. The lift and the `.gav` file use scales and rotations.
+    pub covariances: Vec<f32>,
     /// The source's FLAME identity coefficients, reused by every frame.
     pub shapecode: Vec<f32>,
 }

@@ -182,6 +182,7 @@ fn run_parity(name: &str, cfg: ModelConfig) -> Result<Report> {
         opacities: g.get("lift.gaussians.opacities", &[n])?.data.clone(),
         scales: g.get("lift.gaussians.scales", &[n, 3])?.data.clone(),
         rotations: g.get("lift.gaussians.rotations", &[n, 4])?.data.clone(),
+        covariances: Vec::new(),
         shapecode: source.shapecode.clone(),
     };
     let mut renderer = ctx(FrameRenderer::new(&model, &cfg, RenderOptions::default()), "frame renderer")?;

@@ -45,6 +45,7 @@ fn avatar(h: &SyntheticHead) -> Avatar {
         opacities: h.opacities.clone(),
         scales: h.scales.clone(),
         rotations: h.rotations.clone(),
+        covariances: Vec::new(),
         shapecode: vec![],
     }
 }

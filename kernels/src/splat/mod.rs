@@ -48,6 +48,8 @@ pub mod synthetic;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_cov;
+#[cfg(test)]
 mod tests_f16;
 #[cfg(test)]
 mod tests_fast;
@@ -87,8 +89,14 @@ impl std::error::Error for GaussianSetError {}
 #[derive(Clone, Copy, Debug)]
 pub struct GaussianSet<'a> {
     means: &'a [f32],
+    /// `[M*3]` means that replace the first `M` of `means` ([`GaussianSet::moving`]: the FLAME vertex
+    /// Gaussians posed this frame, the rest as lifted); empty otherwise.
+    moved: &'a [f32],
     scales: &'a [f32],
     rotations: &'a [f32],
+    /// `[N*6]` 3D covariances computed once ([`covariances`]), used instead of `scales` and `rotations`
+    /// (then empty); empty otherwise.
+    covs: &'a [f32],
     opacities: &'a [f32],
     colors: Colors<'a>,
     channels: usize,
@@ -132,7 +140,59 @@ impl<'a> GaussianSet<'a> {
         if channels == 0 {
             return Err(GaussianSetError { field: "channels", expected: CHANNELS, found: 0 });
         }
-        Ok(GaussianSet { means, scales, rotations, opacities, colors, channels })
+        Ok(GaussianSet { means, moved: &[], scales, rotations, covs: &[], opacities, colors, channels })
+    }
+
+    /// [`GaussianSet::with_colors`] with each Gaussian's 3D covariance given (`covs [N*6]`, from
+    /// [`covariances`]) instead of its scale and rotation: the splat then never computes nor caches
+    /// one. Bitwise the same frames (the same `cov3d` values; a non-finite scale or rotation gives a
+    /// non-finite covariance, which culls the Gaussian as the non-finite scale or rotation would).
+    pub fn with_covariances(
+        means: &'a [f32],
+        covs: &'a [f32],
+        opacities: &'a [f32],
+        colors: Colors<'a>,
+        channels: usize,
+    ) -> Result<Self, GaussianSetError> {
+        let n = opacities.len();
+        let fields = [("means", means.len(), n * 3), ("covariances", covs.len(), n * 6), ("colors", colors.len(), n * channels)];
+        if let Some((field, found, expected)) = fields.into_iter().find(|f| f.1 != f.2) {
+            return Err(GaussianSetError { field, expected, found });
+        }
+        if channels == 0 {
+            return Err(GaussianSetError { field: "channels", expected: CHANNELS, found: 0 });
+        }
+        Ok(GaussianSet { means, moved: &[], scales: &[], rotations: &[], covs, opacities, colors, channels })
+    }
+
+    /// The set with the first `moved.len() / 3` means replaced by `moved` (`[M*3]`, `M <= N`), so a caller
+    /// that moves only some Gaussians each frame keeps no copy of the others' means.
+    pub fn moving(self, moved: &'a [f32]) -> Result<Self, GaussianSetError> {
+        if !moved.len().is_multiple_of(3) || moved.len() > self.means.len() {
+            return Err(GaussianSetError { field: "moved means", expected: self.means.len(), found: moved.len() });
+        }
+        Ok(GaussianSet { moved, ..self })
+    }
+
+    /// Whether the Gaussians carry precomputed covariances ([`GaussianSet::with_covariances`]).
+    pub fn has_covariances(&self) -> bool {
+        !self.covs.is_empty()
+    }
+
+    /// Gaussian `i`'s precomputed 3D covariance (None when the set gives scales and rotations).
+    #[inline(always)]
+    pub fn covariance(&self, i: usize) -> Option<[f32; 6]> {
+        self.covs.get(6 * i..6 * i + 6).map(|c| [c[0], c[1], c[2], c[3], c[4], c[5]])
+    }
+
+    /// Whether Gaussian `i`'s shape inputs are finite: its covariance when given, else its scale and
+    /// rotation (no short-circuit, so it vectorises).
+    #[inline(always)]
+    pub(super) fn shape_finite(&self, i: usize) -> bool {
+        match self.covariance(i) {
+            Some(c) => project::all_finite(&c),
+            None => project::all_finite(&self.scale(i)) & project::all_finite(&self.rotation(i)),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -147,8 +207,10 @@ impl<'a> GaussianSet<'a> {
         self.channels
     }
 
+    #[inline(always)]
     pub fn mean(&self, i: usize) -> [f32; 3] {
-        [self.means[3 * i], self.means[3 * i + 1], self.means[3 * i + 2]]
+        let m = if 3 * i < self.moved.len() { self.moved } else { self.means };
+        [m[3 * i], m[3 * i + 1], m[3 * i + 2]]
     }
 
     pub fn scale(&self, i: usize) -> [f32; 3] {
@@ -231,6 +293,25 @@ impl SplatScratch {
     }
 }
 
+/// Every Gaussian's 3D covariance `[N*6]` from `scales [N*3]` and `rotations [N*4]` (`cov3d`, the
+/// projection's own function, so [`GaussianSet::with_covariances`] splats bitwise as the scales and
+/// rotations would). For a set whose shapes never change (a lifted avatar: FLAME moves positions only),
+/// computed once instead of per frame or in a per-frame cache (52 B per Gaussian). Lengths are the
+/// caller's (`rotations` must hold 4 values per 3 of `scales`).
+pub fn covariances(scales: &[f32], rotations: &[f32]) -> Vec<f32> {
+    let n = (scales.len() / 3).min(rotations.len() / 4);
+    let mut out = vec![0f32; 6 * n];
+    out.par_chunks_mut(6 * 1024).enumerate().for_each(|(t, part)| {
+        for (j, c) in part.chunks_mut(6).enumerate() {
+            let i = t * 1024 + j;
+            let s = [scales[3 * i], scales[3 * i + 1], scales[3 * i + 2]];
+            let r = [rotations[4 * i], rotations[4 * i + 1], rotations[4 * i + 2], rotations[4 * i + 3]];
+            c.copy_from_slice(&project::cov3d(s, r));
+        }
+    });
+    out
+}
+
 /// Preprocess and bin (everything but the blending); returns the counts.
 fn prepare(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut SplatScratch) -> SplatStats {
     project_all(gaussians, camera, scratch);
@@ -255,7 +336,7 @@ fn project_all(gaussians: &GaussianSet, camera: &SplatCamera, scratch: &mut Spla
     );
     let n = gaussians.len();
     scratch.projected.resize(n, Projected::default());
-    if scratch.no_cov_cache {
+    if scratch.no_cov_cache || gaussians.has_covariances() {
         scratch.projected.par_chunks_mut(PROJECT_TASK).enumerate().for_each(|(t, part)| {
             for (b, out) in part.chunks_mut(LANES).enumerate() {
                 project_block(gaussians, t * PROJECT_TASK + b * LANES, camera, &mut [], out);

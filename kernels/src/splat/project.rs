@@ -163,12 +163,12 @@ pub fn project(gs: &GaussianSet, i: usize, cam: &SplatCamera) -> Option<Projecte
 }
 
 /// [`project`] with the 3D covariance supplied by `cov` (given the Gaussian's scale and rotation, called
-/// only once the attributes are known finite), so a cache of `cov3d` results can stand in for the maths.
+/// only once the attributes are known finite and when the set holds no precomputed covariance), so a
+/// cache of `cov3d` results can stand in for the maths.
 #[inline]
 pub fn project_with(gs: &GaussianSet, i: usize, cam: &SplatCamera, cov: impl FnOnce([f32; 3], [f32; 4]) -> [f32; 6]) -> Option<Projected> {
-    let mean = gs.mean(i);
-    let (scale, rot, opacity) = (gs.scale(i), gs.rotation(i), gs.opacity(i));
-    let finite = all_finite(&mean) && all_finite(&scale) && all_finite(&rot) && opacity.is_finite();
+    let (mean, opacity) = (gs.mean(i), gs.opacity(i));
+    let finite = all_finite(&mean) && gs.shape_finite(i) && opacity.is_finite();
     if !finite || !gs.color_finite(i) {
         return None;
     }
@@ -178,7 +178,8 @@ pub fn project_with(gs: &GaussianSet, i: usize, cam: &SplatCamera, cov: impl FnO
     }
     let [px, py] = clip_to_pixel(cam.to_clip(mean), cam.width, cam.height);
 
-    let cov = cov2d(p_view, cam, &cov(scale, rot));
+    let c3 = gs.covariance(i).unwrap_or_else(|| cov(gs.scale(i), gs.rotation(i)));
+    let cov = cov2d(p_view, cam, &c3);
     let det = cov[0] * cov[2] - cov[1] * cov[1];
     if det == 0.0 {
         return None;

@@ -47,9 +47,9 @@ pub(super) fn project_block_generic(gs: &GaussianSet, start: usize, cam: &SplatC
     let mut finite = [false; LANES];
     for l in 0..n {
         let i = start + l;
-        let (mean, scale, rot, opacity) = (gs.mean(i), gs.scale(i), gs.rotation(i), gs.opacity(i));
+        let (mean, opacity) = (gs.mean(i), gs.opacity(i));
         (mx[l], my[l], mz[l], op[l]) = (mean[0], mean[1], mean[2], opacity);
-        finite[l] = all_finite(&mean) & all_finite(&scale) & all_finite(&rot) & opacity.is_finite() && gs.color_finite(i);
+        finite[l] = all_finite(&mean) & gs.shape_finite(i) & opacity.is_finite() && gs.color_finite(i);
     }
     // View and pixel positions of every lane.
     let (mut vx, mut vy, mut vz, mut px, mut py) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
@@ -65,9 +65,10 @@ pub(super) fn project_block_generic(gs: &GaussianSet, start: usize, cam: &SplatC
         alive[l] = finite[l] && !(vz[l].is_nan() || vz[l] <= NEAR_Z);
         if alive[l] {
             let i = start + l;
-            let c = match covs.get_mut(l) {
-                Some(entry) => entry.get(gs.scale(i), gs.rotation(i)),
-                None => cov3d(gs.scale(i), gs.rotation(i)),
+            let c = match (gs.covariance(i), covs.get_mut(l)) {
+                (Some(c), _) => c,
+                (None, Some(entry)) => entry.get(gs.scale(i), gs.rotation(i)),
+                (None, None) => cov3d(gs.scale(i), gs.rotation(i)),
             };
             for (k, v) in c.into_iter().enumerate() {
                 cov[k][l] = v;

@@ -168,3 +168,23 @@ fn bad_kintree_is_an_error_not_a_panic() {
     let err = Flame::new(&w, &cfg).err().expect("bad parent rejected");
     assert!(err.to_string().contains("parent of joint 2"), "{err}");
 }
+
+/// f16 expression directions (an int8 session's): half the bytes, and posed vertices within the
+/// directions' rounding of the f64 reference: each of the 100 terms moves by at most 2^-12 of itself
+/// (2^-11 relative on the scaled halves), far below the 1e-4 a splat pixel could resolve at this scale.
+#[test]
+fn f16_expression_directions_pose_within_their_rounding_of_the_reference() {
+    let (w, cfg) = seeded_model();
+    let mut flame = Flame::new(&w, &cfg).expect("seeded FLAME loads");
+    let f32_bytes = flame.expression_direction_bytes();
+    flame.narrow_expression_directions();
+    assert_eq!(2 * flame.expression_direction_bytes(), f32_bytes);
+    let (shape, exp) = codes(&cfg);
+    let pose = [0.1, -0.2, 0.05, 0.3, 0.02, -0.01];
+    let eye = [0.05, 0.1, 0.0, -0.05, 0.1, 0.02];
+    flame.set_identity(&shape).expect("identity");
+    let mut out = vec![0f32; cfg.flame.vertices * 3];
+    flame.pose(&exp, &pose, &eye, "0", &mut out).expect("pose");
+    let want = reference_lbs(&w, &cfg, &shape, &exp, &pose, &eye);
+    assert_close("posed vertices, f16 directions", &out, &want, Tolerance::Custom { abs: 2e-5, rel: 1e-4 });
+}

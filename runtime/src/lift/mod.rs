@@ -213,6 +213,7 @@ pub(crate) fn assemble(cfg: &ModelConfig, parts: impl IntoIterator<Item = Gaussi
         opacities: Vec::with_capacity(count),
         scales: Vec::with_capacity(3 * count),
         rotations: Vec::with_capacity(4 * count),
+        covariances: Vec::new(),
         shapecode: shapecode.to_vec(),
     };
     for g in parts {

@@ -21,6 +21,7 @@ use gaga_kernels::conv::Scratch;
 use gaga_kernels::fused::{bilinear_fast, bilinear_lrelu, lrelu_add};
 use gaga_kernels::qgemm::{act_scale_for, PackedConv, PackedFormat};
 use gaga_kernels::winograd::Epilogue;
+use rayon::prelude::*;
 
 use super::layers::{Condition, Conv, ResBlock, SLOPE};
 use super::maps::{with_map, MapMut, MapRef};
@@ -215,31 +216,43 @@ pub fn first_in_place(
             band.len()
         )));
     }
-    let spec = Conv2d { c_in: ci, c_out: co, kernel: 1, stride: 1, pad: 0 };
     let (bin, bout) = band.split_at_mut(ci * rows * h);
     // An int8 conv quantises each band straight from the map with the whole map's scale, taken before
     // any row is overwritten (a 1x1 band reads only its own rows).
-    let q = int8(conv);
-    let scale = q.map(|(_, _, act)| act.unwrap_or_else(|| act_scale_for(&splat.unwrap_or(input)[..ci * hw])));
+    let scale = int8(conv).map(|(_, _, act)| act.unwrap_or_else(|| act_scale_for(&splat.unwrap_or(input)[..ci * hw])));
     for y0 in (0..h).step_by(rows) {
         let y1 = (y0 + rows).min(h);
-        let n = (y1 - y0) * h;
-        let src: &[f32] = &splat.unwrap_or(input)[..ci * hw];
-        let out = &mut bout[..co * n];
-        match (q, scale) {
-            (Some((w, bias, _)), Some(scale)) => {
-                w.run_rows(s, src, (h, h), None, scale, (y0, y1 - y0), bias, out).map_err(|e| conv_err(conv, e))?
-            }
-            _ => {
-                for (c, dst) in bin[..ci * n].chunks_mut(n).enumerate() {
-                    dst.copy_from_slice(&src[c * hw + y0 * h..c * hw + y1 * h]);
-                }
-                conv.kernel.run(s, &spec, &bin[..ci * n], y1 - y0, h, out)?;
-            }
-        }
+        let out = &mut bout[..co * (y1 - y0) * h];
+        conv1x1_rows(conv, s, &splat.unwrap_or(input)[..ci * hw], h, (y0, y1), scale, bin, out)?;
         MapMut::F32(&mut input[..co * hw]).put_rows((h, h), (y0, y1), out, Epilogue::Store);
     }
     Ok(())
+}
+
+/// Rows `y0..y1` of the 1x1 conv `conv` of `x` `[c_in, h, h]` into `out` `[c_out, y1 - y0, h]`: an int8
+/// conv quantises them straight from `x` with the whole map's `scale` (`PackedConv::run_rows`), a float
+/// one copies them into `tmp` and runs on that (a 1x1 conv reads no halo and sums each pixel's channels
+/// the same way at any width: the whole map's bits).
+#[allow(clippy::too_many_arguments)]
+fn conv1x1_rows(
+    conv: &Conv<'_>,
+    s: &mut Scratch,
+    x: &[f32],
+    h: usize,
+    (y0, y1): (usize, usize),
+    scale: Option<f32>,
+    tmp: &mut [f32],
+    out: &mut [f32],
+) -> Result<()> {
+    let (ci, co, hw, n) = (conv.spec.c_in, conv.spec.c_out, h * h, (y1 - y0) * h);
+    if let (Some((w, bias, _)), Some(scale)) = (int8(conv), scale) {
+        return w.run_rows(s, x, (h, h), None, scale, (y0, y1 - y0), bias, out).map_err(|e| conv_err(conv, e));
+    }
+    for (c, dst) in tmp[..ci * n].chunks_mut(n).enumerate() {
+        dst.copy_from_slice(&x[c * hw + y0 * h..c * hw + y1 * h]);
+    }
+    let spec = Conv2d { c_in: ci, c_out: co, kernel: 1, stride: 1, pad: 0 };
+    conv.kernel.run(s, &spec, &tmp[..ci * n], y1 - y0, h, &mut out[..co * n])
 }
 
 /// True when [`down_block_banded`] can run `b`: a down block whose conv1 is int8.
@@ -247,20 +260,19 @@ pub fn down_fits(b: &ResBlock<'_>) -> bool {
     int8(b.convs()[0]).is_some()
 }
 
-/// [`ResBlock::run`] of a down block (`x` `[c, h, h]` -> `out` `[c_out, h/2, h/2]`, `h` even) with conv1
-/// in row bands of [`UP_BAND_ROWS`] (its whole input's activation scale; each band quantises the real
-/// rows just outside it): each band's output is activated and downsampled at once (an exact x0.5 of
-/// rows `2y`, `2y + 1`, which a band holds both of) into `t2`, so conv1's full-size output never exists.
-/// `band` holds one band of conv1's output and of its downsampled rows; `t1` the skip conv's output
-/// `[c_out, h/2, h/2]`. The same bits as [`ResBlock::run`] (tested). No observation hook.
-#[allow(clippy::too_many_arguments)]
+/// [`ResBlock::run`] of a down block (`x` `[c, h, h]` -> `out` `[c_out, h/2, h/2]`, `h` even) without its
+/// full-size temporaries: conv1 (int8) in row bands of [`UP_BAND_ROWS`] (its whole input's activation
+/// scale; each band quantises the real rows just outside it), each band activated and downsampled at once
+/// (an exact x0.5 of rows `2y`, `2y + 1`, which a band holds both of) into `t2`; conv2 on `t2` into `out`;
+/// then `t2` holds the downsampled input and the 1x1 skip runs on it in row bands ([`conv1x1_rows`], the
+/// whole map's scale), each band summed into `out` at once. `band` holds `plan::enc_band_len` floats. The
+/// same bits as [`ResBlock::run`] (tested). No observation hook.
 pub fn down_block_banded(
     b: &ResBlock<'_>,
     s: &mut Scratch,
     x: &[f32],
     h: usize,
     band: &mut [f32],
-    t1: &mut [f32],
     t2: &mut [f32],
     out: &mut [f32],
 ) -> Result<()> {
@@ -268,14 +280,8 @@ pub fn down_block_banded(
     let (ci, co, h2) = (conv1.spec.c_in, conv2.spec.c_out, h / 2);
     let rows = UP_BAND_ROWS.min(h);
     let (n_in, n_lo, n_out) = (ci * h * h, ci * h2 * h2, co * h2 * h2);
-    let band_len = ci * (rows * h + (rows / 2) * h2);
-    let checks = [
-        ("input", x.len(), n_in),
-        ("band", band.len(), band_len),
-        ("t1", t1.len(), n_out),
-        ("t2", t2.len(), n_lo),
-        ("output", out.len(), n_out),
-    ];
+    let band_len = (ci * (rows * h + (rows / 2) * h2)).max((ci + co) * rows.min(h2) * h2);
+    let checks = [("input", x.len(), n_in), ("band", band.len(), band_len), ("t2", t2.len(), n_lo), ("output", out.len(), n_out)];
     for (what, found, want) in checks {
         if found < want {
             return Err(Error::Other(format!("refiner down block `{}` {what}: {found} floats, needs {want}", conv1.name)));
@@ -284,26 +290,42 @@ pub fn down_block_banded(
     let Some((w1, b1, a1)) = int8(conv1) else {
         return Err(Error::Other(format!("refiner down block `{}`: conv1 must be int8 for the banded path", conv1.name)));
     };
-    if !h.is_multiple_of(2) || !rows.is_multiple_of(2) || b.out_side(h) != h2 {
-        return Err(Error::Other(format!("refiner down block `{}`: banded path needs an even {h}x{h} map halved", conv1.name)));
+    if !h.is_multiple_of(2) || !rows.is_multiple_of(2) || b.out_side(h) != h2 || skip.spec.kernel != 1 {
+        return Err(Error::Other(format!(
+            "refiner down block `{}`: banded path needs an even {h}x{h} map halved and a 1x1 skip",
+            conv1.name
+        )));
     }
     let x = &x[..n_in];
     let scale = a1.unwrap_or_else(|| act_scale_for(x));
-    let (conv_band, low) = band.split_at_mut(ci * rows * h);
-    let mut dst = MapMut::F32(&mut t2[..n_lo]);
-    for y0 in (0..h).step_by(rows) {
-        let y1 = (y0 + rows).min(h);
-        let part = &mut conv_band[..ci * (y1 - y0) * h];
-        w1.run_rows(s, x, (h, h), None, scale, (y0, y1 - y0), b1, part).map_err(|e| conv_err(conv1, e))?;
-        let lo_rows = (y1 - y0) / 2;
-        let down = &mut low[..ci * lo_rows * h2];
-        bilinear_lrelu(part, ci, y1 - y0, h, lo_rows, h2, SLOPE, down);
-        dst.put_rows((h2, h2), (y0 / 2, y1 / 2), down, Epilogue::Store);
+    {
+        let (conv_band, low) = band.split_at_mut(ci * rows * h);
+        let mut dst = MapMut::F32(&mut t2[..n_lo]);
+        for y0 in (0..h).step_by(rows) {
+            let y1 = (y0 + rows).min(h);
+            let part = &mut conv_band[..ci * (y1 - y0) * h];
+            w1.run_rows(s, x, (h, h), None, scale, (y0, y1 - y0), b1, part).map_err(|e| conv_err(conv1, e))?;
+            let lo_rows = (y1 - y0) / 2;
+            let down = &mut low[..ci * lo_rows * h2];
+            bilinear_lrelu(part, ci, y1 - y0, h, lo_rows, h2, SLOPE, down);
+            dst.put_rows((h2, h2), (y0 / 2, y1 / 2), down, Epilogue::Store);
+        }
     }
-    let noop = &mut |_: &str, _: &[f32]| {};
-    conv2.run(s, &t2[..n_lo], h2, h2, out, noop)?;
+    conv2.run(s, &t2[..n_lo], h2, h2, out, &mut |_, _| {})?;
     bilinear_fast(x, ci, h, h, h2, h2, &mut t2[..n_lo]);
-    skip.run(s, &t2[..n_lo], h2, h2, t1, noop)?;
-    lrelu_add(&mut out[..n_out], &t1[..n_out], SLOPE);
+    let t2 = &t2[..n_lo];
+    let skip_scale = int8(skip).map(|(_, _, act)| act.unwrap_or_else(|| act_scale_for(t2)));
+    let rows2 = UP_BAND_ROWS.min(h2);
+    let (tmp, part) = band.split_at_mut(ci * rows2 * h2);
+    let hw2 = h2 * h2;
+    for y0 in (0..h2).step_by(rows2) {
+        let y1 = (y0 + rows2).min(h2);
+        let n = (y1 - y0) * h2;
+        let part = &mut part[..co * n];
+        conv1x1_rows(skip, s, t2, h2, (y0, y1), skip_scale, tmp, part)?;
+        // `out = lrelu(conv2) + skip`, per channel in parallel (a memory-bound pass).
+        let dst = out[..n_out].par_chunks_mut(hw2).map(|p| &mut p[y0 * h2..y1 * h2]);
+        dst.zip(part.par_chunks(n)).for_each(|(d, v)| lrelu_add(d, v, SLOPE));
+    }
     Ok(())
 }

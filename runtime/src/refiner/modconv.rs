@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use half::f16;
+
 use gaga_kernels::conv::{conv2d_with, Conv2d, Scratch};
 use gaga_kernels::fused::{bilinear_scaled, scale_channels, scale_channels_in_place, style_epilogue};
 use gaga_kernels::qgemm::PackedFormat;
@@ -114,6 +116,49 @@ fn conv_scaled(
     conv2d_with(scratch, &spec, &scaled[..c_in * h * w], h, w, weight, None, &mut out[..c_out * h * w]);
 }
 
+/// `c_out x c_in` square sums ([`stored_square_sums`]) as a layer keeps them: f32 for fp32 and fp16
+/// layers (the PyTorch-checked path), f16 for int8 ones, scaled by a power of two so the largest lies in
+/// [2^14, 2^15) (exact, and far from the f16 range's ends). Half the memory (4 MiB at official size) for
+/// a rounding of 2^-11 relative, against the weights' own int8 rounding of about 2^-8.
+enum SquareSums {
+    F32(Vec<f32>),
+    F16 { q: Vec<f16>, unscale: f32 },
+}
+
+impl SquareSums {
+    /// `q` in f16 with its power-of-two scale (f32 when it holds nothing finite and non-zero to scale).
+    fn narrowed(q: Vec<f32>) -> SquareSums {
+        match gaga_kernels::elem::narrow_scaled(&q) {
+            Some((q, unscale)) => SquareSums::F16 { q, unscale },
+            None => SquareSums::F32(q),
+        }
+    }
+
+    fn demodulate(&self, s: &[f32], gain: f32, out: &mut [f32]) {
+        match self {
+            SquareSums::F32(q) => demodulation(Some(q), s, gain, out),
+            SquareSums::F16 { q, unscale } => demodulation_f16(q, *unscale, s, gain, out),
+        }
+    }
+}
+
+/// [`demodulation`] from f16 square sums scaled by `1 / unscale`: each row widened a chunk at a time
+/// (F16C / NEON), summed in f32, then unscaled.
+pub fn demodulation_f16(q: &[f16], unscale: f32, s: &[f32], gain: f32, out: &mut [f32]) {
+    const CHUNK: usize = 256;
+    let c_in = s.len();
+    let mut buf = [0f32; CHUNK];
+    for (o, d) in out.iter_mut().enumerate() {
+        let mut sum = 0f32;
+        for (qc, sc) in q[o * c_in..(o + 1) * c_in].chunks(CHUNK).zip(s.chunks(CHUNK)) {
+            let w = &mut buf[..qc.len()];
+            gaga_kernels::qgemm::widen_f16(qc, w);
+            sum += w.iter().zip(sc).map(|(q, s)| q * s * s).sum::<f32>();
+        }
+        *d = gain / (sum * unscale + 1e-8).sqrt();
+    }
+}
+
 /// A `ModulatedConv2d` with its `modulation` linear layer and, when demodulating, its square sums.
 pub struct ModConv<'w> {
     pub c_in: usize,
@@ -123,7 +168,7 @@ pub struct ModConv<'w> {
     pub name: String,
     pub kernel: ConvKernel<'w>,
     modulation: Linear<'w>,
-    q: Option<Vec<f32>>,
+    q: Option<SquareSums>,
 }
 
 impl<'w> ModConv<'w> {
@@ -134,13 +179,27 @@ impl<'w> ModConv<'w> {
         // Demodulation needs the weights' square sums, of the values the kernel multiplies by (dequantised
         // for fp16 / int8), once at load: `c_out x c_in` floats instead of a copy of the weight.
         let (kernel, q) = packed::load(w, &name, &[1, c_out, c_in, k, k], &spec, None, demod)?;
+        let int8 = matches!(&kernel, ConvKernel::Quant { w, .. } if w.format() == PackedFormat::I8);
+        let q = q.map(|q| if int8 { SquareSums::narrowed(q) } else { SquareSums::F32(q) });
         Ok(ModConv { c_in, c_out, k, name, kernel, modulation: Linear::load(w, &format!("{prefix}.modulation"), c_in, style)?, q })
+    }
+
+    /// Bytes of the square sums this layer keeps (reports and tests).
+    pub fn square_sum_bytes(&self) -> usize {
+        match &self.q {
+            Some(SquareSums::F32(q)) => 4 * q.len(),
+            Some(SquareSums::F16 { q, .. }) => 2 * q.len(),
+            None => 0,
+        }
     }
 
     /// Per-frame modulation: `s = modulation(latent)` into `s[..c_in]`, output factors into `f[..c_out]`.
     pub fn modulate(&self, latent: &[f32], gain: f32, s: &mut [f32], f: &mut [f32]) {
         self.modulation.run(latent, &mut s[..self.c_in]);
-        demodulation(self.q.as_deref(), &s[..self.c_in], gain, &mut f[..self.c_out]);
+        match &self.q {
+            Some(q) => q.demodulate(&s[..self.c_in], gain, &mut f[..self.c_out]),
+            None => demodulation(None, &s[..self.c_in], gain, &mut f[..self.c_out]),
+        }
     }
 
     /// Runs on `x` `[c_in, h, h]` with the factors of the last `modulate`.

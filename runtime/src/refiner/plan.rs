@@ -121,6 +121,8 @@ impl MapMemory {
             MapMemory::Stored => OnTheFly::default(),
             MapMemory::Upsampled => OnTheFly { up_input: fly.up_input, ..OnTheFly::default() },
             MapMemory::Lean => OnTheFly {
+                up_bands: fly.up_bands && k + 2 >= levels,
+                block_bands: fly.block_bands && last,
                 mod_bands: fly.mod_bands && last,
                 rgb_in_place: fly.rgb_in_place && last,
                 rgb_bands: fly.rgb_bands && last,
@@ -136,15 +138,16 @@ impl MapMemory {
 impl OnTheFly {
     /// Every map of level `k` of `levels` all-int8 ones computed on the fly (ToRGB in place or banded at
     /// the last two). Banding pays where the quantised inputs are the largest kernel scratch (every
-    /// banded conv of the last level, the first StyleConv of the one before: its 128-channel 256x256
-    /// input) and where f16 maps ([`OnTheFly::half`]: the last two levels) need each band stored.
+    /// banded conv of the last level, the first StyleConv of the two before: their 128- and 256-channel
+    /// upsampled inputs, 2.7 MiB of scratch at official size instead of 4.6) and where f16 maps
+    /// ([`OnTheFly::half`]: the last two levels) need each band stored. `Lean` keeps session 6's bands.
     pub fn int8(k: usize, levels: usize) -> OnTheFly {
         let (last, late) = (k + 1 == levels, k + 2 >= levels);
         OnTheFly {
             up_block: true,
-            block_bands: last,
+            block_bands: late,
             up_input: true,
-            up_bands: late,
+            up_bands: k + 3 >= levels,
             cond_bands: true,
             mod_input: true,
             mod_bands: late,
@@ -239,8 +242,8 @@ pub struct Encoder {
     /// splat input's first planes (each band's input rows are copied out first, and no later band
     /// reads those rows), so the input's remaining planes are free once it has run.
     pub first_in_place: bool,
-    /// The first down block's conv1 (int8) runs in row bands, each band downsampled at once, so its
-    /// full-size output map never exists.
+    /// The first down block's conv1 (int8) runs in row bands, each band downsampled at once, and its skip
+    /// in row bands summed into the output at once, so neither full-size output map exists.
     pub down_bands: bool,
 }
 
@@ -271,14 +274,17 @@ pub fn place_best(r: &RefinerConfig, enc: Encoder, fly: &[OnTheFly], shared: boo
     }
 }
 
-/// Floats of [`Ids::enc_band`]: one band of the first conv's input and output, which is also more than a
-/// band of the first down block's conv1 output and its downsampled rows.
+/// Floats of [`Ids::enc_band`]: the most of one band of the first conv's input and output, one of the
+/// first down block's conv1 output and its downsampled rows, and one of its skip's input and output.
 pub fn enc_band_len(r: &RefinerConfig) -> usize {
     let (h, levels) = (r.size, r.levels());
     let rows = UP_BAND_ROWS.min(h);
-    let first = (r.in_channels + r.unet_channels[levels]) * rows * h;
-    let down = r.unet_channels[levels] * (rows * h + (rows / 2) * (h / 2));
-    first.max(down)
+    let (u, d) = (r.unet_channels[levels], r.unet_channels[levels.saturating_sub(1)]);
+    let first = (r.in_channels + u) * rows * h;
+    let down = u * (rows * h + (rows / 2) * (h / 2));
+    // The skip's bands on the half-size map: input and output rows.
+    let skip = (u + d) * UP_BAND_ROWS.min(h / 2) * (h / 2);
+    first.max(down).max(skip)
 }
 
 /// Every buffer of a run.
@@ -354,8 +360,8 @@ pub fn schedule(r: &RefinerConfig, enc: Encoder, fly: &[OnTheFly]) -> (Schedule,
         if banded {
             s.touch(enc_band);
         }
-        // A banded block's `t1` holds only the skip conv's output.
-        let t1 = s.buf(if banded { co * area(lo) } else { (ci * area(lo + 1)).max(co * area(lo)) });
+        // A banded block needs no `t1` (its bands are in `enc_band`).
+        let t1 = s.buf(if banded { 0 } else { (ci * area(lo + 1)).max(co * area(lo)) });
         let t2 = s.buf(ci * area(lo));
         skips[lo] = s.buf(co * area(lo));
         down.push(DownIds { t1, t2 });
@@ -372,9 +378,12 @@ pub fn schedule(r: &RefinerConfig, enc: Encoder, fly: &[OnTheFly]) -> (Schedule,
     let mut lv = Vec::with_capacity(levels);
     for k in 0..levels {
         let a2 = area(k + 1);
+        // The skip is added into the UNet feature in a step of its own, so it is free for the up block.
         s.step();
         s.touch(feat);
         s.touch(skips[k]);
+        s.step();
+        s.touch(feat);
         let fk = fly.get(k).copied().unwrap_or_default();
         let unless = |on: bool, len: usize| if on { 0 } else { len };
         let banded_block = fk.up_block && fk.block_bands;

@@ -216,3 +216,28 @@ fn wrong_input_length_is_an_error() {
     let err = refiner.run(&[0.0; 10], &mut out).expect_err("short input");
     assert!(err.to_string().contains("splat input"), "{err}");
 }
+
+/// int8 modulated convs keep their square sums in f16 (scaled by a power of two): demodulation factors
+/// within 2^-11 relative of the f32 sums' (the bound of one f16 rounding per sum, halved by the square
+/// root, plus f32 summation noise), over sums spanning eight orders of magnitude; fp32 layers keep f32.
+#[test]
+fn int8_layers_keep_f16_square_sums_and_demodulate_within_a_half_rounding() {
+    let (c_out, c_in) = (7, 300);
+    let q: Vec<f32> = seeded(60, c_out * c_in).iter().enumerate().map(|(i, v)| v.abs() * 10f32.powi((i % 9) as i32 - 6)).collect();
+    let s: Vec<f32> = seeded(61, c_in).iter().map(|v| 0.3 + v.abs()).collect();
+    let (mut want, mut got) = (vec![0f32; c_out], vec![0f32; c_out]);
+    demodulation(Some(&q), &s, 1.5, &mut want);
+    let (halves, unscale) = gaga_kernels::elem::narrow_scaled(&q).expect("non-zero sums");
+    modconv::demodulation_f16(&halves, unscale, &s, 1.5, &mut got);
+    for (o, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!(((a - b) / b).abs() < 1.0 / 2048.0, "output {o}: {a} vs {b}");
+    }
+
+    let cfg = ModelConfig::small();
+    let q8 = super::tests_quant::Quantised::new(&cfg, crate::format::DType::I8);
+    let (d, sd) = (&cfg.refiner.decoder_channels, cfg.refiner.style_dim);
+    let prefix = "upsampler.stylegan_decoder.style_convs.1.modulated_conv";
+    let int8 = modconv::ModConv::load(&q8, prefix, d[1], d[1], 3, sd, true).expect("int8 layer");
+    let fp32 = modconv::ModConv::load(&q8.plain, prefix, d[1], d[1], 3, sd, true).expect("fp32 layer");
+    assert_eq!((int8.square_sum_bytes(), fp32.square_sum_bytes()), (2 * d[1] * d[1], 4 * d[1] * d[1]));
+}

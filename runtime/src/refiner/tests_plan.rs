@@ -94,18 +94,18 @@ fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_f
     };
     // fp32 / fp16: the busiest step is the first StyleConv (128.75 MiB), unchanged.
     let (live, arena) = with(&|_| {});
-    assert_eq!((live, arena), (vec![96.75, 128.75, 96.75, 96.75, 70.75], 128.75));
+    assert_eq!((live, arena), (vec![88.75, 128.75, 96.75, 96.75, 70.75], 128.75));
     assert_eq!(report(&r).expect("valid").planned_bytes, 128 << 20 | 3 << 18, "fp32 plan changed");
     assert_eq!(report_int8(&r, &[false; 8], MapMemory::Lean).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
     let all = vec![true; levels];
     assert_eq!(report_int8(&r, &all, MapMemory::Stored).expect("valid").planned_bytes, 128 << 20 | 3 << 18);
     // `upsampled` (session 4's default): the upsampled StyleConv input on the fly; three steps tie at 96.75.
     let (live, arena) = with(&|f| f.up_input = true);
-    assert_eq!((live, arena), (vec![96.75, 64.75, 96.75, 96.75, 70.75], 96.75));
+    assert_eq!((live, arena), (vec![88.75, 64.75, 96.75, 96.75, 70.75], 96.75));
     assert_eq!(report_int8(&r, &all, MapMemory::Upsampled).expect("valid").planned_bytes as f64, 96.75 * 1048576.0);
     // Each further map removes its 32 MiB (the SFT map leaves one 1 MiB output band) from its own step.
     let (live, _) = with(&|f| *f = OnTheFly { up_block: true, up_input: true, ..Default::default() });
-    assert_eq!(live[0], 64.75);
+    assert_eq!(live[0], 56.75);
     let (live, _) = with(&|f| *f = OnTheFly { cond_bands: true, up_input: true, ..Default::default() });
     assert_eq!(live[2], 64.75 + 1.0);
     let (live, _) = with(&|f| *f = OnTheFly { mod_input: true, up_input: true, ..Default::default() });
@@ -119,7 +119,7 @@ fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_f
     // ToRGB's band holds an input band too (for a float ToRGB): +1.
     let mode = |m: MapMemory| settle_half((0..levels).map(|k| m.restrict(OnTheFly::int8(k, levels), k, levels)).collect());
     let (live, arena) = last_level(&mode(MapMemory::Lean));
-    assert_eq!((live, arena), (vec![57.75, 65.75, 65.75, 65.75, 39.84375], 65.75));
+    assert_eq!((live, arena), (vec![49.75, 65.75, 65.75, 65.75, 39.84375], 65.75));
     let int8 = report_int8(&r, &all, MapMemory::Lean).expect("valid");
     assert_eq!(int8.planned_bytes, int8.peak_live_bytes, "the placement reaches the busiest step");
     assert_eq!(int8.planned_bytes as f64, 65.75 * 1048576.0);
@@ -131,7 +131,7 @@ fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_f
     // decoder input 8 + RGB 0.75; StyleConv and SFT steps: halves of the f32 ones' 32/16 MiB maps (the
     // SFT's first conv runs its bands through the second's band buffer).
     let (live, _) = last_level(&mode(MapMemory::Half));
-    assert_eq!(live, vec![41.75, 33.75, 33.75, 33.75, 23.84375]);
+    assert_eq!(live, vec![33.75, 33.75, 33.75, 33.75, 23.84375]);
     // With the encoder as before, the busiest step would be its first conv (splat input 32 + output 16)
     // and then its first down block (16 + conv1's full-size output 16 + 4 + 8) ...
     let enc_live = |enc: Encoder| {
@@ -140,13 +140,15 @@ fn each_int8_map_computed_on_the_fly_shrinks_its_step_of_the_official_plan_and_f
         let live = p.live_per_step();
         (live[..2].iter().map(|&f| (4 * f) as f64 / 1048576.0).collect::<Vec<_>>(), (4 * p.len()) as f64 / 1048576.0)
     };
-    assert_eq!(enc_live(Encoder::default()), (vec![48.0, 44.0], 48.0));
+    assert_eq!(enc_live(Encoder::default()).0, vec![48.0, 44.0]);
     // ... so `half` runs the first conv in place over the input's first planes (32 + a 1.5 MiB band) and
-    // the down block's conv1 in bands (16 + skip conv output 8 + 4 + 8 + the band): the last level's up
-    // block (41.75) is the busiest step, and the placement reaches it.
-    assert_eq!(enc_live(Encoder::for_mode(MapMemory::Half)), (vec![33.5, 37.5], 41.75));
+    // the down block's conv1 and skip in bands (16 + 4 + 8 + the band). Every step then needs at most
+    // 33.75 MiB (the last level's four), but greedy placement with its hill climb leaves 36.19 MiB (the
+    // long-lived skips fragment the space; no order tried reaches the bound).
+    let (live, arena) = enc_live(Encoder::for_mode(MapMemory::Half));
+    assert_eq!((live, arena), (vec![33.5, 29.5], 36.1875));
     let half = report_int8(&r, &all, MapMemory::Half).expect("valid");
-    assert_eq!((half.planned_bytes, half.peak_live_bytes), (167 << 18, 167 << 18), "41.75 MiB");
+    assert_eq!((half.planned_bytes, half.peak_live_bytes), (579 << 16, 135 << 18), "36.19 / 33.75 MiB");
 }
 
 #[test]

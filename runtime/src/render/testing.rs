@@ -37,6 +37,7 @@ pub fn synthetic_avatar(cfg: &ModelConfig, seed: u64) -> Avatar {
         scales: r(4, n * 3).iter().map(|v| 0.03 + 0.02 * v).collect(),
         // Quirk 2 leaves quaternions short (norm ~0.03); the kernel uses them as they are.
         rotations: r(5, n * 4).iter().map(|v| 0.015 * (1.0 + v)).collect(),
+        covariances: Vec::new(),
         shapecode: r(6, cfg.flame.shape_params),
     }
 }

@@ -127,7 +127,20 @@ fn an_fp32_renderer_keeps_f32_colours_and_renders_f16_colours_as_their_widened_v
     let (cfg, w, avatar) = setup();
     let mut r = FrameRenderer::new(&w, &cfg, RenderOptions::default()).expect("renderer");
     assert!(!r.tolerates_f16_colors(), "an fp32 refiner keeps the PyTorch-checked f32 path");
-    assert_eq!(r.prepare_avatar(avatar.clone()), avatar);
+    // Prepared: f32 colours kept, covariances computed once in place of scales and rotations, and the
+    // same frames bit for bit (the splat's own `cov3d`).
+    let prepared = r.prepare_avatar(avatar.clone());
+    assert_eq!(prepared.colors, avatar.colors);
+    assert!(prepared.scales.is_empty() && prepared.rotations.is_empty());
+    assert_eq!(prepared.covariances.len(), 6 * avatar.count);
+    for i in 0..2 {
+        let (s, frame) = (cfg.image_size, driving_frame(&cfg, i));
+        let (mut a, mut b) = (Image::new(s, s), Image::new(s, s));
+        r.render(&prepared, &frame, &mut a).expect("prepared avatar");
+        r.render(&avatar, &frame, &mut b).expect("avatar as lifted");
+        assert!(a == b, "frame {i}: the prepared avatar renders differently");
+    }
+    assert_eq!(r.prepare_avatar(prepared.clone()), prepared, "preparing twice changes nothing");
     // An avatar given f16 colours anyway renders exactly as the same colours widened to f32.
     let mut half = avatar.clone();
     half.colors = half.colors.into_f16();
