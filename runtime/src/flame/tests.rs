@@ -109,17 +109,27 @@ fn zero_pose_and_expression_give_template_plus_shape_blendshapes_times_scale() {
     assert_close("rest pose", &out, &want, Tolerance::Fp32);
 }
 
-#[test]
-fn posed_vertices_match_the_f64_lbs_reference() {
+/// The seeded FLAME (its expression directions in f16 with `half`) posed once, and the f64 reference.
+fn posed_and_reference(half: bool) -> (Vec<f32>, Vec<f32>) {
     let (w, cfg) = seeded_model();
     let mut flame = Flame::new(&w, &cfg).expect("seeded FLAME loads");
+    if half {
+        let f32_bytes = flame.expression_direction_bytes();
+        flame.narrow_expression_directions();
+        assert_eq!(2 * flame.expression_direction_bytes(), f32_bytes);
+    }
     let (shape, exp) = codes(&cfg);
     let pose = [0.1, -0.2, 0.05, 0.3, 0.02, -0.01];
     let eye = [0.05, 0.1, 0.0, -0.05, 0.1, 0.02];
     flame.set_identity(&shape).expect("identity");
     let mut out = vec![0f32; cfg.flame.vertices * 3];
     flame.pose(&exp, &pose, &eye, "0", &mut out).expect("pose");
-    let want = reference_lbs(&w, &cfg, &shape, &exp, &pose, &eye);
+    (out, reference_lbs(&w, &cfg, &shape, &exp, &pose, &eye))
+}
+
+#[test]
+fn posed_vertices_match_the_f64_lbs_reference() {
+    let (out, want) = posed_and_reference(false);
     // fp32 sums of 400 blendshape terms and 5023 regressor terms against f64: ~1e-6 relative.
     assert_close("posed vertices", &out, &want, Tolerance::Custom { abs: 1e-6, rel: 1e-5 });
 }
@@ -174,17 +184,6 @@ fn bad_kintree_is_an_error_not_a_panic() {
 /// (2^-11 relative on the scaled halves), far below the 1e-4 a splat pixel could resolve at this scale.
 #[test]
 fn f16_expression_directions_pose_within_their_rounding_of_the_reference() {
-    let (w, cfg) = seeded_model();
-    let mut flame = Flame::new(&w, &cfg).expect("seeded FLAME loads");
-    let f32_bytes = flame.expression_direction_bytes();
-    flame.narrow_expression_directions();
-    assert_eq!(2 * flame.expression_direction_bytes(), f32_bytes);
-    let (shape, exp) = codes(&cfg);
-    let pose = [0.1, -0.2, 0.05, 0.3, 0.02, -0.01];
-    let eye = [0.05, 0.1, 0.0, -0.05, 0.1, 0.02];
-    flame.set_identity(&shape).expect("identity");
-    let mut out = vec![0f32; cfg.flame.vertices * 3];
-    flame.pose(&exp, &pose, &eye, "0", &mut out).expect("pose");
-    let want = reference_lbs(&w, &cfg, &shape, &exp, &pose, &eye);
+    let (out, want) = posed_and_reference(true);
     assert_close("posed vertices, f16 directions", &out, &want, Tolerance::Custom { abs: 2e-5, rel: 1e-4 });
 }
