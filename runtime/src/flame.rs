@@ -183,7 +183,7 @@ impl<'w> Flame<'w> {
         })
     }
 
-    /// Keeps the expression directions in f16 from now on (see [`ExprDirs`]; for int8 sessions).
+    /// Keeps the expression directions in f16 from now on (see `ExprDirs`; for int8 sessions).
     pub fn narrow_expression_directions(&mut self) {
         if let ExprDirs::F32(d) = &self.exprdirs {
             if let Some((dirs, unscale)) = gaga_kernels::elem::narrow_scaled(d) {
