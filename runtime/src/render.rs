@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use gaga_kernels::splat::{splat, GaussianSet, SplatCamera, SplatScratch};
+use gaga_kernels::splat::{splat, SplatCamera, SplatScratch};
 
 use crate::backend::StageTimes;
 use crate::config::ModelConfig;
@@ -195,14 +195,9 @@ impl<'w> FrameRenderer<'w> {
         self.flame.pose(&frame.expcode, &frame.posecode, &frame.eyecode, &frame.key, &mut self.positions[..nv])?;
 
         let t1 = Instant::now();
-        let (pos, op, colors, c) = (&avatar.positions[..], &avatar.opacities[..], avatar.colors.view(), avatar.channels);
-        let set = if avatar.covariances.is_empty() {
-            GaussianSet::with_colors(pos, &avatar.scales, &avatar.rotations, op, colors, c)
-        } else {
-            GaussianSet::with_covariances(pos, &avatar.covariances, op, colors, c)
-        }
-        .and_then(|set| set.moving(&self.positions[..nv]))
-        .map_err(|e| avatar_error(e.field, format!("expected {} values, found {}", e.expected, e.found)))?;
+        let set = avatar
+            .gaussians(&self.positions[..nv])
+            .map_err(|e| avatar_error(e.field, format!("expected {} values, found {}", e.expected, e.found)))?;
         let camera = SplatCamera::from_transform(&frame.transform, self.focal, s, s);
         splat(&set, &camera, &self.background, self.refiner.input_mut(), &mut self.splat_scratch);
         if let Some(copy) = splat_copy {

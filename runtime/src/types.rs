@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use gaga_kernels::splat::colors::{narrow_all, widen_all, Colors};
+use gaga_kernels::splat::{GaussianSet, GaussianSetError};
 use half::f16;
 
 /// An RGB image, channel-major `[3, height, width]`, values in [0, 1].
@@ -76,6 +77,21 @@ pub struct Avatar {
     pub covariances: Vec<f32>,
     /// The source's FLAME identity coefficients, reused by every frame.
     pub shapecode: Vec<f32>,
+}
+
+impl Avatar {
+    /// The avatar's Gaussians as the splat reads them for one frame: its shapes (covariances when prepared,
+    /// else scales and rotations), opacities and colours, with the first `posed.len() / 3` positions
+    /// replaced by `posed` (the FLAME vertices of the frame). Errors name the inconsistent field.
+    pub fn gaussians<'a>(&'a self, posed: &'a [f32]) -> Result<GaussianSet<'a>, GaussianSetError> {
+        let (pos, op, colors, c) = (&self.positions[..], &self.opacities[..], self.colors.view(), self.channels);
+        let set = if self.covariances.is_empty() {
+            GaussianSet::with_colors(pos, &self.scales, &self.rotations, op, colors, c)
+        } else {
+            GaussianSet::with_covariances(pos, &self.covariances, op, colors, c)
+        };
+        set?.moving(posed)
+    }
 }
 
 /// An avatar's `[count, channels]` feature vectors in the storage a session renders from. f16 halves the

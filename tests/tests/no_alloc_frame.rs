@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use gaga_converter::dev::convert_seeded_small;
 use gaga_converter::Precision;
-use gaga_kernels::splat::{splat, GaussianSet, SplatCamera, SplatScratch};
+use gaga_kernels::splat::{splat, SplatCamera, SplatScratch};
 use gaga_runtime::backend::cpu::CpuBackend;
 use gaga_runtime::backend::{Backend, Budget};
 use gaga_runtime::flame::Flame;
@@ -84,8 +84,7 @@ fn flame_and_splat_stages_allocate_nothing_once_warmed_up() {
     let frames: Vec<_> = (0..3).map(|i| driving_frame(&cfg, i)).collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     let mut flame = Flame::new(&w, &cfg).expect("flame");
-    let mut positions = avatar.positions.clone();
-    let nv = 3 * cfg.flame.vertices;
+    let mut positions = vec![0f32; 3 * cfg.flame.vertices];
     let s = cfg.image_size;
     let mut image = vec![0f32; cfg.gaussian_channels * s * s];
     let background = vec![0f32; cfg.gaussian_channels];
@@ -93,16 +92,8 @@ fn flame_and_splat_stages_allocate_nothing_once_warmed_up() {
     let frame = |i: usize, flame: &mut Flame, positions: &mut Vec<f32>, scratch: &mut SplatScratch, image: &mut Vec<f32>| {
         flame.set_identity(&avatar.shapecode).expect("identity");
         let f = &frames[i];
-        flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, &mut positions[..nv]).expect("pose");
-        let set = GaussianSet::with_colors(
-            positions,
-            &avatar.scales,
-            &avatar.rotations,
-            &avatar.opacities,
-            avatar.colors.view(),
-            avatar.channels,
-        )
-        .expect("set");
+        flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, positions).expect("pose");
+        let set = avatar.gaussians(positions).expect("set");
         let cam = SplatCamera::from_transform(&f.transform, cfg.focal, s, s);
         pool.install(|| splat(&set, &cam, &background, image, scratch));
     };

@@ -52,25 +52,16 @@ fn astronaut_splat_profile() {
 
     let mut flame = Flame::new(&model, &cfg).expect("FLAME weights");
     flame.set_identity(&avatar.shapecode).expect("avatar shapecode");
-    let nv = 3 * cfg.flame.vertices;
     let s = cfg.image_size;
-    let mut positions = avatar.positions.clone();
+    let mut posed = vec![0f32; 3 * cfg.flame.vertices];
     let mut out = vec![0f32; cfg.gaussian_channels * s * s];
     let bg = vec![0f32; cfg.gaussian_channels];
     let mut scratch = SplatScratch::new();
     // Two frames far apart in the sequence: different expressions and cameras.
     for &i in &[0, driver.len() / 2] {
         let f = &driver[i];
-        flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, &mut positions[..nv]).expect("pose");
-        let set = GaussianSet::with_colors(
-            &positions,
-            &avatar.scales,
-            &avatar.rotations,
-            &avatar.opacities,
-            avatar.colors.view(),
-            avatar.channels,
-        )
-        .expect("avatar is consistent");
+        flame.pose(&f.expcode, &f.posecode, &f.eyecode, &f.key, &mut posed).expect("pose");
+        let set = avatar.gaussians(&posed).expect("avatar is consistent");
         let cam = SplatCamera::from_transform(&f.transform, cfg.focal, s, s);
         // Warm-up: covariance cache filled, buffers grown.
         let counted = profile(&set, &cam, &bg, &mut out, &mut scratch, true);

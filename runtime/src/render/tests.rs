@@ -1,4 +1,4 @@
-use gaga_kernels::splat::{splat, GaussianSet, SplatCamera, SplatScratch};
+use gaga_kernels::splat::{splat, SplatCamera, SplatScratch};
 
 use super::testing::{driving_frame, seeded_frame_weights, synthetic_avatar};
 use super::*;
@@ -28,11 +28,7 @@ fn traced_stages_match_direct_calls_and_the_avatar_is_untouched() {
     flame.pose(&frame.expcode, &frame.posecode, &frame.eyecode, &frame.key, &mut verts).expect("pose");
     assert_eq!(trace.flame_vertices, verts);
 
-    let mut positions = avatar.positions.clone();
-    positions[..verts.len()].copy_from_slice(&verts);
-    let set =
-        GaussianSet::with_colors(&positions, &avatar.scales, &avatar.rotations, &avatar.opacities, avatar.colors.view(), avatar.channels)
-            .expect("set");
+    let set = avatar.gaussians(&verts).expect("set");
     let mut img = vec![0f32; cfg.gaussian_channels * s * s];
     let cam = SplatCamera::from_transform(&frame.transform, cfg.focal, s, s);
     splat(&set, &cam, &vec![0.0; cfg.gaussian_channels], &mut img, &mut SplatScratch::new());
@@ -102,17 +98,7 @@ fn frames_after_the_first_reuse_cached_covariances_and_match_an_uncached_splat_b
     turned.transform = [[-c, 0.0, sn, 0.0], [0.0, 1.0, 0.0, 0.0], [-sn, 0.0, -c, 9.5]];
     for frame in [driving_frame(&cfg, 2), turned] {
         let trace = r.render_traced(&avatar, &frame, &mut out).expect("render");
-        let mut positions = avatar.positions.clone();
-        positions[..trace.flame_vertices.len()].copy_from_slice(&trace.flame_vertices);
-        let set = GaussianSet::with_colors(
-            &positions,
-            &avatar.scales,
-            &avatar.rotations,
-            &avatar.opacities,
-            avatar.colors.view(),
-            avatar.channels,
-        )
-        .expect("set");
+        let set = avatar.gaussians(&trace.flame_vertices).expect("set");
         let cam = SplatCamera::from_transform(&frame.transform, cfg.focal, s, s);
         let mut uncached = SplatScratch::new();
         uncached.set_covariance_cache(false);
