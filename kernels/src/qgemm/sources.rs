@@ -36,10 +36,17 @@ pub(super) trait Source: Copy + Sync {
         y >= 0 && (y as usize) < self.dims().1
     }
 
+    /// Stack space [`Source::pack_row`] widens an f16 map's rows into: made once per channel group's
+    /// plane ([`Source::rows`]), not per row.
+    type Rows;
+
+    /// Fresh [`Source::Rows`].
+    fn rows(&self) -> Self::Rows;
+
     /// Row `y` (one with [`Source::has_row`]) of channel group `cg`, quantised with scale `s`, into the `w`
     /// words of `row`: byte `t` of a word is channel `KG * cg + t` (0 for a channel past `c`), every word
-    /// `xor flip`.
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]);
+    /// `xor flip`. `bufs` is scratch (unused for f32 maps).
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows);
 
     /// Largest finite `|value|` of row `y` of channel `ch` (0 for none).
     fn row_max(&self, ch: usize, y: usize) -> f32;
@@ -114,12 +121,18 @@ fn pack_four(abcd: [&[f32]; KG], f: [f32; KG], m: [u32; KG], s: f32, flip: u32, 
 }
 
 impl<E: Elem> Source for Scaled<'_, E> {
+    type Rows = [[f32; WIDEN]; KG];
+
+    fn rows(&self) -> Self::Rows {
+        [[0f32; WIDEN]; KG]
+    }
+
     fn dims(&self) -> (usize, usize, usize) {
         (self.c, self.h, self.w)
     }
 
     #[inline(always)]
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
         let m = masks(self.c, cg);
         // A missing channel reads the group's first one (it exists) and masks it to 0.
         let ch: [usize; KG] = std::array::from_fn(|t| if m[t] != 0 { cg * KG + t } else { cg * KG });
@@ -130,10 +143,9 @@ impl<E: Elem> Source for Scaled<'_, E> {
             pack_four(abcd, f, m, s, flip, row);
             return;
         }
-        let mut bufs = [[0f32; WIDEN]; KG];
         for (x0, out) in (0..self.w).step_by(WIDEN).zip(row.chunks_mut(WIDEN)) {
             let x1 = x0 + out.len();
-            let [b0, b1, b2, b3] = &mut bufs;
+            let [b0, b1, b2, b3] = &mut *bufs;
             let abcd = [
                 E::widen(&rows[0][x0..x1], b0),
                 E::widen(&rows[1][x0..x1], b1),
@@ -177,6 +189,12 @@ pub(super) struct Band<S> {
 }
 
 impl<S: Source> Source for Band<S> {
+    type Rows = S::Rows;
+
+    fn rows(&self) -> Self::Rows {
+        self.src.rows()
+    }
+
     fn dims(&self) -> (usize, usize, usize) {
         let (c, _, w) = self.src.dims();
         (c, self.h, w)
@@ -187,8 +205,8 @@ impl<S: Source> Source for Band<S> {
     }
 
     #[inline(always)]
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
-        self.src.pack_row(cg, self.y0 as isize + y, s, flip, row);
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
+        self.src.pack_row(cg, self.y0 as isize + y, s, flip, row, bufs);
     }
 
     #[inline(always)]
@@ -324,18 +342,19 @@ impl<E: Elem> Up<'_, E> {
 }
 
 impl<E: Elem> Source for Up<'_, E> {
+    type Rows = [RowBufs; KG];
+
+    fn rows(&self) -> Self::Rows {
+        [[[0f32; MAX_F16_UP_WIDTH]; 2]; KG]
+    }
+
     fn dims(&self) -> (usize, usize, usize) {
         (self.c, 2 * self.hl, 2 * self.wl)
     }
 
     #[inline(always)]
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32]) {
-        if E::HALF {
-            let mut bufs = [[[0f32; MAX_F16_UP_WIDTH]; 2]; KG];
-            self.pack_row_in(cg, y, s, flip, row, &mut bufs);
-        } else {
-            self.pack_row_in(cg, y, s, flip, row, &mut []);
-        }
+    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
+        self.pack_row_in(cg, y, s, flip, row, if E::HALF { &mut bufs[..] } else { &mut [] });
     }
 
     fn bounded(&self) -> bool {

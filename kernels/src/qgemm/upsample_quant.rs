@@ -146,11 +146,12 @@ unsafe fn fill_group_avx2<S: Source>(src: S, g: &Geometry, s: f32, zero: u32, cg
 #[inline(always)]
 fn fill_group<S: Source>(src: S, g: &Geometry, s: f32, zero: u32, cg: usize, dst: &mut [u32]) {
     let w = src.dims().2;
+    let mut bufs = src.rows();
     for (my, line) in dst.chunks_mut(g.wp).enumerate() {
         let y = my as isize - g.p as isize;
         if line.len() == g.wp && src.has_row(y) {
             line[..g.p].fill(zero);
-            src.pack_row(cg, y, s, zero, &mut line[g.p..g.p + w]);
+            src.pack_row(cg, y, s, zero, &mut line[g.p..g.p + w], &mut bufs);
             line[g.p + w..].fill(zero);
         } else {
             line.fill(zero);
