@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 
+use gaga_kernels::linear::dot8;
 use half::f16;
 
 use crate::config::ModelConfig;
@@ -42,20 +43,6 @@ impl Rigid {
         }
         Rigid { r, t }
     }
-}
-
-/// Dot product with eight independent partial sums, so the compiler can vectorise it (a plain
-/// sequential f32 sum cannot be reordered).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `batch_rodrigues` of `lbs.py`: angle = |r + 1e-8| (1e-8 added to each component), so a zero vector
@@ -215,7 +202,7 @@ impl<'w> Flame<'w> {
         let d = self.shape_n + self.expr_n;
         for (i, out) in self.v_identity.iter_mut().enumerate() {
             let dirs = &self.shapedirs[i * d..i * d + self.shape_n];
-            *out = self.v_template[i] + dot(dirs, shapecode);
+            *out = self.v_template[i] + dot8(dirs, shapecode);
         }
         match &mut self.identity {
             Some(v) => v.copy_from_slice(shapecode),
@@ -244,7 +231,7 @@ impl<'w> Flame<'w> {
         match &self.exprdirs {
             ExprDirs::F32(d) => {
                 for (i, vs) in self.v_shaped.iter_mut().enumerate() {
-                    *vs = self.v_identity[i] + dot(&d[i * e..(i + 1) * e], expcode);
+                    *vs = self.v_identity[i] + dot8(&d[i * e..(i + 1) * e], expcode);
                 }
             }
             ExprDirs::F16 { dirs, unscale } => {
@@ -256,7 +243,7 @@ impl<'w> Flame<'w> {
                     for (dc, xc) in dirs[i * e..(i + 1) * e].chunks(CHUNK).zip(expcode.chunks(CHUNK)) {
                         let w = &mut buf[..dc.len()];
                         gaga_kernels::qgemm::widen_f16(dc, w);
-                        sum += dot(w, xc);
+                        sum += dot8(w, xc);
                     }
                     *vs = self.v_identity[i] + sum * unscale;
                 }
@@ -315,7 +302,7 @@ impl<'w> Flame<'w> {
             let mut p = [0f32; 3];
             for (k, pk) in p.iter_mut().enumerate() {
                 let dirs = &self.posedirs[(vi * 3 + k) * pd..(vi * 3 + k + 1) * pd];
-                *pk = self.v_shaped[vi * 3 + k] + dot(dirs, &self.pose_feature);
+                *pk = self.v_shaped[vi * 3 + k] + dot8(dirs, &self.pose_feature);
             }
             let wts = &self.lbs_weights[vi * j..(vi + 1) * j];
             let mut t = Rigid { r: [[0.0; 3]; 3], t: [0.0; 3] };

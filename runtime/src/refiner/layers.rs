@@ -7,9 +7,8 @@ use std::borrow::Cow;
 use gaga_kernels::act::leaky_relu;
 use gaga_kernels::conv::{Conv2d, Scratch};
 use gaga_kernels::fused::{add_assign, bilinear_fast, bilinear_lrelu, lrelu_add, mul_assign, resize_conv1x1_lrelu_add};
-use gaga_kernels::linear::linear;
+use gaga_kernels::linear::{linear, linear_vec, RowsRef};
 use gaga_kernels::winograd::Epilogue;
-use half::f16;
 
 use super::packed::{self, ConvKernel};
 use crate::error::{Error, Result};
@@ -249,38 +248,10 @@ impl<'w> Linear<'w> {
     /// `out[..out_f] = W x[..in_f] + b`.
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
         let (x, out) = (&x[..self.in_f], &mut out[..self.out_f]);
-        let rows = out.iter_mut().zip(self.bias.iter()).enumerate();
         match &self.weight {
             LinearWeight::F32(wt) => linear(x, 1, self.in_f, wt, Some(&self.bias), self.out_f, out),
-            LinearWeight::F16(b) => {
-                let row = 2 * self.in_f;
-                for (o, (y, bias)) in rows {
-                    let r = &b[o * row..(o + 1) * row];
-                    *y = bias + dot(x, |i| f16::from_le_bytes([r[2 * i], r[2 * i + 1]]).to_f32());
-                }
-            }
-            LinearWeight::I8 { q, scales } => {
-                for (o, (y, bias)) in rows {
-                    let (r, s) = (&q[o * self.in_f..(o + 1) * self.in_f], scales[o]);
-                    *y = bias + dot(x, |i| r[i] as i8 as f32 * s);
-                }
-            }
+            LinearWeight::F16(b) => linear_vec(x, RowsRef::F16(b), &self.bias, out),
+            LinearWeight::I8 { q, scales } => linear_vec(x, RowsRef::I8 { q, scales }, &self.bias, out),
         }
     }
 }
-
-/// `sum_i x[i] * w(i)` with eight independent partial sums (so the loop vectorises).
-fn dot(x: &[f32], w: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let body = x.len() / 8 * 8;
-    for i in (0..body).step_by(8) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += x[i + l] * w(i + l);
-        }
-    }
-    let tail: f32 = (body..x.len()).map(|i| x[i] * w(i)).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-#[cfg(test)]
-mod tests;
