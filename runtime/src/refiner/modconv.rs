@@ -66,14 +66,25 @@ pub fn stored_square_sums(w: &dyn Weights, st: &Stored, name: &str, c_out: usize
 /// Demodulation factors: `out[o] = gain * rsqrt(sum_i s_i^2 q[o, i] + 1e-8)`, or `gain` without `q`.
 pub fn demodulation(q: Option<&[f32]>, s: &[f32], gain: f32, out: &mut [f32]) {
     let c_in = s.len();
-    for (o, d) in out.iter_mut().enumerate() {
-        *d = match q {
-            Some(q) => {
-                let sum: f32 = q[o * c_in..(o + 1) * c_in].iter().zip(s).map(|(q, s)| q * s * s).sum();
-                gain / (sum + 1e-8).sqrt()
-            }
-            None => gain,
-        };
+    let Some(q) = q else {
+        out.fill(gain);
+        return;
+    };
+    by_rows(out, c_in, |o, d| {
+        let sum: f32 = q[o * c_in..(o + 1) * c_in].iter().zip(s).map(|(q, s)| q * s * s).sum();
+        *d = gain / (sum + 1e-8).sqrt();
+    });
+}
+
+/// `row(o, &mut out[o])` for every output; split over the pool when the rows hold many terms (each
+/// row is one task's, so the bits do not depend on the thread count).
+fn by_rows(out: &mut [f32], row_len: usize, row: impl Fn(usize, &mut f32) + Sync) {
+    const PARALLEL_TERMS: usize = 1 << 16;
+    if out.len() * row_len >= PARALLEL_TERMS {
+        use rayon::prelude::*;
+        out.par_iter_mut().enumerate().with_min_len(16).for_each(|(o, d)| row(o, d));
+    } else {
+        out.iter_mut().enumerate().for_each(|(o, d)| row(o, d));
     }
 }
 
@@ -147,8 +158,8 @@ impl SquareSums {
 pub fn demodulation_f16(q: &[f16], unscale: f32, s: &[f32], gain: f32, out: &mut [f32]) {
     const CHUNK: usize = 256;
     let c_in = s.len();
-    let mut buf = [0f32; CHUNK];
-    for (o, d) in out.iter_mut().enumerate() {
+    by_rows(out, c_in, |o, d| {
+        let mut buf = [0f32; CHUNK];
         let mut sum = 0f32;
         for (qc, sc) in q[o * c_in..(o + 1) * c_in].chunks(CHUNK).zip(s.chunks(CHUNK)) {
             let w = &mut buf[..qc.len()];
@@ -156,7 +167,7 @@ pub fn demodulation_f16(q: &[f16], unscale: f32, s: &[f32], gain: f32, out: &mut
             sum += w.iter().zip(sc).map(|(q, s)| q * s * s).sum::<f32>();
         }
         *d = gain / (sum * unscale + 1e-8).sqrt();
-    }
+    });
 }
 
 /// A `ModulatedConv2d` with its `modulation` linear layer and, when demodulating, its square sums.

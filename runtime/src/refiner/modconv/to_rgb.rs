@@ -7,12 +7,16 @@ use gaga_kernels::conv::{Conv2d, Scratch};
 use gaga_kernels::fused::scale_channels_in_place;
 use gaga_kernels::qgemm::widen_f16;
 use gaga_kernels::winograd::Epilogue;
+use rayon::prelude::*;
 
 use super::super::layers::Observe;
 use super::super::maps::{MapMut, MapRef};
 use super::{ModBufs, ModConv};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
+
+/// Band values from which preparing a float ToRGB band's input is worth splitting over the pool.
+const PARALLEL_BAND: usize = 1 << 15;
 
 /// `ToRGB`: modulated 1x1 conv without demodulation, + bias (the upsampled skip is added by the caller).
 pub struct ToRgb<'w> {
@@ -128,7 +132,7 @@ impl<'w> ToRgb<'w> {
         for y0 in (0..h).step_by(rows) {
             let y1 = (y0 + rows).min(h);
             let n = (y1 - y0) * h;
-            for (c, plane) in inp[..ci * n].chunks_mut(n).enumerate() {
+            let prepare = |(c, plane): (usize, &mut [f32])| {
                 let src = c * h * h + y0 * h..c * h * h + y1 * h;
                 match x {
                     MapRef::F32(v) => plane.copy_from_slice(&v[src]),
@@ -136,6 +140,12 @@ impl<'w> ToRgb<'w> {
                 }
                 // `v * s`, as `scale_channels_in_place` modulates the whole map.
                 plane.iter_mut().for_each(|v| *v *= s[c]);
+            };
+            // Per channel in parallel once a band is large (a memory-bound pass; 0.5 MiB at 512 x 512).
+            if ci * n >= PARALLEL_BAND {
+                inp[..ci * n].par_chunks_mut(n).enumerate().for_each(prepare);
+            } else {
+                inp[..ci * n].chunks_mut(n).enumerate().for_each(prepare);
             }
             self.mc.kernel.run(scratch, &spec, &inp[..ci * n], y1 - y0, h, &mut res[..co * n])?;
             dst.put_rows((h, h), (y0, y1), &res[..co * n], Epilogue::Store);
