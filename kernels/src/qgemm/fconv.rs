@@ -8,7 +8,7 @@
 
 use half::f16;
 
-use super::conv::{geometry, Geometry};
+use super::conv::{geometry, output_geometry, Geometry};
 use super::pack::{Packed, PackedConv};
 use super::{QResult, MR};
 use crate::matmul::{threads, SyncPtr};
@@ -71,6 +71,50 @@ pub(super) fn run_float(
     out: &mut [f32],
 ) -> QResult<()> {
     let g = geometry(pc, x, h, w, bias, out)?;
+    run_float_planes(isa, pc, scratch, x, g.plane, h, w, bias, out)
+}
+
+/// Rows `y0..y0 + rows` of the 1x1 float convolution of `x` `[c_in, h, w]` into `out` `[c_out, rows, w]`,
+/// read in place (no band copy): `Ok(false)`, nothing written, when this conv cannot (not 1x1, or the
+/// band's pixels do not fill whole strips of `isa`). A 1x1 conv sums each pixel's channels the same way
+/// at any width, so these are the whole map's bits.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_float_rows(
+    isa: Isa,
+    pc: &PackedConv,
+    scratch: &mut Scratch,
+    x: &[f32],
+    (h, w): (usize, usize),
+    (y0, rows): (usize, usize),
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> QResult<bool> {
+    let c_in = pc.c_in;
+    super::ensure!(x.len() == c_in * h * w, "packed conv input: {} floats, [{c_in}, {h}, {w}] needs {}", x.len(), c_in * h * w);
+    super::ensure!(y0 + rows <= h, "packed conv rows {y0}..{} of a {h}-row map", y0 + rows);
+    if pc.k != 1 || (rows * w) % isa.nr() != 0 || rows == 0 {
+        return Ok(false);
+    }
+    output_geometry(pc, rows, w, bias, out)?;
+    run_float_planes(isa, pc, scratch, &x[y0 * w..], h * w, rows, w, bias, out)?;
+    Ok(true)
+}
+
+/// [`run_float`] on input planes `stride` floats apart (`x` starts at the first plane's first pixel; a
+/// stride other than `h * w` needs a 1x1 conv that reads in place: checked by the callers).
+#[allow(clippy::too_many_arguments)]
+fn run_float_planes(
+    isa: Isa,
+    pc: &PackedConv,
+    scratch: &mut Scratch,
+    x: &[f32],
+    stride: usize,
+    h: usize,
+    w: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> QResult<()> {
+    let g = output_geometry(pc, h, w, bias, out)?;
     if out.is_empty() {
         return Ok(());
     }
@@ -81,6 +125,7 @@ pub(super) fn run_float(
     // `x` itself, and the last strip's reads end exactly at `x`'s end (a 32-channel 512x512 input is a
     // 32 MiB copy otherwise, the largest scratch of an int8 session).
     let in_place = k == 1 && g.n_flat % nr == 0;
+    super::ensure!(in_place || stride == g.plane, "float conv: input planes {stride} floats apart need a 1x1 conv on whole strips");
     let map_len = if in_place { 0 } else { c_in * g.plane + nr + 2 * g.p + 16 };
     let t = threads();
     let nc = g.n_flat.div_ceil(2 * t).next_multiple_of(nr).clamp(nr, NC);
@@ -116,7 +161,7 @@ pub(super) fn run_float(
     let offs: &mut [u32] = bytemuck::cast_slice_mut(offs);
     for (q, o) in offs.iter_mut().enumerate() {
         let (ci, tap) = (q / (k * k), q % (k * k));
-        *o = (ci * g.plane + (tap / k) * g.wp + tap % k) as u32;
+        *o = (ci * if in_place { stride } else { g.plane } + (tap / k) * g.wp + tap % k) as u32;
     }
     let (packed_bias, offs) = (&*packed_bias, &*offs);
     let last = g.n_flat.next_multiple_of(nr) + offs.iter().max().copied().unwrap_or(0) as usize;

@@ -66,6 +66,26 @@ impl PackedConv<'_> {
         }
     }
 
+    /// Rows `y0..y0 + rows` of [`PackedConv::run`] for a float 1x1 weight, read in place from the whole
+    /// map `x` `[c_in, h, w]` into `out` `[c_out, rows, w]`: the whole map's bits, no band copy. `Ok(false)`
+    /// (nothing written) when this weight and band cannot: int8, not 1x1, or a band whose pixels do not
+    /// fill the kernel's strips; the caller then runs [`PackedConv::run`] on a copy of the rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_float_rows(
+        &self,
+        scratch: &mut Scratch,
+        x: &[f32],
+        (h, w): (usize, usize),
+        (y0, rows): (usize, usize),
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> QResult<bool> {
+        match self.kernel() {
+            Kernel::Float(isa) => fconv::run_float_rows(isa, self, scratch, x, (h, w), (y0, rows), bias, out),
+            Kernel::I8(_) => Ok(false),
+        }
+    }
+
     /// Linear layer `out[r] = W x[r] + bias` for `rows` row-major vectors `x` `[rows, c_in]` into `out`
     /// `[rows, c_out]` (needs `k = 1`). int8: one activation scale for all rows (`None`: dynamic).
     #[allow(clippy::too_many_arguments)]

@@ -267,3 +267,55 @@ fn int8_weights_roundtrip_quantisation_within_half_a_step() {
     }
     let _ = seeded_i8(1, 1);
 }
+
+#[test]
+fn float_1x1_rows_read_in_place_give_the_whole_maps_bits_on_every_kernel() {
+    // 32 -> 16 like the refiner's first conv; bands of 16 and 2 rows (whole strips on every kernel),
+    // and bands whose pixels do not fill a strip (refused, nothing written): 2 rows of 36 are 72 pixels,
+    // whole strips of 8 but not of 32.
+    let (c_in, c_out, h, w) = (32, 16, 24, 36);
+    let (mut ran_any, mut refused_any) = (false, false);
+    let c = case(&(c_in, c_out, 1, h, w));
+    let halves: Vec<f16> = c.wt.iter().map(|&v| f16::from_f32(v)).collect();
+    for p in [PackedConv::from_f16(&halves, c_out, c_in, 1).expect("f16"), PackedConv::from_f32(&c.wt, c_out, c_in, 1).expect("f32")] {
+        for isa in float_isas() {
+            let whole = run(&p, Kernel::Float(isa), &c, None);
+            let mut s = Scratch::new();
+            for rows in [16usize, 2] {
+                for y0 in (0..h).step_by(rows) {
+                    let n = rows.min(h - y0);
+                    let mut out = vec![f32::NAN; c_out * n * w];
+                    let ran = fconv::run_float_rows(isa, &p, &mut s, &c.x, (h, w), (y0, n), Some(&c.bias), &mut out).expect("rows");
+                    assert_eq!(ran, (n * w) % isa.nr() == 0, "{isa:?} rows {y0}+{n}: in place iff whole strips");
+                    (ran_any, refused_any) = (ran_any || ran, refused_any || !ran);
+                    if !ran {
+                        assert!(out.iter().all(|v| v.is_nan()), "{isa:?}: a refused band wrote its output");
+                        continue;
+                    }
+                    for o in 0..c_out {
+                        let want = &whole[o * h * w + y0 * w..][..n * w];
+                        let got = &out[o * n * w..][..n * w];
+                        assert!(
+                            want.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{isa:?} {:?} rows {y0}+{n} channel {o}: not the whole map's bits",
+                            p.format()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(ran_any, "no band ran in place");
+    assert!(refused_any || !float_isas().iter().any(|i| i.nr() > 8), "no band was refused");
+    // A 3x3 weight or an int8 one is refused through the public entry (the caller copies the band).
+    let p3 = PackedConv::from_f32(&seeded(14, 4 * 4 * 9), 4, 4, 3).expect("3x3");
+    let x = seeded(15, 4 * 8 * 16);
+    let mut out = vec![0f32; 4 * 2 * 16];
+    assert!(!p3.run_float_rows(&mut Scratch::new(), &x, (8, 16), (0, 2), None, &mut out).expect("3x3"));
+    let p8 = PackedConv::from_f32_as_i8(&c.wt, c_out, c_in, 1).expect("i8");
+    let mut out = vec![0f32; c_out * 16 * w];
+    assert!(!p8.run_float_rows(&mut Scratch::new(), &c.x, (h, w), (0, 16), None, &mut out).expect("i8"));
+    // Rows past the map are an error naming them.
+    let e = p3.run_float_rows(&mut Scratch::new(), &x, (8, 16), (7, 2), None, &mut out).unwrap_err();
+    assert!(e.0.contains("rows 7..9"), "{}", e.0);
+}

@@ -248,6 +248,12 @@ fn conv1x1_rows(
     if let (Some((w, bias, _)), Some(scale)) = (int8(conv), scale) {
         return w.run_rows(s, x, (h, h), None, scale, (y0, y1 - y0), bias, out).map_err(|e| conv_err(conv, e));
     }
+    // A float packed 1x1 conv reads the band's rows in place where they fill its strips.
+    if let ConvKernel::Quant { w, bias, .. } = &conv.kernel {
+        if w.run_float_rows(s, x, (h, h), (y0, y1 - y0), bias.as_deref(), &mut out[..co * n]).map_err(|e| conv_err(conv, e))? {
+            return Ok(());
+        }
+    }
     for (c, dst) in tmp[..ci * n].chunks_mut(n).enumerate() {
         dst.copy_from_slice(&x[c * hw + y0 * h..c * hw + y1 * h]);
     }
