@@ -2,8 +2,9 @@
 //!
 //! Each intermediate map is a *buffer* with a length and a lifetime: the first and last step of the run's
 //! schedule that touch it (`plan.rs` describes the schedule). [`Plan::place`] puts all buffers in one
-//! arena so that two buffers alive at a common step never overlap: greedy, largest first, each at the
-//! lowest offset free of every already placed buffer whose lifetime intersects its own. [`Plan::check`]
+//! arena so that two buffers alive at a common step never overlap: greedy in an order (largest area first,
+//! then other orders while fragmentation remains), each at the lowest offset free of every already placed
+//! buffer whose lifetime intersects its own. [`Plan::check`]
 //! verifies that property independently of the placer, and [`carve`] hands out one step's buffers as
 //! disjoint mutable slices (overlapping regions are an error, so aliasing cannot happen silently).
 
@@ -12,8 +13,8 @@ use crate::error::{Error, Result};
 /// Region offsets are multiples of this many floats (64 bytes: a cache line, any SIMD width).
 const ALIGN: usize = 16;
 
-/// Most placement orders [`Plan::place`] tries when the first leaves fragmentation (the refiner's ~150
-/// buffers: about 20 ms at load, once).
+/// Most placement orders [`Plan::place`] tries from each start order that leaves fragmentation (the
+/// refiner's ~150 buffers: about 20 ms at load per start order, once).
 const CLIMB: usize = 2000;
 
 /// Index of a buffer in its [`Schedule`].
@@ -87,17 +88,41 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Places the buffers of `s` (see the module comment). When largest-first leaves the arena above the
-    /// busiest step's need (fragmentation), a deterministic hill climb over placement orders (swapping
-    /// two buffers, keeping a swap that does not grow the arena; at most [`CLIMB`] tries) looks for a
-    /// smaller one; a plan that already meets the bound is never changed.
+    /// Places the buffers of `s` (see the module comment). Greedy placement in a start order, then, while
+    /// the arena is above the busiest step's need (fragmentation), a deterministic hill climb over
+    /// placement orders (swapping two buffers, keeping a swap that does not grow the arena; at most
+    /// [`CLIMB`] tries). Start orders, until one meets the bound: largest area (length x steps alive) first,
+    /// then largest first, then longest-lived first; the smallest arena wins. (On the official int8 plan
+    /// with f16 maps, area first climbs to the bound, 33.75 MiB; largest first stopped at 36.19.)
     pub fn place(s: Schedule, shared: bool) -> Plan {
         let (lives, glued) = (s.lives, s.glued);
-        // A glued tail is placed with its head (it is not in the order).
-        let mut order: Vec<BufId> = (0..lives.len()).filter(|i| !glued.iter().any(|g| g.1 == *i)).collect();
-        order.sort_by_key(|&i| (std::cmp::Reverse(lives[i].len), i));
-        let mut best = Self::place_in(&lives, &glued, shared, &order);
+        // A glued tail is placed with its head (it is not in the order) and counts in its head's length.
+        let units: Vec<BufId> = (0..lives.len()).filter(|i| !glued.iter().any(|g| g.1 == *i)).collect();
+        let unit_len = |i: BufId| lives[i].len + glued.iter().filter(|g| g.0 == i).map(|g| lives[g.1].len).sum::<usize>();
+        let steps = |i: BufId| lives[i].last - lives[i].first + 1;
         let bound = Self::live_per_step_of(&lives).into_iter().max().unwrap_or(0).next_multiple_of(ALIGN);
+        let starts: [&dyn Fn(BufId) -> (usize, usize); 3] =
+            [&|i| (unit_len(i) * steps(i), 0), &|i| (unit_len(i), 0), &|i| (steps(i), unit_len(i))];
+        let mut best: Option<(Vec<Region>, usize)> = None;
+        for key in starts {
+            let mut order = units.clone();
+            // Descending by key, ties by index: a fixed order for a given schedule.
+            order.sort_by_key(|&i| (std::cmp::Reverse(key(i)), i));
+            let placed = Self::climb(&lives, &glued, shared, order, bound);
+            if best.as_ref().is_none_or(|b| placed.1 < b.1) {
+                best = Some(placed);
+            }
+            if !shared || best.as_ref().is_some_and(|b| b.1 <= bound) {
+                break;
+            }
+        }
+        let (regions, len) = best.unwrap_or_default();
+        Plan { lives, regions, len, glued }
+    }
+
+    /// Greedy placement in `order`, then the hill climb down towards `bound` (see [`Plan::place`]).
+    fn climb(lives: &[Life], glued: &[(BufId, BufId)], shared: bool, mut order: Vec<BufId>, bound: usize) -> (Vec<Region>, usize) {
+        let mut best = Self::place_in(lives, glued, shared, &order);
         let n = order.len();
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = |m: usize| {
@@ -113,14 +138,14 @@ impl Plan {
             }
             let (i, j) = (next(n), next(n));
             order.swap(i, j);
-            let p = Self::place_in(&lives, &glued, shared, &order);
+            let p = Self::place_in(lives, glued, shared, &order);
             if p.1 <= best.1 {
                 best = p;
             } else {
                 order.swap(i, j);
             }
         }
-        Plan { lives, regions: best.0, len: best.1, glued }
+        best
     }
 
     /// Greedy placement in `order`: each buffer (with its glued tail, if any) at the lowest offset free
@@ -272,8 +297,10 @@ mod tests {
     fn buffers_with_disjoint_lifetimes_share_space_and_live_ones_do_not() {
         let p = Plan::place(three(), true);
         p.check().expect("valid plan");
-        assert_eq!(p.region(0).offset, p.region(2).offset, "a and c never live together");
-        assert!(p.region(1).offset >= 100, "b lives with a: {:?}", p.region(1));
+        let overlap = |x: Region, y: Region| x.offset < y.offset + y.len && y.offset < x.offset + x.len;
+        let (a, b, c) = (p.region(0), p.region(1), p.region(2));
+        assert!(overlap(a, c), "a and c never live together, so they share space: {a:?} {c:?}");
+        assert!(!overlap(a, b) && !overlap(b, c), "b lives with a and with c: {a:?} {b:?} {c:?}");
         // 100 + 50 (aligned to 16 -> 112 + 50 = 162 -> 176) is the peak; the plan needs no more.
         assert_eq!(p.peak_live(), 150);
         assert_eq!(p.len(), 176);
@@ -312,7 +339,7 @@ mod tests {
     #[test]
     fn check_rejects_live_buffers_that_overlap() {
         let mut p = Plan::place(three(), true);
-        p.regions[1].offset = 0;
+        p.regions[1].offset = p.regions[0].offset;
         let e = p.check().expect_err("b now overlaps a");
         assert!(e.to_string().contains("buffers 0") && e.to_string().contains("and 1"), "{e}");
     }
