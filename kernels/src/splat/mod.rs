@@ -102,6 +102,17 @@ pub struct GaussianSet<'a> {
     channels: usize,
 }
 
+/// The first `(field, found, expected)` length that differs, else no channels, as the error naming it.
+fn check_lengths(fields: &[(&'static str, usize, usize)], channels: usize) -> Result<(), GaussianSetError> {
+    if let Some(&(field, found, expected)) = fields.iter().find(|f| f.1 != f.2) {
+        return Err(GaussianSetError { field, expected, found });
+    }
+    if channels == 0 {
+        return Err(GaussianSetError { field: "channels", expected: CHANNELS, found: 0 });
+    }
+    Ok(())
+}
+
 impl<'a> GaussianSet<'a> {
     /// `means [N*3]`, `scales [N*3]` (world units, used as given), `rotations [N*4]` as (w, x, y, z), NOT
     /// normalised by the kernel, `opacities [N]`, `colors [N*channels]`. N is taken from `opacities`.
@@ -126,20 +137,15 @@ impl<'a> GaussianSet<'a> {
         channels: usize,
     ) -> Result<Self, GaussianSetError> {
         let n = opacities.len();
-        let fields = [
-            ("means", means.len(), n * 3),
-            ("scales", scales.len(), n * 3),
-            ("rotations", rotations.len(), n * 4),
-            ("colors", colors.len(), n * channels),
-        ];
-        for (field, found, expected) in fields {
-            if found != expected {
-                return Err(GaussianSetError { field, expected, found });
-            }
-        }
-        if channels == 0 {
-            return Err(GaussianSetError { field: "channels", expected: CHANNELS, found: 0 });
-        }
+        check_lengths(
+            &[
+                ("means", means.len(), n * 3),
+                ("scales", scales.len(), n * 3),
+                ("rotations", rotations.len(), n * 4),
+                ("colors", colors.len(), n * channels),
+            ],
+            channels,
+        )?;
         Ok(GaussianSet { means, moved: &[], scales, rotations, covs: &[], opacities, colors, channels })
     }
 
@@ -155,13 +161,10 @@ impl<'a> GaussianSet<'a> {
         channels: usize,
     ) -> Result<Self, GaussianSetError> {
         let n = opacities.len();
-        let fields = [("means", means.len(), n * 3), ("covariances", covs.len(), n * 6), ("colors", colors.len(), n * channels)];
-        if let Some((field, found, expected)) = fields.into_iter().find(|f| f.1 != f.2) {
-            return Err(GaussianSetError { field, expected, found });
-        }
-        if channels == 0 {
-            return Err(GaussianSetError { field: "channels", expected: CHANNELS, found: 0 });
-        }
+        check_lengths(
+            &[("means", means.len(), n * 3), ("covariances", covs.len(), n * 6), ("colors", colors.len(), n * channels)],
+            channels,
+        )?;
         Ok(GaussianSet { means, moved: &[], scales: &[], rotations: &[], covs, opacities, colors, channels })
     }
 
