@@ -316,6 +316,6 @@ fn float_1x1_rows_read_in_place_give_the_whole_maps_bits_on_every_kernel() {
     let mut out = vec![0f32; c_out * 16 * w];
     assert!(!p8.run_float_rows(&mut Scratch::new(), &c.x, (h, w), (0, 16), None, &mut out).expect("i8"));
     // Rows past the map are an error naming them.
-    let e = p3.run_float_rows(&mut Scratch::new(), &x, (8, 16), (7, 2), None, &mut out).unwrap_err();
+    let e = p3.run_float_rows(&mut Scratch::new(), &x, (8, 16), (7, 2), None, &mut out).expect_err("rows past the map");
     assert!(e.0.contains("rows 7..9"), "{}", e.0);
 }
