@@ -131,27 +131,26 @@ fn run_float_planes(
     let nc = g.n_flat.div_ceil(2 * t).next_multiple_of(nr).clamp(nr, NC);
     let blocks = g.n_flat.div_ceil(nc);
     let kc = sgemm::kc_step(kk);
-    // Per task: the copied strip (non-AVX-512) and the 8-row-padded output block.
+    // F32 panels are the SGEMM layout itself (read in place). F16 ones are widened into that layout one
+    // inner block at a time in each task (every panel's rows `q0..q0 + kc`): m * k conversions per column
+    // block against m * k * nc FMAs, and a per-task slice of m * kc floats instead of an f32 copy of the
+    // whole weight (9 MiB for a 512-channel 3x3 layer that calibration keeps fp16).
+    let (a, halves): (&[f32], &[f16]) = match &pc.w {
+        Packed::F32(v) => (v, &[]),
+        Packed::F16(v) => (&[], v),
+        Packed::I8 { .. } => return Err(super::QError("run_float: weight is I8".into())),
+    };
+    let slice = if halves.is_empty() { 0 } else { panels * MR * kc };
+    // Per task: the copied strip (non-AVX-512), the 8-row-padded output block and the widened slice.
     // Row stride of the output block, padded so its rows do not alias in L1 (4 KiB multiples).
     let ldt = nc + 16;
-    let tile = kc * nr + panels * MR * ldt;
-    let wide = if matches!(pc.w, Packed::F16(_)) { panels * panel_len } else { 0 };
+    let tile = kc * nr + panels * MR * ldt + slice;
     let bias_len = sgemm::bias_len(pc.c_out);
-    let buf = scratch.take(wide + bias_len + map_len + kk + tiled_len(blocks, tile));
-    let (widened, rest) = buf.split_at_mut(wide);
-    let (packed_bias, rest) = rest.split_at_mut(bias_len);
+    let buf = scratch.take(bias_len + map_len + kk + tiled_len(blocks, tile));
+    let (packed_bias, rest) = buf.split_at_mut(bias_len);
     let (map, rest) = rest.split_at_mut(map_len);
     let (offs, tiles) = rest.split_at_mut(kk);
     sgemm::pack_bias(pc.c_out, bias, packed_bias);
-    // F32 panels are the SGEMM layout itself (read in place); F16 ones are widened into it.
-    let a: &[f32] = match &pc.w {
-        Packed::F32(v) => v,
-        Packed::F16(v) => {
-            widen_f16(v, widened);
-            widened
-        }
-        Packed::I8 { .. } => return Err(super::QError("run_float: weight is I8".into())),
-    };
     let map: &[f32] = if in_place {
         x
     } else {
@@ -169,12 +168,27 @@ fn run_float_planes(
     let dst = SyncPtr(out.as_mut_ptr());
     let c_out = pc.c_out;
     run_tiled_in(tiles, blocks, tile, |blk, buf, _| {
-        let (strip, ct) = buf[..tile].split_at_mut(kc * nr);
+        let (strip, rest) = buf[..tile].split_at_mut(kc * nr);
+        let (ct, wide) = rest.split_at_mut(panels * MR * ldt);
         let j0 = blk * nc;
         let ncols = nc.min(g.n_flat - j0);
         let mut q0 = 0;
         while q0 < kk {
             let kcb = kc.min(kk - q0);
+            if !halves.is_empty() {
+                for p in 0..panels {
+                    let src = p * panel_len + q0 * MR;
+                    widen_f16(&halves[src..src + kcb * MR], &mut wide[p * MR * kc..][..kcb * MR]);
+                }
+            }
+            // Panel p's rows from q0 on, and the row its slice starts at.
+            let panel_at = |p: usize| -> (&[f32], usize) {
+                if halves.is_empty() {
+                    (&a[p * panel_len..(p + 1) * panel_len], q0)
+                } else {
+                    (&wide[p * MR * kc..][..kcb * MR], 0)
+                }
+            };
             for s0 in (0..ncols).step_by(nr) {
                 let base = map[j0 + s0..].as_ptr();
                 let copied = isa != Isa::Avx512;
@@ -185,13 +199,13 @@ fn run_float_planes(
                     }
                 }
                 for p in 0..panels {
-                    let panel = &a[p * panel_len..(p + 1) * panel_len];
+                    let (panel, from) = panel_at(p);
                     let pb = &packed_bias[p * MR..(p + 1) * MR];
                     let c = ct[p * MR * ldt + s0..].as_mut_ptr();
                     // SAFETY: B reads stay below `last` (checked) or in `strip`; the 8 x nr tile lies in `ct`.
                     unsafe {
-                        if copied || !sgemm::tile_offs_split(isa, kcb, panel, pb, q0, base, &offs[q0..q0 + kcb], c, ldt, q0 == 0) {
-                            sgemm::tile_split(isa, kcb, panel, pb, q0, strip.as_ptr(), nr, c, ldt, MR, nr, q0 == 0);
+                        if copied || !sgemm::tile_offs_split(isa, kcb, panel, pb, from, base, &offs[q0..q0 + kcb], c, ldt, q0 == 0) {
+                            sgemm::tile_split(isa, kcb, panel, pb, from, strip.as_ptr(), nr, c, ldt, MR, nr, q0 == 0);
                         }
                     }
                 }
