@@ -1,5 +1,5 @@
 //! `gaga_runtime::eval` on real conversions of the seeded small checkpoint: a model against itself is
-//! exact, and an fp16 conversion stays within the 45 dB of fp32.
+//! exact, an fp16 conversion stays within the 45 dB of fp32 and an int8 one within its 35 dB.
 
 use std::path::Path;
 
@@ -46,4 +46,15 @@ fn fp16_small_model_is_at_least_45_db_from_fp32() {
     let [flame, splat, rgb] = r.stage_worst();
     assert_eq!((flame.max_abs, splat.max_abs), (0.0, 0.0));
     assert!(rgb.rel_l2 > 0.0 && rgb.rel_l2 < 1e-2, "{rgb:?}");
+}
+
+#[test]
+fn int8_small_model_meets_35_db_against_fp32_with_dynamic_activation_scales() {
+    let dir = test_dir("eval-int8");
+    let m = small_models(dir.path(), &[Precision::Fp32, Precision::Int8]);
+    let r = run(&m[0], &m[1], 6);
+    // The int8 target, for the default conversion (no calibration: dynamic activation scales).
+    // Measured 41.5 dB min, 44.5 median on this synthetic avatar; at official size the same conversion is
+    // 34.8 dB min over 60 real-avatar frames (`docs/performance.md`, "Current figures (session 8)").
+    assert!(r.psnr_min() >= 35.0, "int8 PSNR min {:.2} dB (median {:.2})", r.psnr_min(), r.psnr_median());
 }
