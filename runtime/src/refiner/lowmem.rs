@@ -190,10 +190,10 @@ pub fn cond_banded(
 
 /// The first conv (1x1, `c_out <= c_in`) of the splat `[c_in, h, h]` in row bands of [`UP_BAND_ROWS`],
 /// its output `[c_out, h, h]` written over `input`'s first `c_out` planes: each band's input rows (from
-/// `splat`, or from `input` itself) are copied into `band` before its output rows replace them, and no
-/// later band reads those rows. `band` holds one band of input and of output (`plan::enc_band_len`). A
-/// 1x1 conv reads no halo and sums each pixel's channels the same way at any width, so the bits are
-/// [`Conv::run`]'s on the whole map (tested).
+/// `splat`, or from `input` itself) are read ([`conv1x1_rows`]) before its output rows replace them, and
+/// no later band reads those rows. `band` holds one band of output and, for a conv that cannot read its
+/// rows in place, of input (`plan::enc_band_len`). A 1x1 conv reads no halo and sums each pixel's
+/// channels the same way at any width, so the bits are [`Conv::run`]'s on the whole map (tested).
 pub fn first_in_place(
     conv: &Conv<'_>,
     s: &mut Scratch,
@@ -230,9 +230,10 @@ pub fn first_in_place(
 }
 
 /// Rows `y0..y1` of the 1x1 conv `conv` of `x` `[c_in, h, h]` into `out` `[c_out, y1 - y0, h]`: an int8
-/// conv quantises them straight from `x` with the whole map's `scale` (`PackedConv::run_rows`), a float
-/// one copies them into `tmp` and runs on that (a 1x1 conv reads no halo and sums each pixel's channels
-/// the same way at any width: the whole map's bits).
+/// conv quantises them straight from `x` with the whole map's `scale` (`PackedConv::run_rows`), a packed
+/// float one reads them in place when they fill its strips (`PackedConv::run_float_rows`), any other
+/// copies them into `tmp` and runs on that (a 1x1 conv reads no halo and sums each pixel's channels the
+/// same way at any width: the whole map's bits).
 #[allow(clippy::too_many_arguments)]
 fn conv1x1_rows(
     conv: &Conv<'_>,

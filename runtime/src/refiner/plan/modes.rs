@@ -157,8 +157,8 @@ pub fn settle_half(mut fly: Vec<OnTheFly>) -> Vec<OnTheFly> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Encoder {
     /// The first conv (1x1) runs in row bands of [`UP_BAND_ROWS`](super::UP_BAND_ROWS) and writes its output over the
-    /// splat input's first planes (each band's input rows are copied out first, and no later band
-    /// reads those rows), so the input's remaining planes are free once it has run.
+    /// splat input's first planes (each band's input rows are read before its output replaces them, and
+    /// no later band reads those rows), so the input's remaining planes are free once it has run.
     pub first_in_place: bool,
     /// The first down block's conv1 (int8) runs in row bands, each band downsampled at once, and its skip
     /// in row bands summed into the output at once, so neither full-size output map exists.
