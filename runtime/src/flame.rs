@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use gaga_kernels::linear::dot8;
+use gaga_kernels::linear::{dot8, Dot8};
 use half::f16;
 
 use crate::config::ModelConfig;
@@ -235,17 +235,18 @@ impl<'w> Flame<'w> {
                 }
             }
             ExprDirs::F16 { dirs, unscale } => {
-                // Each row widened a chunk at a time (F16C / NEON), the dot product unscaled once.
-                const CHUNK: usize = 256;
-                let mut buf = [0f32; CHUNK];
+                // Each row widened a piece at a time (F16C / NEON) into one `Dot8` (the bits of `dot8` on
+                // the widened row), the dot product unscaled once.
+                const PIECE: usize = 256;
+                let mut buf = [0f32; PIECE];
                 for (i, vs) in self.v_shaped.iter_mut().enumerate() {
-                    let mut sum = 0f32;
-                    for (dc, xc) in dirs[i * e..(i + 1) * e].chunks(CHUNK).zip(expcode.chunks(CHUNK)) {
+                    let mut d = Dot8::default();
+                    for (dc, xc) in dirs[i * e..(i + 1) * e].chunks(PIECE).zip(expcode.chunks(PIECE)) {
                         let w = &mut buf[..dc.len()];
                         gaga_kernels::qgemm::widen_f16(dc, w);
-                        sum += dot8(w, xc);
+                        d.feed(w, xc);
                     }
-                    *vs = self.v_identity[i] + sum * unscale;
+                    *vs = self.v_identity[i] + d.sum() * unscale;
                 }
             }
         }
