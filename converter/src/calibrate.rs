@@ -1,39 +1,42 @@
-//! Calibrated int8 (`gaga convert --precision int8 --calibrate DIR`): convert at fp32 first, lift the
-//! portraits in DIR with it and render its driving frames, then
-//! 1. set each refiner conv's activation scale from the fp32 activations it sees (`<weight>@act_scale`),
-//! 2. measure, layer by layer, what int8 costs at the output: the PSNR of the frames when only that
-//!    layer is int8 (everything else as the fp32 model),
-//! 3. start from every eligible layer at int8 and move the worst layers to fp16, one at a time, until the
-//!    smallest PSNR over the calibration frames reaches the target plus a margin,
+//! Calibrated int8 (`gaga convert --precision int8 --calibrate DIR`). Convert at fp32 first, lift the
+//! portraits in DIR with it and render its driving frames, then start from the default int8 conversion
+//! (the policy, every int8 conv with a dynamic activation scale) and
+//! 1. if its smallest PSNR over the calibration frames is below the target plus a margin, move the
+//!    refiner layers int8 hurts most (measured one at a time) to fp16, worst first, while a promotion
+//!    helps and keeps the per-frame session within a memory budget (an fp16 conv can cost a level its
+//!    low-memory plan: tens of MiB at official size);
+//! 2. give static activation scales (`<weight>@act_scale`, which skip the per-call max-abs pass) to the
+//!    int8 convs whose ranges transfer: scales fitted on some calibration groups (portraits, or halves
+//!    of the frames when there is one portrait) are scored on the others, and static scales are
+//!    adopted, most stable layers first, only while that held-out PSNR stays within a small cost of
+//!    the dynamic one. Static scales fitted on one avatar lost 3-4 dB on another at official size
+//!    (docs/performance.md), so dynamic stays the default;
 //!
 //! and convert again at int8 with those decisions (`Reason::Calibrated` in the directory, one recorded
-//! rule per kept layer with its measurement in the meta section). Only the per-frame refiner is
-//! calibrated: the lift runs once per person and its int8 layers follow the policy.
+//! rule per fp16 or dynamic layer with its measurement in the meta section). Only the per-frame refiner
+//! is calibrated: the lift runs once per person and its int8 layers follow the policy.
 //!
 //! Every measurement renders through [`Simulated`], a `Weights` view of the fp32 model in which chosen
 //! tensors are replaced by exactly what the int8 (or fp16) file will hold, made by the same `quant`
 //! functions as the writer, so the refiner runs the same code on the same values as it will on the file.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+mod bench;
+mod inputs;
+mod simulated;
 
-use gaga_runtime::eval::psnr;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
 use gaga_runtime::format::{DType, Layout, PrecisionRule, Reason, Stage, TensorEntry};
-use gaga_runtime::image_io::{load_image, CropBox};
 use gaga_runtime::model::Model;
-use gaga_runtime::refiner::{NoiseMode, Refiner};
-use gaga_runtime::render::{FrameRenderer, RenderOptions};
-use gaga_runtime::{driving, lift, DrivingFrame, Error, Image, ModelConfig, Result, SourceParams, Stored, Weights};
+use gaga_runtime::{Error, Result, Weights};
 
 use crate::convert::{convert, convert_with, Calibrated, ConvertOptions, Job, Progress, Summary};
 use crate::policy::{decide, default_rules, output_axis, Precision};
-use crate::quant::{quantise_i8, to_f16_bytes};
-
-/// Source parameters used for a portrait without its own `NAME.json`.
-const DEFAULT_SOURCE: &str = include_str!("../../assets/defaults/source_params.json");
-/// Driving frames used when DIR holds no `.jsonl` or `.pkl`.
-const DEFAULT_DRIVER: &str = include_str!("../../assets/defaults/expressions.jsonl");
+pub use bench::robust_abs_max;
+use bench::{fitted_scale, transfer_error, Bench, Scored};
+pub use inputs::{load_inputs, Inputs, Portrait};
+pub use simulated::Simulated;
 
 /// How to calibrate.
 #[derive(Clone, Debug)]
@@ -47,21 +50,40 @@ pub struct CalibrateOptions {
     pub margin_db: f64,
     /// Driving frames per portrait, spread evenly over all driving frames.
     pub frames_per_portrait: usize,
+    /// Held-out PSNR (dB) static activation scales may cost against dynamic ones.
+    pub static_cost_db: f64,
+    /// Bytes fp16 promotions may add to a per-frame session (weights, activation arena and kernel
+    /// scratch) over the default int8 conversion.
+    pub memory_growth: u64,
+    /// Smallest rise (dB) of the calibration frames' smallest PSNR that pays for an fp16 promotion's memory.
+    pub min_gain_db: f64,
 }
 
 impl CalibrateOptions {
-    /// The int8 target (35 dB) with a 2 dB margin, 8 frames per portrait.
+    /// The int8 target (35 dB) with a 2 dB margin, 8 frames per portrait, static scales at
+    /// most 0.25 dB worse on held-out frames, 3 MiB for fp16 promotions (the official int8 session is
+    /// 149 MiB of a 160 MB budget), each raising the PSNR by at least 0.05 dB.
     pub fn new(dir: PathBuf) -> Self {
-        CalibrateOptions { dir, target_psnr: 35.0, margin_db: 2.0, frames_per_portrait: 8 }
+        CalibrateOptions {
+            dir,
+            target_psnr: 35.0,
+            margin_db: 2.0,
+            frames_per_portrait: 8,
+            static_cost_db: 0.25,
+            memory_growth: 3 << 20,
+            min_gain_db: 0.05,
+        }
     }
 }
 
-/// One calibrated layer.
+/// One int8-eligible refiner layer and what calibration decided for it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerReport {
     pub name: String,
-    /// Smallest PSNR over the calibration frames with only this layer at int8.
-    pub psnr_alone: f64,
+    /// Smallest PSNR over the calibration frames with only this layer at int8 (dynamic scale),
+    /// measured only when promotions were needed.
+    pub psnr_alone: Option<f64>,
+    /// The static activation scale adopted, if any.
     pub act_scale: Option<f32>,
     pub kept_fp16: bool,
 }
@@ -71,188 +93,185 @@ pub struct LayerReport {
 pub struct CalibrationReport {
     pub portraits: usize,
     pub frames: usize,
+    /// Groups the held-out check rotates through (portraits, or two halves of one portrait's frames).
+    pub groups: usize,
     pub layers: Vec<LayerReport>,
-    /// Smallest PSNR with every eligible layer at int8, and with the decisions applied.
-    pub psnr_all_int8: f64,
+    /// Smallest PSNR of the default int8 conversion (policy, dynamic scales) over the calibration frames.
+    pub psnr_default: f64,
+    /// The same after the fp16 promotions.
+    pub psnr_promoted: f64,
+    /// Smallest PSNR with the adopted static scales, held out (each group scored with scales fitted on
+    /// the others) and in sample; `psnr_promoted` when none were adopted.
+    pub psnr_static: f64,
+    /// Smallest PSNR of the calibrated file over the calibration frames.
     pub psnr_final: f64,
+    /// Promotions refused for memory: layer and the bytes the session would have grown by.
+    pub refused_for_memory: Vec<(String, u64)>,
+    /// Bytes the promotions add to a per-frame session (weights, arena, kernel scratch).
+    pub memory_growth: u64,
     pub decisions: Calibrated,
 }
 
-/// A portrait to lift.
-pub struct Portrait {
-    pub name: String,
-    pub image: Image,
-    pub params: SourceParams,
+/// Bytes an int8 weight grows by at fp16 (two bytes per value instead of one plus a scale per channel).
+fn fp16_growth(w: &dyn Weights, name: &str) -> Result<u64> {
+    let shape = w.shape(name)?;
+    let n: u64 = shape.iter().map(|&d| d as u64).product();
+    let channels = shape.get(output_axis(name) as usize).copied().unwrap_or(1) as u64;
+    Ok((2 * n).saturating_sub(n + 4 * channels))
 }
 
-/// Calibration inputs read from a directory.
-pub struct Inputs {
-    pub portraits: Vec<Portrait>,
-    pub frames: Vec<DrivingFrame>,
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+/// What the fp16 promotions reached.
+struct Promotions {
+    psnr: f64,
+    /// Bytes they add to a session.
+    grown: u64,
+    refused: Vec<(String, u64)>,
 }
 
-/// Reads the portraits and driving frames of `dir` (sorted by name, so runs are reproducible).
-pub fn load_inputs(dir: &Path, image_size: usize) -> Result<Inputs> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io(dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    let ext = |p: &Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-    let (mut portraits, mut frames) = (Vec::new(), Vec::new());
-    for p in &paths {
-        match ext(p).as_str() {
-            "png" | "jpg" | "jpeg" => {
-                let crop = match std::fs::read_to_string(p.with_extension("crop")) {
-                    Ok(t) => Some(t.trim().parse::<CropBox>().map_err(|what| Error::Format { path: p.with_extension("crop"), what })?),
-                    Err(_) => None,
-                };
-                let json = p.with_extension("json");
-                let params = if json.exists() {
-                    driving::read_source_params(&json)?
+/// Step 5 of the module comment: from `base` (the default file's score), promotes `layers` to fp16 in
+/// `current`, worst alone first, until `goal`; records each kept one in `decisions.fp16`.
+fn promote(
+    bench: &Bench,
+    layers: &mut [LayerReport],
+    current: &mut HashMap<String, Precision>,
+    base: &Scored,
+    opts: &CalibrateOptions,
+    decisions: &mut Calibrated,
+    log: &mut dyn FnMut(&str),
+) -> Result<Promotions> {
+    let goal = opts.target_psnr + opts.margin_db;
+    let mut done = Promotions { psnr: base.psnr, grown: 0, refused: Vec::new() };
+    if done.psnr >= goal {
+        return Ok(done);
+    }
+    let dynamic = BTreeMap::new();
+    let count = layers.len();
+    for (i, l) in layers.iter_mut().enumerate() {
+        let alone = bench.score(&HashMap::from([(l.name.clone(), Precision::Int8)]), &dynamic, None)?.psnr;
+        log(&format!("  [{}/{count}] {}: {alone:.2} dB alone", i + 1, l.name));
+        l.psnr_alone = Some(alone);
+    }
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by(|&a, &b| layers[a].psnr_alone.unwrap_or(0.0).total_cmp(&layers[b].psnr_alone.unwrap_or(0.0)).then(a.cmp(&b)));
+    let mut weights_grown = 0;
+    for i in order {
+        if done.psnr >= goal {
+            break;
+        }
+        let (name, now) = (layers[i].name.clone(), done.psnr);
+        current.insert(name.clone(), Precision::Fp16);
+        let after = bench.score(current, &dynamic, None)?;
+        let weights = weights_grown + fp16_growth(bench.fp32, &name)?;
+        let total = weights + after.working.saturating_sub(base.working);
+        if total > opts.memory_growth {
+            current.insert(name.clone(), Precision::Int8);
+            log(&format!(
+                "  {name} stays int8: fp16 would grow a session by {:.2} MiB (budget {:.2})",
+                mib(total),
+                mib(opts.memory_growth)
+            ));
+            done.refused.push((name, total));
+            continue;
+        }
+        if after.psnr < now + opts.min_gain_db {
+            // Errors of different layers partly cancel: a promotion that does not help is undone.
+            current.insert(name.clone(), Precision::Int8);
+            log(&format!(
+                "  {name} stays int8: fp16 would give {:.2} dB, less than {:.2} dB above {now:.2} dB",
+                after.psnr, opts.min_gain_db
+            ));
+            continue;
+        }
+        let why = format!(
+            "{:.2} dB with only this layer int8; whole refiner {now:.2} -> {:.2} dB keeping it fp16 (goal {goal:.1} dB; session +{:.2} MiB)",
+            layers[i].psnr_alone.unwrap_or(f64::NAN),
+            after.psnr,
+            mib(total)
+        );
+        log(&format!("  keep fp16 {name}: {why}"));
+        decisions.fp16.push((name, why));
+        layers[i].kept_fp16 = true;
+        (done.psnr, done.grown, weights_grown) = (after.psnr, total, weights);
+    }
+    Ok(done)
+}
+
+/// Step 6 of the module comment: static scales for the steadiest int8 layers while the PSNR (held out
+/// and in sample) stays above the threshold set from `now`, the score after promotions. Fills
+/// `decisions.act_scales` and `decisions.dynamic`; returns the PSNR the adopted scales reached.
+fn adopt_static(
+    bench: &Bench,
+    layers: &mut [LayerReport],
+    current: &HashMap<String, Precision>,
+    now: f64,
+    opts: &CalibrateOptions,
+    decisions: &mut Calibrated,
+    log: &mut dyn FnMut(&str),
+) -> Result<f64> {
+    let goal = opts.target_psnr + opts.margin_db;
+    let ranges = bench.ranges()?;
+    let mut steady: Vec<(f64, usize)> = layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.kept_fp16)
+        .filter_map(|(i, l)| Some((transfer_error(ranges.get(&l.name)?)?, i)))
+        .collect();
+    steady.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let threshold = if now >= goal { (now - opts.static_cost_db).max(goal) } else { now - opts.static_cost_db };
+    let held = |k: usize| {
+        let names: Vec<&str> = steady[..k].iter().map(|&(_, i)| layers[i].name.as_str()).collect();
+        bench.static_psnr(current, &ranges, &names)
+    };
+    let (mut adopted, mut reached) = (0, now);
+    if steady.is_empty() {
+        log("  no held-out group to test static scales on (one calibration frame): every int8 conv keeps a dynamic scale");
+    } else {
+        let all = held(steady.len())?;
+        log(&format!("  static scales on all {} steady layers: {all:.2} dB (threshold {threshold:.2})", steady.len()));
+        if all >= threshold {
+            (adopted, reached) = (steady.len(), all);
+        } else {
+            // `lo` static layers pass (0 always does: dynamic scales need no fitting), `hi` do not.
+            let (mut lo, mut hi) = (0, steady.len());
+            while hi - lo > 1 {
+                let mid = (lo + hi) / 2;
+                let s = held(mid)?;
+                log(&format!("  static scales on the {mid} steadiest layers: {s:.2} dB"));
+                if s >= threshold {
+                    (lo, reached) = (mid, s);
                 } else {
-                    driving::parse_source_params(DEFAULT_SOURCE, "bundled source_params.json")?
-                };
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                portraits.push(Portrait { name, image: load_image(p, image_size, crop)?, params });
+                    hi = mid;
+                }
             }
-            "jsonl" | "pkl" => frames.extend(driving::read_driving(p)?),
-            _ => {}
+            adopted = lo;
         }
     }
-    if portraits.is_empty() {
-        return Err(Error::Format { path: dir.to_path_buf(), what: "calibration directory holds no portrait (*.png, *.jpg)".into() });
+    for &(_, i) in &steady[..adopted] {
+        let s = fitted_scale(&ranges[&layers[i].name], None);
+        layers[i].act_scale = Some(s);
+        decisions.act_scales.push((layers[i].name.clone(), s));
     }
-    if frames.is_empty() {
-        frames = driving::parse_jsonl(DEFAULT_DRIVER, "bundled expressions.jsonl")?;
+    decisions.act_scales.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, &(e, i)) in steady.iter().enumerate().skip(adopted) {
+        let why = format!(
+            "dynamic activation scale: its range moves by {:.0}% between calibration groups (rank {} of {} by steadiness; static scales on more than the {adopted} steadiest layers fall below {threshold:.2} dB, held out or in sample)",
+            (e.exp() - 1.0) * 100.0,
+            k + 1,
+            steady.len()
+        );
+        decisions.dynamic.push((layers[i].name.clone(), why));
     }
-    Ok(Inputs { portraits, frames })
-}
-
-/// An int8 tensor: values, per-channel scales, the channel axis and the shape.
-type Int8 = (Vec<i8>, Vec<f32>, usize, Vec<usize>);
-
-/// A `Weights` view of `base` where the tensors in `precision` are replaced by their int8 or fp16
-/// storage (and int8 ones get their `@act_scale`).
-pub struct Simulated<'a> {
-    pub base: &'a dyn Weights,
-    pub precision: HashMap<String, Precision>,
-    pub act_scales: &'a BTreeMap<String, f32>,
-}
-
-impl Simulated<'_> {
-    fn act(&self, name: &str) -> Option<f32> {
-        let base = name.strip_suffix("@act_scale")?;
-        (self.precision.get(base) == Some(&Precision::Int8)).then(|| self.act_scales.get(base).copied()).flatten()
+    let ranked: Vec<usize> = steady.iter().map(|&(_, i)| i).collect();
+    for (_, l) in layers.iter().enumerate().filter(|(i, l)| !l.kept_fp16 && !ranked.contains(i)) {
+        decisions
+            .dynamic
+            .push((l.name.clone(), "dynamic activation scale: no held-out group or no activation seen to test a static one".into()));
     }
-    /// Values, per-channel scales, axis and shape of `name` quantised as the writer does.
-    fn int8(&self, name: &str) -> Result<Int8> {
-        let (v, shape) = (self.base.f32(name)?, self.base.shape(name)?);
-        let axis = output_axis(name) as usize;
-        let (q, s) = quantise_i8(&v, &shape, axis);
-        Ok((q, s, axis, shape))
-    }
-}
-
-impl Weights for Simulated<'_> {
-    fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        match self.act(name) {
-            Some(_) => Ok(vec![1]),
-            None => self.base.shape(name),
-        }
-    }
-    fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>> {
-        if let Some(s) = self.act(name) {
-            return Ok(Cow::Owned(vec![s]));
-        }
-        match self.precision.get(name) {
-            Some(Precision::Int8) => {
-                let (q, s, axis, shape) = self.int8(name)?;
-                let inner: usize = shape[axis + 1..].iter().product::<usize>().max(1);
-                Ok(Cow::Owned(q.iter().enumerate().map(|(i, &x)| x as f32 * s[(i / inner) % s.len().max(1)]).collect()))
-            }
-            Some(Precision::Fp16) => Ok(Cow::Owned(self.base.f32(name)?.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect())),
-            _ => self.base.f32(name),
-        }
-    }
-    fn stored(&self, name: &str) -> Result<Stored<'_>> {
-        let shape = self.shape(name)?;
-        let (dtype, bytes, scales, quant_axis) = match self.precision.get(name) {
-            Some(Precision::Int8) if self.act(name).is_none() => {
-                let (q, s, axis, _) = self.int8(name)?;
-                (DType::I8, q.iter().map(|&x| x as u8).collect(), Some(Cow::Owned(s)), Some(axis))
-            }
-            Some(Precision::Fp16) => (DType::F16, to_f16_bytes(&self.base.f32(name)?), None, None),
-            _ => return self.base.stored(name),
-        };
-        Ok(Stored { dtype, layout: Layout::RowMajor, shape, bytes: Cow::Owned(bytes), scales, quant_axis })
-    }
-}
-
-/// One calibration sample: a fp32 splat and the fp32 frame it became.
-struct Sample {
-    splat: Vec<f32>,
-    rgb: Vec<f32>,
-}
-
-/// Lifts every portrait with `fp32` and renders `frames_per_portrait` evenly spaced driving frames.
-fn reference_samples(fp32: &dyn Weights, cfg: &ModelConfig, inputs: &Inputs, per_portrait: usize) -> Result<Vec<Sample>> {
-    let n = inputs.frames.len();
-    let picks: Vec<usize> = (0..per_portrait.clamp(1, n)).map(|k| k * n / per_portrait.clamp(1, n)).collect();
-    let mut out = Vec::new();
-    let mut image = Image::new(cfg.image_size, cfg.image_size);
-    for p in &inputs.portraits {
-        let avatar = lift::lift(fp32, cfg, &p.image, &p.params)?;
-        let mut r = FrameRenderer::new(fp32, cfg, RenderOptions::default())?;
-        for &i in &picks {
-            let t = r.render_traced(&avatar, &inputs.frames[i], &mut image)?;
-            out.push(Sample { splat: t.splat, rgb: image.data.clone() });
-        }
-    }
-    Ok(out)
-}
-
-/// Smallest PSNR of `w`'s refiner over the samples, against the fp32 frames.
-fn score(w: &dyn Weights, cfg: &ModelConfig, samples: &[Sample]) -> Result<f64> {
-    let mut r = Refiner::new(w, cfg, NoiseMode::Stored)?;
-    let mut out = vec![0.0; cfg.refiner.out_channels * cfg.image_size * cfg.image_size];
-    let mut worst = f64::INFINITY;
-    for s in samples {
-        r.run(&s.splat, &mut out)?;
-        out.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-        worst = worst.min(psnr(&out, &s.rgb)?);
-    }
-    Ok(worst)
-}
-
-/// The 99.99th percentile of |x|, the activation range an int8 scale must cover: the maximum is set
-/// by a handful of outliers (splat edges, a few hot channels), and clipping those 0.01% costs less
-/// than the resolution a max-based scale would lose on every other value.
-pub fn robust_abs_max(x: &[f32], buf: &mut Vec<f32>) -> f32 {
-    buf.clear();
-    buf.extend(x.iter().map(|v| v.abs()).filter(|v| v.is_finite()));
-    if buf.is_empty() {
-        return 0.0;
-    }
-    let k = ((buf.len() - 1) as f64 * 0.9999).round() as usize;
-    *buf.select_nth_unstable_by(k, f32::total_cmp).1
-}
-
-/// Activation scales (robust |x| max over every sample, / 127) of the refiner's convs on fp32 inputs.
-fn activation_scales(fp32: &dyn Weights, cfg: &ModelConfig, samples: &[Sample]) -> Result<BTreeMap<String, f32>> {
-    let mut r = Refiner::new(fp32, cfg, NoiseMode::Stored)?;
-    let mut out = vec![0.0; cfg.refiner.out_channels * cfg.image_size * cfg.image_size];
-    let mut range: BTreeMap<String, f32> = BTreeMap::new();
-    let mut buf: Vec<f32> = Vec::new();
-    for s in samples {
-        r.run_observed(&s.splat, &mut out, &mut |name, x| {
-            let m = robust_abs_max(x, &mut buf);
-            let e = range.entry(name.to_string()).or_insert(0.0);
-            *e = e.max(m);
-        })?;
-    }
-    Ok(range.into_iter().filter(|(_, m)| *m > 0.0).map(|(n, m)| (n, m / 127.0)).collect())
+    Ok(reached)
 }
 
 /// Measures and decides on the fp32 model `fp32` (see the module comment).
@@ -263,93 +282,53 @@ pub fn calibrate(
     keep: &[crate::Keep],
     log: &mut dyn FnMut(&str),
 ) -> Result<CalibrationReport> {
-    let cfg = fp32.config().clone();
     let rules = default_rules();
-    let mut policy = HashMap::new();
+    let mut current = HashMap::new();
     for e in fp32.tensors().iter().filter(|e| e.stage == Stage::Frame && e.dtype == DType::F32 && !e.name.contains('@')) {
         let p = decide(&e.name, e.shape.len(), Precision::Int8, &rules, keep).precision;
         if p != Precision::Fp32 {
-            policy.insert(e.name.clone(), p);
+            current.insert(e.name.clone(), p);
         }
     }
-    let mut eligible: Vec<String> = policy.iter().filter(|(_, p)| **p == Precision::Int8).map(|(n, _)| n.clone()).collect();
+    let mut eligible: Vec<&String> = current.iter().filter(|(_, p)| **p == Precision::Int8).map(|(n, _)| n).collect();
     eligible.sort();
+    let mut layers: Vec<LayerReport> =
+        eligible.iter().map(|&n| LayerReport { name: n.clone(), psnr_alone: None, act_scale: None, kept_fp16: false }).collect();
+    let bench = Bench::new(fp32, fp32.config(), inputs, opts.frames_per_portrait)?;
     log(&format!(
-        "calibration: {} portraits x {} frames, {} int8 layers in the refiner",
+        "calibration: {} portraits, {} frames in {} held-out groups, {} int8 layers in the refiner",
         inputs.portraits.len(),
-        opts.frames_per_portrait,
-        eligible.len()
+        bench.samples.len(),
+        bench.groups,
+        layers.len()
     ));
-    let samples = reference_samples(fp32, &cfg, inputs, opts.frames_per_portrait)?;
-    let act_scales = activation_scales(fp32, &cfg, &samples)?;
-    let mut act_scales = act_scales;
-
-    let mut layers = Vec::new();
-    for (i, name) in eligible.iter().enumerate() {
-        let one = Simulated { base: fp32, precision: HashMap::from([(name.clone(), Precision::Int8)]), act_scales: &act_scales };
-        let alone = score(&one, &cfg, &samples)?;
-        log(&format!("  [{}/{}] {name}: {alone:.2} dB alone", i + 1, eligible.len()));
-        layers.push(LayerReport { name: name.clone(), psnr_alone: alone, act_scale: act_scales.get(name).copied(), kept_fp16: false });
-    }
-    // Worst (lowest PSNR alone) first.
-    let mut order: Vec<usize> = (0..layers.len()).collect();
-    order.sort_by(|&a, &b| layers[a].psnr_alone.total_cmp(&layers[b].psnr_alone).then(a.cmp(&b)));
-    let goal = opts.target_psnr + opts.margin_db;
-    let mut current = policy.clone();
-    let all_int8 = score(&Simulated { base: fp32, precision: current.clone(), act_scales: &act_scales }, &cfg, &samples)?;
-    let mut now = all_int8;
+    let base = bench.score(&current, &BTreeMap::new(), None)?;
+    log(&format!("  default int8 (dynamic scales): {:.2} dB min (goal {:.1} dB)", base.psnr, opts.target_psnr + opts.margin_db));
     let mut decisions = Calibrated::default();
-    for &i in &order {
-        if now >= goal {
-            break;
-        }
-        let name = layers[i].name.clone();
-        // First remedy: a dynamic (per call) activation scale instead of the calibrated static one,
-        // which clips or wastes range on frames unlike the calibration's; then fp16.
-        if let Some(s) = act_scales.remove(&name) {
-            let after = score(&Simulated { base: fp32, precision: current.clone(), act_scales: &act_scales }, &cfg, &samples)?;
-            if after > now {
-                let why = format!(
-                    "{:.2} dB alone; whole refiner {now:.2} -> {after:.2} dB with a dynamic activation scale (goal {goal:.1} dB)",
-                    layers[i].psnr_alone
-                );
-                log(&format!("  dynamic {name}: {why}"));
-                decisions.dynamic.push((name.clone(), why));
-                layers[i].act_scale = None;
-                now = after;
-                continue;
-            }
-            act_scales.insert(name.clone(), s);
-        }
-        current.insert(name.clone(), Precision::Fp16);
-        let after = score(&Simulated { base: fp32, precision: current.clone(), act_scales: &act_scales }, &cfg, &samples)?;
-        if after <= now {
-            // Errors of different layers partly cancel: a promotion that does not help is undone.
-            current.insert(layers[i].name.clone(), Precision::Int8);
-            log(&format!("  {} stays int8: fp16 would give {after:.2} dB, not above {now:.2} dB", layers[i].name));
-            continue;
-        }
-        let why = format!(
-            "{:.2} dB with only this layer int8; whole refiner {now:.2} -> {after:.2} dB keeping it fp16 (goal {goal:.1} dB)",
-            layers[i].psnr_alone
-        );
-        log(&format!("  keep fp16 {}: {why}", layers[i].name));
-        decisions.fp16.push((layers[i].name.clone(), why));
-        layers[i].kept_fp16 = true;
-        now = after;
-    }
-    decisions.act_scales = layers.iter().filter(|l| !l.kept_fp16).filter_map(|l| l.act_scale.map(|s| (l.name.clone(), s))).collect();
+    let promoted = promote(&bench, &mut layers, &mut current, &base, opts, &mut decisions, log)?;
+    let with_static = adopt_static(&bench, &mut layers, &current, promoted.psnr, opts, &mut decisions, log)?;
+    let scales: BTreeMap<String, f32> = decisions.act_scales.iter().cloned().collect();
+    let last = bench.score(&current, &scales, None)?;
     log(&format!(
-        "calibration: all int8 {all_int8:.2} dB, calibrated {now:.2} dB min; {} layers kept fp16, {} with dynamic activation scales",
+        "calibration: default {:.2} dB, {} layers fp16 -> {:.2} dB (+{:.2} MiB), {} static scales ({with_static:.2} dB), calibrated {:.2} dB min",
+        base.psnr,
         decisions.fp16.len(),
-        decisions.dynamic.len()
+        promoted.psnr,
+        mib(promoted.grown),
+        scales.len(),
+        last.psnr
     ));
     Ok(CalibrationReport {
         portraits: inputs.portraits.len(),
-        frames: samples.len(),
+        frames: bench.samples.len(),
+        groups: bench.groups,
         layers,
-        psnr_all_int8: all_int8,
-        psnr_final: now,
+        psnr_default: base.psnr,
+        psnr_promoted: promoted.psnr,
+        psnr_static: with_static,
+        psnr_final: last.psnr,
+        refused_for_memory: promoted.refused,
+        memory_growth: promoted.grown,
         decisions,
     })
 }

@@ -15,6 +15,9 @@ use crate::matmul::threads;
 #[derive(Debug, Default)]
 pub struct Scratch {
     buf: Vec<f32>,
+    /// A second buffer for a kernel whose data must outlive calls of other kernels on this scratch
+    /// ([`Scratch::take_aux`]).
+    aux: Vec<f32>,
 }
 
 impl Scratch {
@@ -23,9 +26,9 @@ impl Scratch {
         Scratch::default()
     }
 
-    /// Floats currently reserved.
+    /// Floats currently reserved (both buffers).
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.aux.len()
     }
 
     /// The first `len` floats, growing the buffer when it is shorter (values left from earlier calls).
@@ -34,6 +37,21 @@ impl Scratch {
             self.buf.resize(len, 0.0);
         }
         &mut self.buf[..len]
+    }
+
+    /// The second buffer, at least `len` floats, moved out so that other kernels can use this scratch
+    /// meanwhile; hand it back with [`Scratch::put_aux`] (it grows once, as [`Scratch::take`] does).
+    pub fn take_aux(&mut self, len: usize) -> Vec<f32> {
+        let mut v = std::mem::take(&mut self.aux);
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        v
+    }
+
+    /// Returns the buffer [`Scratch::take_aux`] lent.
+    pub fn put_aux(&mut self, v: Vec<f32>) {
+        self.aux = v;
     }
 }
 

@@ -15,7 +15,6 @@
 use std::borrow::Cow;
 
 use gaga_kernels::linear::{dot8, Dot8};
-use half::f16;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -83,12 +82,31 @@ pub fn read_parents(w: &dyn Weights, joints: usize) -> Result<Vec<usize>> {
     Ok(parents)
 }
 
-/// The expression directions as a renderer keeps them: f32 (bit-exact FLAME), or f16 with a power-of-two
-/// scale (`gaga_kernels::elem::narrow_scaled`) for an int8 session, whose activation quantisation moves a
-/// frame far more than a 2^-11 relative change in these directions (half the memory: 2.9 MiB).
+/// The expression directions as a renderer keeps them: f32 (bit-exact FLAME), or for an int8 session i16
+/// with one scale per row (one vertex coordinate's directions; about half the memory: 2.9 MiB saved at
+/// official size). Each value is within 2^-16 of its row's largest. f16 directions (2^-11 of each value,
+/// until session 9) moved posed vertices by up to 1.5e-4 on a real tracked clip and its splat by up to
+/// 0.70; i16 rows: 1.4e-5 and 0.14 (`docs/performance.md`, session 9).
 enum ExprDirs {
     F32(Vec<f32>),
-    F16 { dirs: Vec<f16>, unscale: f32 },
+    I16 { dirs: Vec<i16>, scales: Vec<f32> },
+}
+
+/// `d` (rows of `n`) as i16 rows scaled to their largest magnitude, or `None` if a value is not finite.
+fn narrow_rows(d: &[f32], n: usize) -> Option<ExprDirs> {
+    if n == 0 || d.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mut dirs = Vec::with_capacity(d.len());
+    let mut scales = Vec::with_capacity(d.len() / n);
+    for row in d.chunks(n) {
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = max / i16::MAX as f32;
+        scales.push(scale);
+        // |v / scale| <= 32767 up to rounding: the clamp only guards that last ulp.
+        dirs.extend(row.iter().map(|&v| if scale > 0.0 { (v / scale).round().clamp(-32767.0, 32767.0) as i16 } else { 0 }));
+    }
+    Some(ExprDirs::I16 { dirs, scales })
 }
 
 /// The FLAME model with its per-source and per-frame working buffers. Reads `flame.*` tensors.
@@ -170,11 +188,11 @@ impl<'w> Flame<'w> {
         })
     }
 
-    /// Keeps the expression directions in f16 from now on (see `ExprDirs`; for int8 sessions).
+    /// Keeps the expression directions as scaled i16 rows from now on (see `ExprDirs`; for int8 sessions).
     pub fn narrow_expression_directions(&mut self) {
         if let ExprDirs::F32(d) = &self.exprdirs {
-            if let Some((dirs, unscale)) = gaga_kernels::elem::narrow_scaled(d) {
-                self.exprdirs = ExprDirs::F16 { dirs, unscale };
+            if let Some(narrow) = narrow_rows(d, self.expr_n) {
+                self.exprdirs = narrow;
             }
         }
     }
@@ -183,7 +201,7 @@ impl<'w> Flame<'w> {
     pub fn expression_direction_bytes(&self) -> usize {
         match &self.exprdirs {
             ExprDirs::F32(d) => 4 * d.len(),
-            ExprDirs::F16 { dirs, .. } => 2 * dirs.len(),
+            ExprDirs::I16 { dirs, scales } => 2 * dirs.len() + 4 * scales.len(),
         }
     }
 
@@ -234,19 +252,19 @@ impl<'w> Flame<'w> {
                     *vs = self.v_identity[i] + dot8(&d[i * e..(i + 1) * e], expcode);
                 }
             }
-            ExprDirs::F16 { dirs, unscale } => {
-                // Each row widened a piece at a time (F16C / NEON) into one `Dot8` (the bits of `dot8` on
-                // the widened row), the dot product unscaled once.
+            ExprDirs::I16 { dirs, scales } => {
+                // Each row widened a piece at a time (exact: i16 fits f32) into one `Dot8` (the bits of
+                // `dot8` on the widened row), the dot product scaled once.
                 const PIECE: usize = 256;
                 let mut buf = [0f32; PIECE];
                 for (i, vs) in self.v_shaped.iter_mut().enumerate() {
                     let mut d = Dot8::default();
                     for (dc, xc) in dirs[i * e..(i + 1) * e].chunks(PIECE).zip(expcode.chunks(PIECE)) {
                         let w = &mut buf[..dc.len()];
-                        gaga_kernels::qgemm::widen_f16(dc, w);
+                        w.iter_mut().zip(dc).for_each(|(w, &q)| *w = q as f32);
                         d.feed(w, xc);
                     }
-                    *vs = self.v_identity[i] + d.sum() * unscale;
+                    *vs = self.v_identity[i] + d.sum() * scales[i];
                 }
             }
         }

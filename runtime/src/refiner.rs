@@ -7,12 +7,12 @@
 //! official order of operations regrouped so only one level's condition maps are alive at a time.
 //! All buffers are sized and all convolution weights packed in [`Refiner::new`] (`packed.rs`: fp32 panels,
 //! borrowed when the file stores them packed; fp16 / int8 for `qgemm`); `run` allocates nothing once the
-//! kernels' scratch has grown (`tests/tests/no_alloc_frame.rs`).
+//! kernels' scratch has grown (`tests/tests/no_alloc_frame.rs`). int8 convs on maps of side
+//! [`FINE_MAX_SIDE`] and below run with ~15-bit activations (`ConvKernel::fine_activations`).
 
 use gaga_kernels::act::{leaky_relu, sigmoid};
 use gaga_kernels::conv::Scratch;
 use gaga_kernels::fused::{add_assign, bilinear_fast};
-use gaga_kernels::qgemm::MAX_F16_UP_WIDTH;
 use gaga_kernels::winograd::Epilogue;
 
 use crate::config::ModelConfig;
@@ -43,8 +43,12 @@ use maps::{MapMut, MapRef};
 use modconv::{ModBufs, StyleConv, ToRgb};
 use noise::Noise;
 pub use noise::NoiseMode;
+use packed::ConvKernel;
 pub use plan::MapMemory;
 use plan::{side, OnTheFly};
+
+/// Largest map side on which int8 convs run with ~15-bit activations ([`ConvKernel::fine_activations`]).
+const FINE_MAX_SIDE: usize = 16;
 
 /// The small per-frame vectors (style code, latent, per-layer modulation, unit factors for the int8 up
 /// blocks); the maps live in the arena.
@@ -96,7 +100,7 @@ fn spare_of(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 impl<'w> Refiner<'w> {
     /// Loads every `upsampler.*` tensor for `cfg.refiner` and allocates the working buffers.
     /// int8 levels compute on the fly the maps `GAGA_INT8_MAPS` allows ([`MapMemory::from_env`]; default
-    /// [`MapMemory::Lean`]).
+    /// [`MapMemory::Half`]).
     pub fn new(w: &'w dyn Weights, cfg: &ModelConfig, noise: NoiseMode) -> Result<Self> {
         Self::with_options(w, cfg, noise, true, MapMemory::from_env()?)
     }
@@ -120,12 +124,12 @@ impl<'w> Refiner<'w> {
         let levels = r.levels();
         let p = "upsampler";
         let sg = "upsampler.stylegan_decoder";
-        let down: Vec<ResBlock> = (0..levels)
+        let mut down: Vec<ResBlock> = (0..levels)
             .map(|i| ResBlock::load(w, &format!("{p}.conv_body_down.{i}"), u[levels - i], u[levels - i - 1], false))
             .collect::<Result<_>>()?;
-        let up: Vec<ResBlock> =
+        let mut up: Vec<ResBlock> =
             (0..levels).map(|k| ResBlock::load(w, &format!("{p}.conv_body_up.{k}"), u[k], u[k + 1], true)).collect::<Result<_>>()?;
-        let cond: Vec<(Condition, Condition)> = (0..levels)
+        let mut cond: Vec<(Condition, Condition)> = (0..levels)
             .map(|k| {
                 Ok((
                     Condition::load(w, &format!("{p}.condition_scale.{k}"), u[k + 1])?,
@@ -134,50 +138,41 @@ impl<'w> Refiner<'w> {
             })
             .collect::<Result<_>>()?;
         let mlp = (0..r.mlp_layers).map(|i| Linear::load(w, &format!("{sg}.style_mlp.{}", 2 * i + 1), sd, sd)).collect::<Result<_>>()?;
-        let mut convs = Vec::new();
+        let mut convs: Vec<StyleConv> = Vec::new();
         for k in 1..=levels {
             convs.push(StyleConv::load(w, &format!("{sg}.style_convs.{}", 2 * k - 2), d[k - 1], d[k], sd)?);
             convs.push(StyleConv::load(w, &format!("{sg}.style_convs.{}", 2 * k - 1), d[k], d[k], sd)?);
         }
-        let to_rgbs: Vec<ToRgb> =
+        let mut conv1 = StyleConv::load(w, &format!("{sg}.style_conv1"), d[0], d[0], sd)?;
+        let mut to_rgb1 = ToRgb::load(w, &format!("{sg}.to_rgb1"), d[0], r.out_channels, sd)?;
+        let mut final_conv = Conv::load(w, &format!("{p}.final_conv"), u[0], u[0], 3, true)?;
+        let mut to_rgbs: Vec<ToRgb> =
             (1..=levels).map(|k| ToRgb::load(w, &format!("{sg}.to_rgbs.{}", k - 1), d[k], r.out_channels, sd)).collect::<Result<_>>()?;
+        // int8 convs on maps of side FINE_MAX_SIDE and below run with ~15-bit activations (before the
+        // level plans, which treat them as float: they have no on-the-fly forms).
+        for (i, b) in down.iter_mut().enumerate() {
+            b.fine_activations(side(levels - i), FINE_MAX_SIDE);
+        }
+        for (k, b) in up.iter_mut().enumerate() {
+            b.fine_activations(side(k), FINE_MAX_SIDE);
+        }
+        for k in (0..levels).filter(|&k| side(k + 1) <= FINE_MAX_SIDE) {
+            cond[k].0.fine_activations();
+            cond[k].1.fine_activations();
+            convs[2 * k].mc.kernel.fine_activations();
+            convs[2 * k + 1].mc.kernel.fine_activations();
+            to_rgbs[k].mc.kernel.fine_activations();
+        }
+        conv1.mc.kernel.fine_activations();
+        to_rgb1.mc.kernel.fine_activations();
+        final_conv.kernel.fine_activations();
 
         let s = r.size;
         // int8 layers compute their inputs on the fly where they can (no f32 buffer for them: 64 MiB for
         // the upsampled StyleConv input at 512x512, 32 MiB each for the rest); the plan is otherwise the
         // same for every precision.
         let fly: Vec<OnTheFly> = (0..levels)
-            .map(|k| -> OnTheFly {
-                let mod_input = convs[2 * k + 1].mc.fuses_upsample();
-                let up_input = convs[2 * k].mc.fuses_upsample();
-                // What an all-int8 level would do (bands only where the int8 inputs are the largest
-                // kernel scratch), cut down to what this level's convs can.
-                let all = OnTheFly::int8(k, levels);
-                let up_block = lowmem::up_block_fits(&up[k]);
-                // The last level's decoder output is read by nothing after its ToRGB.
-                let rgb_in_place = mod_input && all.rgb_in_place;
-                let rgb_bands = mod_input && all.rgb_bands && to_rgbs[k].mc.k == 1;
-                let f = OnTheFly {
-                    up_block,
-                    block_bands: up_block && all.block_bands,
-                    up_input,
-                    up_bands: up_input && all.up_bands,
-                    cond_bands: lowmem::cond_fits(&cond[k].0) && lowmem::cond_fits(&cond[k].1),
-                    mod_input,
-                    mod_bands: mod_input && all.mod_bands,
-                    rgb_in_place,
-                    rgb_bands,
-                    half: false,
-                    half_feat: false,
-                };
-                // f16 maps need every conv of the level banded, the SFT's first convs int8 too, and
-                // (unless last) rows the f16 upsampling source can widen on its stack: the next level
-                // upsamples this one's `dec`.
-                let banded = f.up_bands && f.cond_bands && f.mod_bands && f.rgb_bands;
-                let conds_int8 = lowmem::cond_half_fits(&cond[k].0) && lowmem::cond_half_fits(&cond[k].1);
-                let half = all.half && banded && conds_int8 && (k + 1 == levels || side(k + 1) <= MAX_F16_UP_WIDTH);
-                maps.restrict(OnTheFly { half, half_feat: half && all.half_feat, ..f }, k, levels)
-            })
+            .map(|k| lowmem::level_plan(k, levels, &up[k], &cond[k], [&convs[2 * k], &convs[2 * k + 1]], &to_rgbs[k], maps))
             .collect();
         let fly = plan::settle_half(fly);
         // The encoder's savings come with f16 maps (an int8 refiner in `MapMemory::Half`), where its
@@ -199,14 +194,14 @@ impl<'w> Refiner<'w> {
             out_ch: r.out_channels,
             first,
             down,
-            final_conv: Conv::load(w, &format!("{p}.final_conv"), u[0], u[0], 3, true)?,
+            final_conv,
             final_linear: Linear::load(w, &format!("{p}.final_linear"), sd, u[0] * 16)?,
             up,
             cond,
             mlp,
             constant: w.f32_shaped(&format!("{sg}.constant_input.weight"), &[1, d[0], 4, 4])?,
-            conv1: StyleConv::load(w, &format!("{sg}.style_conv1"), d[0], d[0], sd)?,
-            to_rgb1: ToRgb::load(w, &format!("{sg}.to_rgb1"), d[0], r.out_channels, sd)?,
+            conv1,
+            to_rgb1,
             convs,
             to_rgbs,
             noise: Noise::new(w, cfg, noise)?,
@@ -265,39 +260,27 @@ impl<'w> Refiner<'w> {
         self.run_inner(Some(splat), out, Some(observe))
     }
 
+    /// Every convolution's weight name and kernel, in run order.
+    fn conv_kernels(&self) -> Vec<(&str, &ConvKernel<'w>)> {
+        let mut v: Vec<(&str, &ConvKernel<'w>)> = vec![(&self.first.name, &self.first.kernel)];
+        let blocks = self.down.iter().chain(&self.up).flat_map(|b| b.convs());
+        let head = std::iter::once(&self.final_conv);
+        let conds = self.cond.iter().flat_map(|(a, b)| a.convs().into_iter().chain(b.convs()));
+        v.extend(blocks.chain(head).chain(conds).map(|c| (c.name.as_str(), &c.kernel)));
+        let mods = [&self.conv1.mc, &self.to_rgb1.mc].into_iter();
+        let mods = mods.chain(self.convs.iter().map(|c| &c.mc)).chain(self.to_rgbs.iter().map(|t| &t.mc));
+        v.extend(mods.map(|m| (m.name.as_str(), &m.kernel)));
+        v
+    }
+
     /// Storage precision of every convolution, by weight name, in run order (for reports and tests).
     pub fn conv_precisions(&self) -> Vec<(String, packed::Precision)> {
-        let mut v: Vec<(String, packed::Precision)> = Vec::new();
-        let mut conv = |c: &Conv| v.push((c.name.clone(), c.kernel.precision()));
-        conv(&self.first);
-        for b in self.down.iter().chain(&self.up) {
-            b.convs().into_iter().for_each(&mut conv);
-        }
-        conv(&self.final_conv);
-        for (a, b) in &self.cond {
-            a.convs().into_iter().chain(b.convs()).for_each(&mut conv);
-        }
-        let mods = std::iter::once(&self.conv1.mc).chain(std::iter::once(&self.to_rgb1.mc));
-        for mc in mods.chain(self.convs.iter().map(|c| &c.mc)).chain(self.to_rgbs.iter().map(|t| &t.mc)) {
-            v.push((mc.name.clone(), mc.kernel.precision()));
-        }
-        v
+        self.conv_kernels().into_iter().map(|(n, k)| (n.to_string(), k.precision())).collect()
     }
 
     /// How many convolutions borrow their fp32 panels straight from the model file (zero-copy).
     pub fn borrowed_convs(&self) -> usize {
-        let mut n = [&self.first, &self.final_conv].iter().filter(|c| c.kernel.is_borrowed()).count();
-        for b in self.down.iter().chain(&self.up) {
-            n += b.convs().iter().filter(|c| c.kernel.is_borrowed()).count();
-        }
-        for (a, b) in &self.cond {
-            n += a.convs().iter().chain(b.convs().iter()).filter(|c| c.kernel.is_borrowed()).count();
-        }
-        let mods = [&self.conv1.mc, &self.to_rgb1.mc]
-            .into_iter()
-            .chain(self.convs.iter().map(|c| &c.mc))
-            .chain(self.to_rgbs.iter().map(|t| &t.mc));
-        n + mods.filter(|m| m.kernel.is_borrowed()).count()
+        self.conv_kernels().into_iter().filter(|(_, k)| k.is_borrowed()).count()
     }
 
     /// Bytes of the activation arena (planned at load; see `plan.rs`).

@@ -39,6 +39,10 @@ pub struct Args {
     /// With --calibrate: smallest PSNR (dB) against fp32 to reach on the calibration frames (plus a 2 dB margin).
     #[arg(long, default_value_t = 35.0, requires = "calibrate")]
     pub calibrate_target: f64,
+    /// With --calibrate: MiB that layers kept at fp16 may add to a per-frame session (weights, activation
+    /// arena, kernel scratch) over the default int8 conversion.
+    #[arg(long, default_value_t = 3.0, requires = "calibrate")]
+    pub calibrate_memory_mib: f64,
     /// Store the refiner's conv weights pre-packed in the CPU kernels' layouts (fp32 panels, fp16 / int8
     /// qgemm panels; read zero-copy at load; readers before these layouts and the Vulkan refiner (fp16 /
     /// int8) reject the file). Off by default: docs/converter.md.
@@ -72,6 +76,7 @@ pub fn run(args: Args) -> CmdResult {
             let copts = CalibrateOptions {
                 target_psnr: args.calibrate_target,
                 frames_per_portrait: args.calibrate_frames,
+                memory_growth: (args.calibrate_memory_mib.max(0.0) * (1u64 << 20) as f64) as u64,
                 ..CalibrateOptions::new(dir.clone())
             };
             let quiet = args.quiet;

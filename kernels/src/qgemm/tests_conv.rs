@@ -125,24 +125,67 @@ fn int8_convolutions_equal_the_written_out_integer_convolution_bit_for_bit() {
     }
 }
 
+/// The case's weight packed as int8 and its dequantised values `[c_out, c_in * k * k]`.
+fn dequantised(c: &Case) -> (PackedConv<'static>, Vec<f32>) {
+    let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
+    let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
+    let row = c.c_in * c.k * c.k;
+    (p, q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / row]).collect())
+}
+
+/// Checks every output of `got` against the f32 conv with the dequantised weights `deq`: activation
+/// rounding of at most `per_tap` per input value bounds output `o` by `per_tap * sum |deq[o, ..]|`, plus
+/// 1e-5 relative for f32 summation. Returns the largest error.
+fn within_rounding_bound(c: &Case, got: &[f32], deq: &[f32], per_tap: f32, what: &str) -> f32 {
+    let (row, plane) = (c.c_in * c.k * c.k, c.h * c.w);
+    let mut worst = 0f32;
+    for (i, (g, r)) in got.iter().zip(&reference_conv(c, deq)).enumerate() {
+        let o = i / plane;
+        let l1: f32 = deq[o * row..(o + 1) * row].iter().map(|v| v.abs()).sum();
+        let bound = per_tap * l1 + 1e-5 * r.abs().max(1.0);
+        assert!((g - r).abs() <= bound, "{what} element {i}: {g} vs f32 {r}, bound {bound}");
+        worst = worst.max((g - r).abs());
+    }
+    worst
+}
+
 #[test]
 fn int8_convolutions_stay_within_the_activation_rounding_bound_of_the_dequantised_f32_conv() {
     for sh in SHAPES {
         let c = case(sh);
-        let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
-        let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
-        let row = c.c_in * c.k * c.k;
-        let deq: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / row]).collect();
-        let want = reference_conv(&c, &deq);
-        let s = act_scale_for(&c.x);
+        let (p, deq) = dequantised(&c);
         let got = run(&p, Kernel::I8(QIsa::detect()), &c, None);
-        let plane = c.h * c.w;
-        for (i, (g, r)) in got.iter().zip(&want).enumerate() {
-            let o = i / plane;
-            let l1: f32 = deq[o * row..(o + 1) * row].iter().map(|v| v.abs()).sum();
-            let bound = s / 2.0 * l1 + 1e-5 * r.abs().max(1.0);
-            assert!((g - r).abs() <= bound, "{sh:?} element {i}: int8 {g} vs f32 {r}, bound {bound}");
+        within_rounding_bound(&c, &got, &deq, act_scale_for(&c.x) / 2.0, &format!("{sh:?} int8"));
+    }
+}
+
+/// `run_fine`: every int8 kernel gives the same bits, each output lies within the two-pass rounding
+/// bound (`s / 508` per tap instead of `s / 2`) of the f32 conv with dequantised weights, the largest
+/// error is at least 20x below one pass's, and a warmed-up call grows no scratch.
+#[test]
+fn fine_int8_convolutions_cut_activation_rounding_127x_on_every_kernel() {
+    for sh in SHAPES {
+        let c = case(sh);
+        let (p, deq) = dequantised(&c);
+        let s = act_scale_for(&c.x);
+        let mut scratch = Scratch::new();
+        let fine = |kernel: Kernel, scratch: &mut Scratch| {
+            let mut out = vec![f32::NAN; c.c_out * c.h * c.w];
+            p.run_fine_on(kernel, scratch, &c.x, c.h, c.w, None, Some(&c.bias), &mut out).expect("fine");
+            out
+        };
+        let got = fine(Kernel::I8(QIsa::Portable), &mut scratch);
+        for isa in QIsa::available() {
+            let other = fine(Kernel::I8(isa), &mut scratch);
+            assert!(other.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{isa:?} {sh:?}");
         }
+        let grown = scratch.capacity();
+        fine(Kernel::I8(QIsa::detect()), &mut scratch);
+        assert_eq!(scratch.capacity(), grown, "{sh:?}: a warmed-up call grew the scratch");
+        let worst_fine = within_rounding_bound(&c, &got, &deq, s / 508.0, &format!("{sh:?} fine"));
+        let one = run(&p, Kernel::I8(QIsa::detect()), &c, None);
+        let worst_one = within_rounding_bound(&c, &one, &deq, s / 2.0, &format!("{sh:?} one pass"));
+        assert!(worst_fine * 20.0 <= worst_one, "{sh:?}: fine {worst_fine} vs one pass {worst_one}");
     }
 }
 

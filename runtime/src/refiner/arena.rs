@@ -15,7 +15,7 @@ const ALIGN: usize = 16;
 
 /// Most placement orders [`Plan::place`] tries from each start order that leaves fragmentation (the
 /// refiner's ~150 buffers: about 20 ms at load per start order, once).
-const CLIMB: usize = 2000;
+const CLIMB: usize = 8000;
 
 /// Index of a buffer in its [`Schedule`].
 pub type BufId = usize;

@@ -114,6 +114,18 @@ impl<'w> ResBlock<'w> {
         [&self.conv1, &self.conv2, &self.skip]
     }
 
+    /// [`ConvKernel::fine_activations`] for the block's convs on maps of side `max_side` and below, for an
+    /// input of side `h` (conv1 runs at `h`, conv2 and the skip at [`ResBlock::out_side`]).
+    pub fn fine_activations(&mut self, h: usize, max_side: usize) {
+        if h <= max_side {
+            self.conv1.kernel.fine_activations();
+        }
+        if self.out_side(h) <= max_side {
+            self.conv2.kernel.fine_activations();
+            self.skip.kernel.fine_activations();
+        }
+    }
+
     /// Output side for an input side `h`.
     pub fn out_side(&self, h: usize) -> usize {
         if self.up {
@@ -176,6 +188,11 @@ impl<'w> Condition<'w> {
     /// The two convolutions, in run order.
     pub fn convs(&self) -> [&Conv<'w>; 2] {
         [&self.conv0, &self.conv2]
+    }
+
+    /// [`ConvKernel::fine_activations`] for both convs of the branch.
+    pub fn fine_activations(&mut self) {
+        [&mut self.conv0, &mut self.conv2].into_iter().for_each(|c| c.kernel.fine_activations());
     }
 
     /// The branch on `x` `[c, h, h]` combined into `e` `[2c, h, h]` by `epi` (`MulInto` for the SFT

@@ -19,14 +19,15 @@ use gaga_kernels::act::leaky_relu;
 use gaga_kernels::conv::Conv2d;
 use gaga_kernels::conv::Scratch;
 use gaga_kernels::fused::{bilinear_fast, bilinear_lrelu, lrelu_add};
-use gaga_kernels::qgemm::{act_scale_for, PackedConv, PackedFormat};
+use gaga_kernels::qgemm::{act_scale_for, PackedConv, PackedFormat, MAX_F16_UP_WIDTH};
 use gaga_kernels::winograd::Epilogue;
 use rayon::prelude::*;
 
 use super::layers::{Condition, Conv, ResBlock, SLOPE};
 use super::maps::{with_map, MapMut, MapRef};
+use super::modconv::{StyleConv, ToRgb};
 use super::packed::ConvKernel;
-use super::plan::{COND_BAND_ROWS, UP_BAND_ROWS};
+use super::plan::{side, MapMemory, OnTheFly, COND_BAND_ROWS, UP_BAND_ROWS};
 use crate::error::{Error, Result};
 
 /// An int8 conv's weights, bias and calibrated activation scale.
@@ -35,13 +36,51 @@ type Int8Conv<'a, 'w> = (&'a PackedConv<'w>, Option<&'a [f32]>, Option<f32>);
 /// The int8 weights, bias and calibrated activation scale of `c`, when it runs on int8 weights.
 fn int8<'a, 'w>(c: &'a Conv<'w>) -> Option<Int8Conv<'a, 'w>> {
     match &c.kernel {
-        ConvKernel::Quant { w, bias, act_scale } if w.format() == PackedFormat::I8 => Some((w, bias.as_deref(), *act_scale)),
+        ConvKernel::Quant { w, bias, act_scale, fine: false } if w.format() == PackedFormat::I8 => Some((w, bias.as_deref(), *act_scale)),
         _ => None,
     }
 }
 
 fn conv_err(c: &Conv<'_>, e: gaga_kernels::qgemm::QError) -> Error {
     Error::Other(format!("refiner conv `{}`: {}", c.name, e.0))
+}
+
+/// Which maps int8 level `k` of `levels` computes on the fly: what an all-int8 level would do (bands only
+/// where the int8 inputs are the largest kernel scratch), cut down to what this level's convs can, then
+/// to what `maps` allows. `styles` are the level's two StyleConvs, `rgb` its ToRGB.
+pub fn level_plan(
+    k: usize,
+    levels: usize,
+    up: &ResBlock<'_>,
+    cond: &(Condition<'_>, Condition<'_>),
+    styles: [&StyleConv<'_>; 2],
+    rgb: &ToRgb<'_>,
+    maps: MapMemory,
+) -> OnTheFly {
+    let mod_input = styles[1].mc.fuses_upsample();
+    let up_input = styles[0].mc.fuses_upsample();
+    let all = OnTheFly::int8(k, levels);
+    let up_block = up_block_fits(up);
+    let f = OnTheFly {
+        up_block,
+        block_bands: up_block && all.block_bands,
+        up_input,
+        up_bands: up_input && all.up_bands,
+        cond_bands: cond_fits(&cond.0) && cond_fits(&cond.1),
+        mod_input,
+        mod_bands: mod_input && all.mod_bands,
+        // The last level's decoder output is read by nothing after its ToRGB.
+        rgb_in_place: mod_input && all.rgb_in_place,
+        rgb_bands: mod_input && all.rgb_bands && rgb.mc.k == 1,
+        half: false,
+        half_feat: false,
+    };
+    // f16 maps need every conv of the level banded, the SFT's first convs int8 too, and (unless last)
+    // rows the f16 upsampling source can widen on its stack: the next level upsamples this one's `dec`.
+    let banded = f.up_bands && f.cond_bands && f.mod_bands && f.rgb_bands;
+    let conds_int8 = cond_half_fits(&cond.0) && cond_half_fits(&cond.1);
+    let half = all.half && banded && conds_int8 && (k + 1 == levels || side(k + 1) <= MAX_F16_UP_WIDTH);
+    maps.restrict(OnTheFly { half, half_feat: half && all.half_feat, ..f }, k, levels)
 }
 
 /// True when [`up_block`] can run `b`: its conv2 and skip are int8 (conv1 may be anything).

@@ -235,7 +235,7 @@ impl<'w> ModConv<'w> {
     /// unmodulated map (int8 weights: `PackedConv::run_upsampled` for an upsampling call,
     /// `PackedConv::run_scaled` otherwise; see [`ModConv::run_raw`]).
     pub fn fuses_upsample(&self) -> bool {
-        matches!(&self.kernel, ConvKernel::Quant { w, .. } if w.format() == PackedFormat::I8)
+        matches!(&self.kernel, ConvKernel::Quant { w, fine: false, .. } if w.format() == PackedFormat::I8)
     }
 
     /// Like [`ModConv::run`] without the output factors (the caller fuses them into its epilogue). With
@@ -257,7 +257,7 @@ impl<'w> ModConv<'w> {
     ) -> Result<()> {
         let (ci, hw) = (self.c_in, h * h);
         let fused = scaled.is_empty() && self.fuses_upsample();
-        if let (true, ConvKernel::Quant { w: pc, bias, act_scale }) = (fused, &self.kernel) {
+        if let (true, ConvKernel::Quant { w: pc, bias, act_scale, .. }) = (fused, &self.kernel) {
             let (s, out, b) = (&s[..ci], &mut out[..self.c_out * hw], bias.as_deref());
             let done = match up_from {
                 Some(hl) => pc.run_upsampled(scratch, &x[..ci * hl * hl], hl, hl, s, *act_scale, b, out),
@@ -302,7 +302,7 @@ impl ModConv<'_> {
         epi: &BandEpilogue,
     ) -> Result<()> {
         let err = |what: String| Error::Other(format!("refiner conv `{}`: {what}", self.name));
-        let (ConvKernel::Quant { w: pc, bias, act_scale }, true) = (&self.kernel, self.fuses_upsample()) else {
+        let (ConvKernel::Quant { w: pc, bias, act_scale, .. }, true) = (&self.kernel, self.fuses_upsample()) else {
             return Err(err("banded int8 conv needs int8 weights".into()));
         };
         let (ci, co, rows) = (self.c_in, self.c_out, super::plan::UP_BAND_ROWS);

@@ -26,8 +26,9 @@ use crate::weights::Weights;
 pub enum ConvKernel<'w> {
     /// fp32 panels (owned, or borrowed from a `Panels` tensor) with the bias folded in.
     F32(PackedWeights<'w>),
-    /// fp16 or int8 weights for `qgemm`, with the bias and (int8) the calibrated activation scale.
-    Quant { w: PackedConv<'w>, bias: Option<Cow<'w, [f32]>>, act_scale: Option<f32> },
+    /// fp16 or int8 weights for `qgemm`, with the bias and (int8) the calibrated activation scale; `fine`
+    /// int8 layers run with ~15-bit activations ([`ConvKernel::fine_activations`]).
+    Quant { w: PackedConv<'w>, bias: Option<Cow<'w, [f32]>>, act_scale: Option<f32>, fine: bool },
     /// fp32 3x3 stride-1 weights in the Winograd F(4x4, 3x3) domain (`select_winograd`).
     Winograd(Box<WinogradConv<'w>>),
 }
@@ -190,7 +191,7 @@ fn load_stored<'w>(
             let pc = PackedConv::from_f16(&halves, co, ci, k).map_err(|e| err(name, e.0))?;
             let sums = row_major(w)?;
             release(w)?;
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: None }, sums))
+            Ok((ConvKernel::Quant { w: pc, bias, act_scale: None, fine: false }, sums))
         }
         (Layout::RowMajor, DType::I8) => {
             let axis = shape.len() - 4;
@@ -205,7 +206,7 @@ fn load_stored<'w>(
             let pc = PackedConv::from_i8(q, scales, co, ci, k).map_err(|e| err(name, e.0))?;
             let sums = row_major(w)?;
             release(w)?;
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act_scale(w, name)? }, sums))
+            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act_scale(w, name)?, fine: false }, sums))
         }
         (Layout::QPanelsF16 | Layout::QPanelsI8, DType::F16 | DType::I8) => {
             // Packed by the converter in the kernel's own layout: borrowed from the map, never repacked.
@@ -226,7 +227,7 @@ fn load_stored<'w>(
                 // A source that does not borrow (not the mapped file): an owned copy of the same layout.
                 (b, s) => quant_view(name, st.layout, shape, b, s.as_deref())?.into_owned(),
             };
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act }, rm))
+            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act, fine: false }, rm))
         }
         (layout, dtype) => Err(err(name, format!("{} weights in layout {} are not supported by the refiner", dtype.name(), layout.name()))),
     }
@@ -275,8 +276,9 @@ impl ConvKernel<'_> {
                 conv2d_prepacked(s, pw, x, h, w, out);
                 Ok(())
             }
-            ConvKernel::Quant { w: pc, bias, act_scale } => {
-                pc.run(s, x, h, w, *act_scale, bias.as_deref(), out).map_err(|e| Error::Other(format!("refiner conv {spec:?}: {}", e.0)))
+            ConvKernel::Quant { w: pc, bias, act_scale, fine } => {
+                let run = if *fine { PackedConv::run_fine } else { PackedConv::run };
+                run(pc, s, x, h, w, *act_scale, bias.as_deref(), out).map_err(|e| Error::Other(format!("refiner conv {spec:?}: {}", e.0)))
             }
             ConvKernel::Winograd(wc) => wc.run(s, spec, x, h, w, out),
         }
@@ -315,6 +317,22 @@ impl ConvKernel<'_> {
                 gaga_kernels::qgemm::PackedFormat::F32 => Precision::Fp32,
             },
         }
+    }
+
+    /// Makes an int8 layer run with ~15-bit activations (`PackedConv::run_fine`: two int8 passes, the
+    /// second on the first's rounding residual); other layers are unchanged. For layers on small maps,
+    /// whose few values do not average their activation rounding away: on the official seeded model,
+    /// int8 activations on the maps of side 16 and below cost ~1.1 dB of median PSNR and ~2 dB of the
+    /// worst frame (`docs/performance.md`, session 9), for under 2 % of the int8 work.
+    pub fn fine_activations(&mut self) {
+        if let ConvKernel::Quant { w, fine, .. } = self {
+            *fine = w.format() == gaga_kernels::qgemm::PackedFormat::I8;
+        }
+    }
+
+    /// True for an int8 layer running with ~15-bit activations.
+    pub fn is_fine(&self) -> bool {
+        matches!(self, ConvKernel::Quant { fine: true, .. })
     }
 
     /// The calibrated int8 activation scale, when the file had one.

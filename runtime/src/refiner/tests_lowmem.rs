@@ -107,7 +107,11 @@ fn a_small_int8_refiner_computes_every_level_map_on_the_fly_and_fp32_none() {
     let levels = cfg.refiner.levels();
     let q = Quantised::new(&cfg, DType::I8);
     let r = Refiner::with_map_memory(&q, &cfg, NoiseMode::Stored, MapMemory::Lean).expect("loads");
-    let all: Vec<OnTheFly> = (0..levels).map(|k| OnTheFly::int8(k, levels)).collect();
+    // Levels on maps of side FINE_MAX_SIDE and below run their int8 convs with fine activations, which
+    // have no on-the-fly forms: those levels store every map.
+    let fine = |k: usize| side(k + 1) <= FINE_MAX_SIDE;
+    assert!(fine(0) && !fine(levels - 1), "the small model has fine and on-the-fly levels");
+    let all: Vec<OnTheFly> = (0..levels).map(|k| if fine(k) { OnTheFly::default() } else { OnTheFly::int8(k, levels) }).collect();
     let lean: Vec<OnTheFly> = all.iter().enumerate().map(|(k, &f)| MapMemory::Lean.restrict(f, k, levels)).collect();
     assert_eq!(r.fly, lean);
     assert!(lean.iter().all(|f| !f.half && !f.half_feat), "lean keeps f32 maps");
@@ -116,7 +120,9 @@ fn a_small_int8_refiner_computes_every_level_map_on_the_fly_and_fp32_none() {
     assert_eq!(default.fly, all, "the default (session 7): every map that can be on the fly, the last two levels' in f16");
     assert_eq!(all.iter().map(|f| (f.half, f.half_feat)).collect::<Vec<_>>()[levels - 3..], [(false, false), (true, false), (true, true)]);
     let up = Refiner::with_map_memory(&q, &cfg, NoiseMode::Stored, MapMemory::Upsampled).expect("loads");
-    assert!(up.fly.iter().all(|f| *f == OnTheFly { up_input: true, ..Default::default() }), "upsampled inputs only");
+    for (k, f) in up.fly.iter().enumerate() {
+        assert_eq!(*f, OnTheFly { up_input: !fine(k), ..Default::default() }, "level {k}: upsampled inputs only");
+    }
     let off = Refiner::with_map_memory(&q, &cfg, NoiseMode::Stored, MapMemory::Stored).expect("loads");
     assert!(off.fly.iter().all(|f| *f == OnTheFly::default()));
     let fp32 = Refiner::new(&q.plain, &cfg, NoiseMode::Stored).expect("loads");

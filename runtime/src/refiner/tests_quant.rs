@@ -124,6 +124,44 @@ fn int8_refiner_stays_close_to_the_fp32_refiner_on_the_dequantised_weights() {
     }
 }
 
+/// Every int8 conv on maps of side `FINE_MAX_SIDE` and below, and only those, runs with fine activations.
+#[test]
+fn int8_convs_on_maps_of_side_16_and_below_run_with_fine_activations() {
+    let cfg = ModelConfig::small();
+    let levels = cfg.refiner.levels();
+    let q = Quantised::new(&cfg, DType::I8);
+    let r = Refiner::new(&q, &cfg, NoiseMode::Stored).expect("int8 refiner loads");
+    // The side of the map a conv runs on, from its name (the refiner's level indexing; a ResBlock's conv1
+    // runs at its input side, conv2 and the skip at its output side).
+    let out_side = |name: &str| -> usize {
+        let index = |p: &str| name.strip_prefix(p).and_then(|t| t.split('.').next()).and_then(|i| i.parse::<usize>().ok());
+        let first = name.ends_with(".conv1.weight");
+        let level = index("upsampler.condition_scale.").or(index("upsampler.condition_shift."));
+        if let Some(i) = index("upsampler.conv_body_down.") {
+            side(levels - i - !first as usize)
+        } else if let Some(k) = index("upsampler.conv_body_up.") {
+            side(k + !first as usize)
+        } else if let Some(k) = level {
+            side(k + 1)
+        } else if let Some(c) = index("upsampler.stylegan_decoder.style_convs.") {
+            side(c / 2 + 1)
+        } else if let Some(k) = index("upsampler.stylegan_decoder.to_rgbs.") {
+            side(k + 1)
+        } else if name.contains("conv_body_first") {
+            cfg.refiner.size
+        } else {
+            4 // final_conv, style_conv1, to_rgb1
+        }
+    };
+    let mut fine = 0;
+    for (name, k) in r.conv_kernels() {
+        let want = out_side(name) <= FINE_MAX_SIDE && k.precision() == Precision::Int8;
+        assert_eq!(k.is_fine(), want, "{name} (side {})", out_side(name));
+        fine += want as usize;
+    }
+    assert!(fine >= 10, "{fine} fine convs");
+}
+
 #[test]
 fn observed_run_reports_every_conv_input_once_and_gives_the_same_frame() {
     let cfg = ModelConfig::small();
