@@ -48,7 +48,7 @@ pub use plan::MapMemory;
 use plan::{side, OnTheFly};
 
 /// Largest map side on which int8 convs run with ~15-bit activations ([`ConvKernel::fine_activations`]).
-const FINE_MAX_SIDE: usize = 16;
+pub const FINE_MAX_SIDE: usize = 16;
 
 /// The small per-frame vectors (style code, latent, per-layer modulation, unit factors for the int8 up
 /// blocks); the maps live in the arena.

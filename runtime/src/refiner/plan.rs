@@ -289,7 +289,7 @@ pub fn report(r: &RefinerConfig) -> Result<ArenaReport> {
 
 /// [`report`] for a refiner whose levels `k` with `int8[k]` are all-int8 and compute on the fly what
 /// `mode` allows of [`OnTheFly::int8`] (an all-int8 refiner: `vec![true; r.levels()]`), as `Refiner::new`
-/// plans them (the encoder as [`Encoder::for_mode`] when every level is int8).
+/// plans them (the encoder as [`Encoder::for_mode`] when some level keeps f16 maps).
 pub fn report_int8(r: &RefinerConfig, int8: &[bool], mode: MapMemory) -> Result<ArenaReport> {
     let levels = r.unet_channels.len().saturating_sub(1);
     let fly: Vec<OnTheFly> = int8
@@ -298,7 +298,8 @@ pub fn report_int8(r: &RefinerConfig, int8: &[bool], mode: MapMemory) -> Result<
         .map(|(k, &on)| if on { mode.restrict(OnTheFly::int8(k, levels), k, levels) } else { OnTheFly::default() })
         .collect();
     let fly = settle_half(fly);
-    let enc = if !int8.is_empty() && int8.iter().all(|&on| on) { Encoder::for_mode(mode) } else { Encoder::default() };
+    // As `Refiner::new`: the encoder's savings come with f16 maps in some level.
+    let enc = if fly.iter().any(|f| f.half) { Encoder::for_mode(mode) } else { Encoder::default() };
     report_levels(r, enc, &fly)
 }
 
