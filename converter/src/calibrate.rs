@@ -266,7 +266,7 @@ fn adopt_static(
         decisions.dynamic.push((layers[i].name.clone(), why));
     }
     let ranked: Vec<usize> = steady.iter().map(|&(_, i)| i).collect();
-    for (_, l) in layers.iter().enumerate().filter(|(i, l)| !l.kept_fp16 && !ranked.contains(i)) {
+    for (_, l) in layers.iter().enumerate().filter(|&(i, l)| !l.kept_fp16 && !ranked.contains(&i)) {
         decisions
             .dynamic
             .push((l.name.clone(), "dynamic activation scale: no held-out group or no activation seen to test a static one".into()));

@@ -50,6 +50,12 @@ use plan::{side, OnTheFly};
 /// Largest map side on which int8 convs run with ~15-bit activations ([`ConvKernel::fine_activations`]).
 pub const FINE_MAX_SIDE: usize = 16;
 
+/// Whether decoder level `k` (maps of side `side(k + 1)`) runs its int8 convs with fine activations, so
+/// stores its maps instead of computing them on the fly.
+pub fn fine_level(k: usize) -> bool {
+    side(k + 1) <= FINE_MAX_SIDE
+}
+
 /// The small per-frame vectors (style code, latent, per-layer modulation, unit factors for the int8 up
 /// blocks); the maps live in the arena.
 struct Vectors {
@@ -156,7 +162,7 @@ impl<'w> Refiner<'w> {
         for (k, b) in up.iter_mut().enumerate() {
             b.fine_activations(side(k), FINE_MAX_SIDE);
         }
-        for k in (0..levels).filter(|&k| side(k + 1) <= FINE_MAX_SIDE) {
+        for k in (0..levels).filter(|&k| fine_level(k)) {
             cond[k].0.fine_activations();
             cond[k].1.fine_activations();
             convs[2 * k].mc.kernel.fine_activations();

@@ -7,7 +7,7 @@
 
 use gaga_runtime::format::{DType, Stage};
 use gaga_runtime::model::{Model, Resident};
-use gaga_runtime::refiner::{plan, MapMemory, FINE_MAX_SIDE};
+use gaga_runtime::refiner::{fine_level, plan, MapMemory};
 use gaga_runtime::{Avatar, ModelConfig};
 use serde_json::{json, Value};
 
@@ -45,13 +45,13 @@ impl Planned {
 
 /// Per decoder level, whether the refiner loaded from `model` plans it as an int8 level: the level's first
 /// StyleConv weight is stored as int8 (row-major or packed; the refiner's `ModConv::fuses_upsample`) and
-/// its maps are larger than the fine-activation levels' (`refiner::FINE_MAX_SIDE`), which store them.
+/// it is not a fine-activation level (`refiner::fine_level`), which stores its maps.
 pub fn int8_levels(model: &Model, cfg: &ModelConfig) -> Vec<bool> {
     (0..cfg.refiner.levels())
         .map(|k| {
             let name = format!("upsampler.stylegan_decoder.style_convs.{}.modulated_conv.weight", 2 * k);
             let int8 = model.header().entry(&name).is_some_and(|e| e.dtype == DType::I8);
-            int8 && plan::side(k + 1) > FINE_MAX_SIDE
+            int8 && !fine_level(k)
         })
         .collect()
 }
@@ -127,8 +127,8 @@ mod tests {
         let levels = ModelConfig::small().refiner.levels();
         let (int8, loaded8) = planned_and_loaded("int8", Precision::Int8);
         assert_eq!(int8.refiner_arena, loaded8, "int8: reported vs allocated arena bytes");
-        // Levels on maps of side FINE_MAX_SIDE and below store their maps (fine activations).
-        let coarse = (0..levels).filter(|&k| plan::side(k + 1) > FINE_MAX_SIDE).count();
+        // Fine-activation levels store their maps.
+        let coarse = (0..levels).filter(|&k| !fine_level(k)).count();
         assert!(coarse > 0 && coarse < levels, "the small model has both kinds of level");
         assert_eq!(int8.fused_levels, if env_off { 0 } else { coarse }, "int8: levels upsampled on the fly");
         let (fp32, loaded32) = planned_and_loaded("fp32", Precision::Fp32);

@@ -109,7 +109,7 @@ fn a_small_int8_refiner_computes_every_level_map_on_the_fly_and_fp32_none() {
     let r = Refiner::with_map_memory(&q, &cfg, NoiseMode::Stored, MapMemory::Lean).expect("loads");
     // Levels on maps of side FINE_MAX_SIDE and below run their int8 convs with fine activations, which
     // have no on-the-fly forms: those levels store every map.
-    let fine = |k: usize| side(k + 1) <= FINE_MAX_SIDE;
+    let fine = fine_level;
     assert!(fine(0) && !fine(levels - 1), "the small model has fine and on-the-fly levels");
     let all: Vec<OnTheFly> = (0..levels).map(|k| if fine(k) { OnTheFly::default() } else { OnTheFly::int8(k, levels) }).collect();
     let lean: Vec<OnTheFly> = all.iter().enumerate().map(|(k, &f)| MapMemory::Lean.restrict(f, k, levels)).collect();
