@@ -53,9 +53,16 @@ impl Bins {
         self.keys.clear();
         self.entries.clear();
         // Room for every Gaussian up front: pushing one by one would double the capacity past the count
-        // (262,144 for the official 180,255: 1.9 MiB of the two buffers never used).
-        self.keys.reserve_exact(projected.len());
-        self.entries.reserve_exact(projected.len());
+        // (262,144 for the official 180,255: 1.9 MiB of the two buffers never used). The sort swaps each
+        // buffer with its spare, so the spares get the same room: otherwise the second frame would grow them.
+        self.keys_tmp.clear();
+        self.entries_tmp.clear();
+        for keys in [&mut self.keys, &mut self.keys_tmp] {
+            keys.reserve_exact(projected.len());
+        }
+        for entries in [&mut self.entries, &mut self.entries_tmp] {
+            entries.reserve_exact(projected.len());
+        }
         for (i, p) in projected.iter().enumerate() {
             if p.rect.count() > 0 {
                 self.keys.push(p.depth.to_bits());

@@ -263,6 +263,8 @@ pub struct SplatScratch {
     /// Per-Gaussian 3D covariances from earlier frames (`cache`), used unless `no_cov_cache`.
     covs: Vec<cache::CovEntry>,
     no_cov_cache: bool,
+    /// Blend states, one slot per pool thread.
+    states: raster::PoolStates,
 }
 
 impl SplatScratch {
@@ -283,6 +285,7 @@ impl SplatScratch {
             ("covariance cache", self.covs.capacity() * std::mem::size_of::<cache::CovEntry>()),
         ];
         v.extend(self.bins.buffer_bytes());
+        v.push(("tile blend states", self.states.capacity_bytes()));
         v
     }
 
@@ -378,8 +381,10 @@ pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], 
 }
 
 /// Blends every tile of the prepared frame in `scratch` into `out` (sizes asserted by the caller).
-fn blend_all<T: Elem>(colors: &[T], c: usize, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &SplatScratch) {
+fn blend_all<T: Elem>(colors: &[T], c: usize, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &mut SplatScratch) {
     let (grid_x, grid_y) = camera.tile_grid();
+    scratch.states.prepare(c);
+    let states = &scratch.states;
     let frame = raster::Frame::new(&scratch.projected, colors, c, camera, background);
     let render = raster::select::<T>();
     let bins = &scratch.bins;
@@ -388,7 +393,7 @@ fn blend_all<T: Elem>(colors: &[T], c: usize, camera: &SplatCamera, background: 
         // SAFETY: `ptr` is `out`, which holds `[c, height, width]` floats (asserted by `splat`) and is
         // borrowed mutably for this whole loop; each tile index is rendered once and writes only its own
         // pixels; `render` came from `select`.
-        unsafe { raster::render_tile(render, &frame, t, bins.tile(t), &ptr) }
+        unsafe { states.render(render, &frame, t, bins.tile(t), &ptr) }
     });
 }
 

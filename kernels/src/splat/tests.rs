@@ -316,6 +316,8 @@ fn scratch_is_reused_without_growing_and_stats_match_the_bins() {
     let of = |name: &str| by.iter().find(|b| b.0 == name).map_or(0, |b| b.1);
     assert!(of("projected") >= 1200 * std::mem::size_of::<project::Projected>(), "{by:?}");
     assert!(of("covariance cache") >= 1200 * 52 && of("bins.list") >= 4 * first.pairs, "{by:?}");
+    let states = rayon::current_num_threads() * raster::TILE_GROUPS * std::mem::size_of::<raster::GroupState>();
+    assert!(of("tile blend states") >= states, "every pool thread's blend states are held: {by:?}");
 }
 
 #[test]
