@@ -36,6 +36,7 @@ mod tests_fused;
 mod tests_lowmem;
 #[cfg(test)]
 mod tests_quant;
+pub mod winograd_i8_model;
 
 use arena::carve;
 use layers::{Condition, Conv, Linear, Observe, ResBlock, SLOPE};

@@ -18,6 +18,7 @@ use gaga_kernels::{sgemm, winograd, winograd::WinogradWeights};
 use half::f16;
 
 use super::modconv::stored_square_sums;
+use super::winograd_i8_model;
 use crate::error::{Error, Result};
 use crate::format::{DType, Layout};
 use crate::weights::Weights;
@@ -277,6 +278,10 @@ impl ConvKernel<'_> {
                 Ok(())
             }
             ConvKernel::Quant { w: pc, bias, act_scale, fine } => {
+                if let Some(model) = winograd_i8_model::Options::from_env()?.filter(|m| !*fine && m.applies(pc, spec, h, w)) {
+                    winograd_i8_model::conv(&model, pc, spec, x, h, w, bias.as_deref(), out);
+                    return Ok(());
+                }
                 let run = if *fine { PackedConv::run_fine } else { PackedConv::run };
                 run(pc, s, x, h, w, *act_scale, bias.as_deref(), out).map_err(|e| Error::Other(format!("refiner conv {spec:?}: {}", e.0)))
             }
