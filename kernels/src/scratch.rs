@@ -98,8 +98,9 @@ pub(crate) fn tiled_workers(tasks: usize) -> usize {
     }
 }
 
-/// [`run_tiled`] on a caller-provided buffer of at least [`tiled_len`] floats.
-pub(crate) fn run_tiled_in(buf: &mut [f32], tasks: usize, tile_len: usize, task: impl Fn(usize, &mut [f32], usize) + Sync) {
+/// [`run_tiled`] on a caller-provided buffer of at least [`tiled_len`] elements (floats, or the splat's
+/// blend states).
+pub(crate) fn run_tiled_in<T: Send>(buf: &mut [T], tasks: usize, tile_len: usize, task: impl Fn(usize, &mut [T], usize) + Sync) {
     let t = threads();
     let buf = &mut buf[..tiled_len(tasks, tile_len)];
     if tiled_workers(tasks) > 1 {

@@ -65,6 +65,7 @@ pub use colors::{Colors, Elem};
 use project::Projected;
 
 use crate::matmul::SyncPtr;
+use crate::scratch::{run_tiled_in, tiled_len};
 
 /// GAGAvatar's feature channels per Gaussian (`NUM_CHANNELS`).
 pub const CHANNELS: usize = 32;
@@ -263,8 +264,8 @@ pub struct SplatScratch {
     /// Per-Gaussian 3D covariances from earlier frames (`cache`), used unless `no_cov_cache`.
     covs: Vec<cache::CovEntry>,
     no_cov_cache: bool,
-    /// Blend states, one slot per pool thread.
-    states: raster::PoolStates,
+    /// Blend states, one tile's worth per worker (`scratch::run_tiled_in`).
+    states: Vec<raster::GroupState>,
 }
 
 impl SplatScratch {
@@ -285,7 +286,7 @@ impl SplatScratch {
             ("covariance cache", self.covs.capacity() * std::mem::size_of::<cache::CovEntry>()),
         ];
         v.extend(self.bins.buffer_bytes());
-        v.push(("tile blend states", self.states.capacity_bytes()));
+        v.push(("tile blend states", self.states.capacity() * std::mem::size_of::<raster::GroupState>()));
         v
     }
 
@@ -380,20 +381,26 @@ pub fn splat(gaussians: &GaussianSet, camera: &SplatCamera, background: &[f32], 
     stats
 }
 
-/// Blends every tile of the prepared frame in `scratch` into `out` (sizes asserted by the caller).
+/// Blends every tile of the prepared frame in `scratch` into `out` (sizes asserted by the caller). Each
+/// worker blends with its own tile's worth of states from `scratch`, sized here before the tiles start, so
+/// no later frame allocates whichever threads the tiles land on (thread-local states grew on a thread's
+/// first tile, which under load could come in any frame).
 fn blend_all<T: Elem>(colors: &[T], c: usize, camera: &SplatCamera, background: &[f32], out: &mut [f32], scratch: &mut SplatScratch) {
     let (grid_x, grid_y) = camera.tile_grid();
-    scratch.states.prepare(c);
-    let states = &scratch.states;
+    let (tiles, need) = (grid_x * grid_y, raster::states_per_tile(c));
+    let len = tiled_len(tiles, need);
+    if scratch.states.len() < len {
+        scratch.states.resize(len, raster::GroupState::default());
+    }
     let frame = raster::Frame::new(&scratch.projected, colors, c, camera, background);
     let render = raster::select::<T>();
     let bins = &scratch.bins;
     let ptr = SyncPtr(out.as_mut_ptr());
-    (0..grid_x * grid_y).into_par_iter().for_each(|t| {
+    run_tiled_in(&mut scratch.states, tiles, need, |t, states, _| {
         // SAFETY: `ptr` is `out`, which holds `[c, height, width]` floats (asserted by `splat`) and is
         // borrowed mutably for this whole loop; each tile index is rendered once and writes only its own
-        // pixels; `render` came from `select`.
-        unsafe { states.render(render, &frame, t, bins.tile(t), &ptr) }
+        // pixels; `render` came from `select`; `states` is this task's own.
+        unsafe { render(&frame, t, bins.tile(t), states, &ptr) }
     });
 }
 

@@ -22,7 +22,6 @@
 //! the AVX2 build on a head), AVX2 (this code auto-vectorised), portable (SSE2 / NEON).
 
 use std::cell::RefCell;
-use std::sync::{Mutex, PoisonError};
 
 use super::colors::Elem;
 use super::project::{Projected, Splat2d, BLOCK};
@@ -122,7 +121,7 @@ pub fn select<T: Elem>() -> TileFn<T> {
 /// or writes during the call except at other tiles' pixels (each call writes only its own tile's pixels),
 /// and `kernel` must be one `select` returned on this CPU.
 pub unsafe fn render_tile<T: Elem>(kernel: TileFn<T>, frame: &Frame<T>, tile: usize, list: &[u32], out: &SyncPtr) {
-    let need = TILE_GROUPS * frame.channels.div_ceil(CH_BLOCK);
+    let need = states_per_tile(frame.channels);
     STATES.with(|cell| {
         // Tiles never nest (nothing below calls back into rayon); a fresh buffer covers it regardless.
         let mut fresh = Vec::new();
@@ -139,57 +138,9 @@ pub unsafe fn render_tile<T: Elem>(kernel: TileFn<T>, frame: &Frame<T>, tile: us
     })
 }
 
-/// Group states for every thread of the pool a frame runs on, held by the frame's scratch and sized before
-/// the tiles start. Thread-local states (`render_tile`) grow on whichever threads a frame's tiles happen to
-/// land on, so a warmed-up frame could still allocate when a pool thread took its first tile late.
-#[derive(Default)]
-pub struct PoolStates {
-    slots: Vec<Mutex<Vec<GroupState>>>,
-    need: usize,
-}
-
-impl std::fmt::Debug for PoolStates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PoolStates({} threads x {} states)", self.slots.len(), self.need)
-    }
-}
-
-impl PoolStates {
-    /// One slot per thread of rayon's current pool, each holding the states `channels` need.
-    pub fn prepare(&mut self, channels: usize) {
-        self.need = TILE_GROUPS * channels.div_ceil(CH_BLOCK);
-        let threads = rayon::current_num_threads();
-        if self.slots.len() < threads {
-            self.slots.resize_with(threads, Default::default);
-        }
-        for slot in &mut self.slots {
-            let states = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
-            if states.len() < self.need {
-                states.resize(self.need, GroupState::default());
-            }
-        }
-    }
-
-    /// Bytes held.
-    pub fn capacity_bytes(&self) -> usize {
-        let states: usize = self.slots.iter().map(|s| s.lock().map_or(0, |v| v.capacity())).sum();
-        states * std::mem::size_of::<GroupState>()
-    }
-
-    /// [`render_tile`] with this thread's slot (prepared for `frame`'s channels); a thread outside the
-    /// prepared pool falls back to its thread-local states.
-    ///
-    /// # Safety
-    /// As for [`render_tile`].
-    pub unsafe fn render<T: Elem>(&self, kernel: TileFn<T>, frame: &Frame<T>, tile: usize, list: &[u32], out: &SyncPtr) {
-        let slot = rayon::current_thread_index().and_then(|i| self.slots.get(i)).and_then(|s| s.try_lock().ok());
-        match slot {
-            // SAFETY: forwarded from this function's contract.
-            Some(mut states) if states.len() >= self.need => unsafe { kernel(frame, tile, list, &mut states[..self.need], out) },
-            // SAFETY: as above.
-            _ => unsafe { render_tile(kernel, frame, tile, list, out) },
-        }
-    }
+/// Group states one tile of `channels` channels needs (`TILE_GROUPS` per 32-channel block).
+pub fn states_per_tile(channels: usize) -> usize {
+    TILE_GROUPS * channels.div_ceil(CH_BLOCK)
 }
 
 /// The portable build (SSE2 on x86-64, NEON on aarch64).
