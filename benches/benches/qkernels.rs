@@ -7,7 +7,7 @@
 //! at its real shape in fp32 and int8), then criterion (`qkernels/<format>/<shape>`, 10 samples, 2 s).
 //! `GAGA_BENCH_SUMMARY=0` skips the printed part; `GAGA_BENCH_SUMMARY=shapes` skips the per-frame estimate;
 //! `GAGA_BENCH_SUMMARY=layers` prints only the int8 per-layer profile (every distinct refiner convolution,
-//! slowest first: whole call, kernel with a given activation scale, the max-abs pass alone; `layers_profile`).
+//! slowest first: whole call, kernel with a given activation scale, the range pass alone; `layers_profile`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -136,7 +136,7 @@ fn refiner_estimate() {
 }
 
 /// The int8 refiner per layer, slowest first: whole call (dynamic scale), the call with a fixed activation
-/// scale (quantise + kernel + epilogue), and the max-abs pass alone, with GOP/s and percent of int8 peak.
+/// scale (quantise + kernel + epilogue), and the range pass of the dynamic quantiser alone, with GOP/s and percent of int8 peak.
 fn layers_profile() {
     let threads = rayon::current_num_threads();
     let qisa = QIsa::detect();
@@ -161,14 +161,14 @@ fn layers_profile() {
         let Ok(p) = PackedConv::from_f32_as_i8(&wt, co, ci, k) else { continue };
         let mut out = vec![0f32; co * r * r];
         let mut scratch = Scratch::new();
-        let mut call = |s: Option<f32>| {
+        let mut call = |s: Option<gaga_kernels::qgemm::ActQuant>| {
             let res = p.run(&mut scratch, black_box(&x), r, r, s, Some(&b), &mut out);
             assert!(res.is_ok(), "int8 conv failed: {res:?}");
         };
         let whole = median_time(5, &mut || call(None));
-        let fixed = median_time(5, &mut || call(Some(0.01)));
-        let maxabs = median_time(5, &mut || {
-            black_box(gaga_kernels::qgemm::act_scale_for(black_box(&x)));
+        let fixed = median_time(5, &mut || call(Some(gaga_kernels::qgemm::ActQuant::symmetric(0.01))));
+        let range = median_time(5, &mut || {
+            black_box(gaga_kernels::qgemm::act_quant_for(black_box(&x)));
         });
         let o = ops(ci, co, k, r);
         let nf = n as f64;
@@ -183,12 +183,12 @@ fn layers_profile() {
                 100.0 * o / whole / 1e9 / qpeak,
                 fixed * 1e3,
                 100.0 * o / fixed / 1e9 / qpeak,
-                maxabs * 1e3
+                range * 1e3
             ),
         ));
     }
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-    println!("\n| layer x count | whole ms | % peak | fixed-scale ms | % peak | max-abs ms |\n|---|---|---|---|---|---|");
+    println!("\n| layer x count | whole ms | % peak | fixed-scale ms | % peak | range ms |\n|---|---|---|---|---|---|");
     for (_, r) in &rows {
         println!("{r}");
     }

@@ -5,7 +5,7 @@
 //!    refiner layers int8 hurts most (measured one at a time) to fp16, worst first, while a promotion
 //!    helps and keeps the per-frame session within a memory budget (an fp16 conv can cost a level its
 //!    low-memory plan: tens of MiB at official size);
-//! 2. give static activation scales (`<weight>@act_scale`, which skip the per-call max-abs pass) to the
+//! 2. give static (symmetric) activation scales (`<weight>@act_scale`, which skip the per-call range pass) to the
 //!    int8 convs whose ranges transfer: scales fitted on some calibration groups (portraits, or halves
 //!    of the frames when there is one portrait) are scored on the others, and static scales are
 //!    adopted, most stable layers first, only while that held-out PSNR stays within a small cost of

@@ -7,6 +7,8 @@
 
 use half::f16;
 
+use crate::qgemm::Range;
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -28,13 +30,13 @@ pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     /// Whether every value is finite; without short-circuit, so it vectorises.
     fn all_finite(v: &[Self]) -> bool;
 
-    /// Largest finite `|x|` (0 for none), exact; the fast form for long slices (several streams, the
-    /// widest vector ISA the CPU has).
-    fn max_abs(x: &[Self]) -> f32;
+    /// The finite values' [`Range`] (taking in 0), exact; the fast form for long slices (several streams,
+    /// the widest vector ISA the CPU has).
+    fn range(x: &[Self]) -> Range;
 
-    /// [`Elem::max_abs`] as one plain vectorisable loop (for a row, inside code already compiled for a
+    /// [`Elem::range`] as one plain vectorisable loop (for a row, inside code already compiled for a
     /// vector ISA).
-    fn max_abs_plain(x: &[Self]) -> f32;
+    fn range_plain(x: &[Self]) -> Range;
 }
 
 impl Elem for f32 {
@@ -50,13 +52,13 @@ impl Elem for f32 {
         v.iter().fold(true, |ok, x| ok & x.is_finite())
     }
 
-    fn max_abs(x: &[f32]) -> f32 {
-        crate::qgemm::max_abs(x)
+    fn range(x: &[f32]) -> Range {
+        crate::qgemm::range_f32(x)
     }
 
     #[inline(always)]
-    fn max_abs_plain(x: &[f32]) -> f32 {
-        crate::qgemm::max_abs_plain(x)
+    fn range_plain(x: &[f32]) -> Range {
+        crate::qgemm::range_plain(x)
     }
 }
 
@@ -76,32 +78,55 @@ impl Elem for f16 {
         v.iter().fold(true, |ok, x| ok & (x.to_bits() & F16_EXP != F16_EXP))
     }
 
-    /// On the bits: for finite halves, `|x|` orders as the integer `bits & 0x7fff` (sign-magnitude with a
-    /// biased exponent), and the non-finite ones are those at or above `0x7c00`; the largest is widened
-    /// once at the end (exact).
-    fn max_abs(x: &[f16]) -> f32 {
-        Self::max_abs_plain(x)
+    fn range(x: &[f16]) -> Range {
+        f16_range(x)
     }
 
     #[inline(always)]
-    fn max_abs_plain(x: &[f16]) -> f32 {
-        const L: usize = 32;
-        let mut lanes = [0u16; L];
-        let lane_max = |m: &mut [u16], c: &[f16]| {
-            for (m, v) in m.iter_mut().zip(c) {
-                let a = v.to_bits() & 0x7fff;
-                let a = if a < F16_EXP { a } else { 0 };
-                *m = (*m).max(a);
-            }
-        };
-        let chunks = x.chunks_exact(L);
-        let tail = chunks.remainder();
-        for c in chunks {
-            lane_max(&mut lanes, c);
-        }
-        lane_max(&mut lanes, tail);
-        f16::from_bits(lanes.iter().copied().max().unwrap_or(0)).to_f32()
+    fn range_plain(x: &[f16]) -> Range {
+        f16_range(x)
     }
+}
+
+/// An f16's bits as an i16 that orders as its value (sign-magnitude to two's complement; -0 as 0), and
+/// non-finite halves as 0: [`f16_range`]'s lanes are then integer minima and maxima, which vectorise.
+#[inline(always)]
+fn f16_key(bits: u16) -> i16 {
+    let mag = (bits & 0x7fff) as i16;
+    let mag = if mag < F16_EXP as i16 { mag } else { 0 };
+    if bits & 0x8000 != 0 {
+        -mag
+    } else {
+        mag
+    }
+}
+
+/// The value of an [`f16_key`], widened (exact).
+fn f16_of_key(k: i16) -> f32 {
+    let bits = if k < 0 { 0x8000 | k.unsigned_abs() } else { k as u16 };
+    f16::from_bits(bits).to_f32()
+}
+
+/// [`Elem::range`] of f16 values on the bits ([`f16_key`]), the two ends widened once at the end.
+#[inline(always)]
+fn f16_range(x: &[f16]) -> Range {
+    const L: usize = 32;
+    let (mut lo, mut hi) = ([0i16; L], [0i16; L]);
+    let lanes = |lo: &mut [i16; L], hi: &mut [i16; L], c: &[f16]| {
+        for ((l, h), v) in lo.iter_mut().zip(hi.iter_mut()).zip(c) {
+            let k = f16_key(v.to_bits());
+            *l = (*l).min(k);
+            *h = (*h).max(k);
+        }
+    };
+    let chunks = x.chunks_exact(L);
+    let tail = chunks.remainder();
+    for c in chunks {
+        lanes(&mut lo, &mut hi, c);
+    }
+    lanes(&mut lo, &mut hi, tail);
+    let (l, h) = (lo.iter().copied().min().unwrap_or(0), hi.iter().copied().max().unwrap_or(0));
+    Range { lo: f16_of_key(l), hi: f16_of_key(h) }
 }
 
 /// Every value widened to f32 (exact).
@@ -204,18 +229,17 @@ mod tests {
     }
 
     #[test]
-    fn f16_max_abs_on_bits_is_the_max_abs_of_the_widened_values() {
+    fn f16_range_on_bits_is_the_range_of_the_widened_values() {
         // Every half (finite and not) as a single value, then mixed slices of several lengths.
         for bits in 0..=u16::MAX {
             let h = f16::from_bits(bits);
-            assert_eq!(<f16 as Elem>::max_abs(&[h]).to_bits(), f32::max_abs(&[h.to_f32()]).to_bits(), "half bits {bits:#06x}");
+            assert_eq!(<f16 as Elem>::range(&[h]), f32::range(&[h.to_f32()]), "half bits {bits:#06x}");
         }
         let halves: Vec<f16> = (0..=u16::MAX).map(|i| f16::from_bits(i.wrapping_mul(40_503))).collect();
         for len in [0, 1, 31, 32, 33, 1000, halves.len()] {
             for start in [0, 7, 30_000] {
                 let v = &halves[start.min(halves.len() - len)..][..len];
-                let wide = widen_all(v);
-                assert_eq!(<f16 as Elem>::max_abs(v).to_bits(), f32::max_abs(&wide).to_bits(), "len {len} at {start}");
+                assert_eq!(<f16 as Elem>::range(v), f32::range(&widen_all(v)), "len {len} at {start}");
             }
         }
     }

@@ -15,7 +15,7 @@ use super::epilogue::{epilogue, Terms, Tile};
 use super::kernels::micro_i8;
 use super::pack::{Packed, PackedConv};
 use super::plan::Plan;
-use super::{act_scale_for, ensure, quantise_lane, QError, QIsa, QResult, KG, MR};
+use super::{act_quant_for, ensure, quantise_lane, ActQuant, QError, QIsa, QResult, KG, MR};
 use crate::matmul::{threads, SyncPtr};
 use crate::scratch::{run_tiled_in, tiled_len, tiled_workers, Scratch};
 
@@ -104,11 +104,11 @@ pub(super) fn run_i8(
     x: &[f32],
     h: usize,
     w: usize,
-    act_scale: Option<f32>,
+    act: Option<ActQuant>,
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) -> QResult<()> {
-    run_i8_timed(isa, pc, scratch, x, h, w, act_scale, bias, out, None)
+    run_i8_timed(isa, pc, scratch, x, h, w, act, bias, out, None)
 }
 
 /// [`run_i8`] reporting where its time goes to `probe` (the phase-split timing test).
@@ -120,18 +120,18 @@ pub(super) fn run_i8_timed(
     x: &[f32],
     h: usize,
     w: usize,
-    act_scale: Option<f32>,
+    act: Option<ActQuant>,
     bias: Option<&[f32]>,
     out: &mut [f32],
     probe: Probe,
 ) -> QResult<()> {
     geometry(pc, x, h, w, bias, out)?;
-    let scale = || act_scale.unwrap_or_else(|| act_scale_for(x));
-    let fill = |g: &Geometry, s, map: &mut [u8]| quantise_map(x, pc.c_in, h, w, g, s, isa.offset(), map);
-    run_i8_probed(isa, pc, scratch, h, w, bias, out, scale, fill, probe)
+    let quant = || act.unwrap_or_else(|| act_quant_for(x));
+    let fill = |g: &Geometry, a, map: &mut [u8]| quantise_map(x, pc.c_in, h, w, g, a, isa.offset(), map);
+    run_i8_probed(isa, pc, scratch, h, w, bias, out, quant, fill, probe)
 }
 
-/// [`run_i8`] on an input the caller supplies: `scale()` gives the activation scale, `fill(g, s, map)`
+/// [`run_i8`] on an input the caller supplies: `quant()` gives the activation quantiser, `fill(g, a, map)`
 /// writes the quantised, zero-bordered map exactly as `quantise_map` would (`upsample_quant.rs` quantises
 /// an upsampled input straight from its low-resolution map). Checking the input is the caller's job.
 #[allow(clippy::too_many_arguments)]
@@ -143,16 +143,16 @@ pub(super) fn run_i8_with(
     w: usize,
     bias: Option<&[f32]>,
     out: &mut [f32],
-    scale: impl FnOnce() -> f32,
-    fill: impl FnOnce(&Geometry, f32, &mut [u8]),
+    quant: impl FnOnce() -> ActQuant,
+    fill: impl FnOnce(&Geometry, ActQuant, &mut [u8]),
 ) -> QResult<()> {
-    run_i8_probed(isa, pc, scratch, h, w, bias, out, scale, fill, None)
+    run_i8_probed(isa, pc, scratch, h, w, bias, out, quant, fill, None)
 }
 
 /// A phase of an int8 convolution call, as reported to a [`Probe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    /// `scale()`: the max-abs pass of a dynamic scale.
+    /// `quant()`: the range pass of a dynamic quantiser.
     Scale,
     /// `fill()`: the quantise pass.
     Fill,
@@ -186,8 +186,8 @@ pub(super) fn run_i8_probed(
     w: usize,
     bias: Option<&[f32]>,
     out: &mut [f32],
-    scale: impl FnOnce() -> f32,
-    fill: impl FnOnce(&Geometry, f32, &mut [u8]),
+    quant: impl FnOnce() -> ActQuant,
+    fill: impl FnOnce(&Geometry, ActQuant, &mut [u8]),
     probe: Probe,
 ) -> QResult<()> {
     let clock = || probe.map(|_| std::time::Instant::now());
@@ -196,9 +196,9 @@ pub(super) fn run_i8_probed(
     };
     let g = output_geometry(pc, h, w, bias, out)?;
     let t0 = clock();
-    let s = scale();
+    let a = quant();
     report(probe, Phase::Scale, t0);
-    ensure!(s.is_finite() && s > 0.0, "packed conv activation scale: {s}, expected finite and > 0");
+    a.check("packed conv")?;
     if out.is_empty() {
         return Ok(());
     }
@@ -220,7 +220,7 @@ pub(super) fn run_i8_probed(
     let (offs, tiles) = rest.split_at_mut(groups);
     let map: &mut [u8] = bytemuck::cast_slice_mut(map);
     let t0 = clock();
-    fill(&g, s, map);
+    fill(&g, a, map);
     report(probe, Phase::Fill, t0);
     let offs: &mut [u32] = bytemuck::cast_slice_mut(offs);
     for (i, o) in offs.iter_mut().enumerate() {
@@ -234,7 +234,9 @@ pub(super) fn run_i8_probed(
     let last = g.n_flat.next_multiple_of(nr) * KG + offs.iter().max().copied().unwrap_or(0) as usize;
     assert!(last <= map.len(), "int8 conv: strip reads reach byte {last} of a {}-byte map", map.len());
     let dst = SyncPtr(out.as_mut_ptr());
-    let terms = Terms { scales, s, corr: if isa.offset() { sums } else { &[] }, bias };
+    // The kernels sum `w * byte`, the byte being `q + 128` on offset ISAs: take `(128 + zero) * sum(w)` off.
+    let shift = a.zero + if isa.offset() { 128 } else { 0 };
+    let terms = Terms { scales, s: a.scale, sums, shift, bias };
     let t0 = clock();
     run_tiled_in(tiles, plan.tasks(), tile, |task, buf, _| {
         let t1 = clock();
@@ -269,28 +271,32 @@ pub(super) fn run_i8_probed(
     Ok(())
 }
 
-/// Quantises `x` `[c_in, h, w]` into the zero-bordered, channel-grouped map (`xor 0x80` for offset ISAs):
-/// one little-endian u32 per (group, pixel), byte `t` for channel `4 * group + t`.
+/// Quantises `x` `[c_in, h, w]` with `a` into the zero-bordered, channel-grouped map (`xor 0x80` for offset
+/// ISAs): one little-endian u32 per (group, pixel), byte `t` for channel `4 * group + t`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn quantise_map(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, offset: bool, map: &mut [u8]) {
-    let flip = if offset { 0x80u8 } else { 0 };
-    for_each_group(g, offset, map, |_, cg, dst| {
+pub(super) fn quantise_map(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, a: ActQuant, offset: bool, map: &mut [u8]) {
+    for_each_group(g, a, offset, map, |_, cg, dst| {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected on this CPU.
-            unsafe { quantise_group_avx2(x, c_in, h, w, g, s, flip, cg, dst) };
+            unsafe { quantise_group_avx2(x, c_in, h, w, g, a, offset, cg, dst) };
             return;
         }
-        quantise_group(x, c_in, h, w, g, s, flip, cg, dst);
+        quantise_group(x, c_in, h, w, g, a, offset, cg, dst);
     });
 }
 
-/// The map's layout, shared by every writer: zeroes the slack after the last plane with the zero word
-/// (`0x80` bytes on offset ISAs), then runs `group(zero, cg, plane)` on each channel group's plane of
-/// `g.plane` u32 words (planes start `g.stride` words apart) in parallel. The words between planes are
-/// left as they are: only dropped border columns of the last strip can read them.
-pub(super) fn for_each_group(g: &Geometry, offset: bool, map: &mut [u8], group: impl Fn(u32, usize, &mut [u32]) + Sync) {
-    let zero = u32::from_le_bytes([if offset { 0x80u8 } else { 0 }; 4]);
+/// The word of four zero-point bytes (`x = 0` in every channel), `xor 0x80` on offset ISAs: the padding.
+pub(super) fn zero_word(a: ActQuant, offset: bool) -> u32 {
+    u32::from_le_bytes([a.zero as i8 as u8 ^ if offset { 0x80 } else { 0 }; 4])
+}
+
+/// The map's layout, shared by every writer: fills the slack after the last plane with the zero word
+/// ([`zero_word`]), then runs `group(zero, cg, plane)` on each channel group's plane of `g.plane` u32
+/// words (planes start `g.stride` words apart) in parallel. The words between planes are left as they
+/// are: only dropped border columns of the last strip can read them.
+pub(super) fn for_each_group(g: &Geometry, a: ActQuant, offset: bool, map: &mut [u8], group: impl Fn(u32, usize, &mut [u32]) + Sync) {
+    let zero = zero_word(a, offset);
     let map: &mut [u32] = bytemuck::cast_slice_mut(map);
     let (body, slack) = map.split_at_mut(g.cg * g.stride);
     slack.fill(zero);
@@ -304,17 +310,28 @@ pub(super) fn for_each_group(g: &Geometry, offset: bool, map: &mut [u8], group: 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn quantise_group_avx2(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, flip: u8, cg: usize, dst: &mut [u32]) {
-    quantise_group(x, c_in, h, w, g, s, flip, cg, dst);
+unsafe fn quantise_group_avx2(
+    x: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    g: &Geometry,
+    a: ActQuant,
+    offset: bool,
+    cg: usize,
+    dst: &mut [u32],
+) {
+    quantise_group(x, c_in, h, w, g, a, offset, cg, dst);
 }
 
-/// Channel group `cg` of [`quantise_map`] into its plane `dst`: border words first, then each row's
-/// pixels as one u32 of four quantised channels (32-bit lanes throughout, so the loop vectorises).
+/// Channel group `cg` of [`quantise_map`] into its plane `dst`: border words ([`zero_word`]) first,
+/// then each row's pixels as one u32 of four quantised channels (32-bit lanes throughout, so the loop
+/// vectorises).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn quantise_group(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f32, flip: u8, cg: usize, dst: &mut [u32]) {
-    let zero = u32::from_le_bytes([flip; 4]);
-    let flip4 = zero;
+fn quantise_group(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, a: ActQuant, offset: bool, cg: usize, dst: &mut [u32]) {
+    let (zero, flip4) = (zero_word(a, offset), if offset { 0x8080_8080u32 } else { 0 });
+    let (s, z) = (a.scale, a.zero as f32);
     // Top border rows and the left border of the first row; later gaps are filled row by row.
     let first = (g.p * g.wp + g.p).min(dst.len());
     dst[..first].fill(zero);
@@ -328,17 +345,17 @@ fn quantise_group(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, s: f
         match (src(0), src(1), src(2), src(3)) {
             (Some(a), Some(b), Some(c), Some(d)) => {
                 for ((((px, &va), &vb), &vc), &vd) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
-                    let q = (quantise_lane(va, s) & 0xff)
-                        | (quantise_lane(vb, s) & 0xff) << 8
-                        | (quantise_lane(vc, s) & 0xff) << 16
-                        | quantise_lane(vd, s) << 24;
+                    let q = (quantise_lane(va, s, z) & 0xff)
+                        | (quantise_lane(vb, s, z) & 0xff) << 8
+                        | (quantise_lane(vc, s, z) & 0xff) << 16
+                        | quantise_lane(vd, s, z) << 24;
                     *px = q ^ flip4;
                 }
             }
             (a, b, c, d) => {
-                // A partial last group: missing channels stay zero (`flip` on offset ISAs).
+                // A partial last group: missing channels stay 0 (`flip` on offset ISAs); their weights are 0.
                 for (i, px) in row.iter_mut().enumerate() {
-                    let lane = |src: Option<&[f32]>| src.map_or(0, |v| quantise_lane(v[i], s) & 0xff);
+                    let lane = |src: Option<&[f32]>| src.map_or(0, |v| quantise_lane(v[i], s, z) & 0xff);
                     let q = lane(a) | lane(b) << 8 | lane(c) << 16 | lane(d) << 24;
                     *px = q ^ flip4;
                 }

@@ -16,12 +16,14 @@ pub(super) struct Tile<'a> {
     pub o1: usize,
 }
 
-/// The per-channel terms: `out[o] = ((acc - corr[o]) as f32) * (scales[o] * s) + bias[o]`.
+/// The per-channel terms: `out[o] = ((acc - shift * sums[o] / 128) as f32) * (scales[o] * s) + bias[o]`.
 pub(super) struct Terms<'a> {
     pub scales: &'a [f32],
     pub s: f32,
-    /// Offset-ISA row-sum corrections (empty: none).
-    pub corr: &'a [i32],
+    /// `128 * sum(w[o])` (the packed weight's row sums).
+    pub sums: &'a [i32],
+    /// What the kernels' input bytes exceed `q - zero` by: `zero`, plus 128 on offset ISAs.
+    pub shift: i32,
     pub bias: Option<&'a [f32]>,
 }
 
@@ -66,7 +68,9 @@ unsafe fn epilogue_body(tile: &Tile, terms: &Terms, g: &Geometry, w: usize, h: u
     let (j0, ncols) = (tile.j0, tile.ncols);
     for o in tile.o0..tile.o1 {
         let sc = terms.scales[o] * terms.s;
-        let (c, b) = (terms.corr.get(o).copied().unwrap_or(0), terms.bias.map_or(0.0, |b| b[o]));
+        // Exact: |128 + zero| <= 255 and the row sums are below 127 * MAX_K_I8, so the product fits in i32.
+        let c = (terms.sums[o] / 128).wrapping_mul(terms.shift);
+        let b = terms.bias.map_or(0.0, |b| b[o]);
         let r = (o - tile.o0) * tile.ldc;
         let row = &tile.ct[r..r + ncols];
         g.pixel_runs(j0, ncols, w, |k, px, len| {

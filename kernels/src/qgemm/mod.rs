@@ -1,9 +1,10 @@
 //! Reduced-precision convolutions and linear layers: int8 fixed point and fp16 storage.
 //!
 //! **int8** (`C_i32 = A_i8 * B_i8`, then an f32 epilogue): weights are symmetric per output channel
-//! (`w ~= q * scale[o]`, `q` in `[-127, 127]`, see [`quantise`]), activations symmetric per tensor
-//! (`x ~= q * s`, see [`quantise_activation`]), products summed exactly in i32, and each output is
-//! `((acc as f32) * (scale[o] * s)) + bias[o]` (that op order, no fused multiply-add, on every path).
+//! (`w ~= q * scale[o]`, `q` in `[-127, 127]`, see [`quantise`]), activations affine per tensor
+//! (`x ~= s * (q - z)`, [`ActQuant`], see [`quantise_activation`]; the padding is the byte `z`), products
+//! summed exactly in i32, and each output is `((acc - z * sum(w[o])) as f32) * (scale[o] * s) + bias[o]`
+//! (that op order, no fused multiply-add, on every path).
 //! Micro-kernels ([`QIsa`], picked at run time): AVX-512 VNNI (`vpdpbusd` on `x + 128` with a per-row
 //! `128 * sum(w)` correction), AVX2 (`vpmaddubsw` on `|x|` and `w * sign(x)`, whose pair sums stay below
 //! `2 * 127 * 127 = 32258` so never saturate, then `vpmaddwd` by 1), NEON with SDOT (stable `asm!`), plain
@@ -140,22 +141,105 @@ impl QIsa {
     }
 }
 
-/// The per-tensor activation scale of the dynamic mode: `max|x| / 127`, or 1 when `x` is all zeros or
-/// holds no finite value. Non-finite elements are ignored. Large inputs are split over the thread pool
-/// (a maximum is exact in any order, so the result does not depend on the split).
-pub fn act_scale_for<E: crate::elem::Elem>(x: &[E]) -> f32 {
-    // Below this many values a second thread costs more than it saves.
-    const PAR_MIN: usize = 1 << 16;
-    let m = if x.len() >= PAR_MIN && crate::matmul::threads() > 1 {
-        use rayon::prelude::*;
-        x.par_chunks(PAR_MIN).map(E::max_abs).reduce(|| 0.0, |a, b| if b > a { b } else { a })
-    } else {
-        E::max_abs(x)
-    };
-    scale_of_max(m)
+/// How an int8 convolution quantises its input activations: `q = clamp(round_half_even(x * (1 / scale) +
+/// zero), -127, 127)`, so `x ~= scale * (q - zero)` (see [`quantise_activation`]). The zero padding of a
+/// convolution is the byte `zero` (it stands for `x = 0`), and `zero * sum(w)` is taken off every output
+/// exactly in i32, so an affine quantiser costs one add per element and nothing per product.
+///
+/// The dynamic mode ([`act_quant_for`]) spreads the 255 levels over the map's `[min, max]` (widened to
+/// take in 0): the refiner's activations are mostly LeakyReLU outputs, whose negative side is a fifth
+/// of the positive one, so a symmetric scale would leave ~40 % of the levels unused (measured: +2.2 dB
+/// end to end, `docs/performance.md`, session 11). Calibrated files hold symmetric scales (`zero = 0`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActQuant {
+    /// The step, finite and > 0.
+    pub scale: f32,
+    /// The integer that stands for 0, in [-127, 127].
+    pub zero: i32,
 }
 
-/// The dynamic scale for a largest finite `|x|` of `m`: `m / 127`, or 1 when `m` is 0.
+impl ActQuant {
+    /// A symmetric quantiser (`zero = 0`): the calibrated form.
+    pub fn symmetric(scale: f32) -> ActQuant {
+        ActQuant { scale, zero: 0 }
+    }
+
+    /// The dynamic quantiser of values spanning `r` (which holds 0): `scale = max / 254 - min / 254`, and
+    /// `zero = round(-min / scale) - 127`, so `min` quantises to -127 and `max` to 127. A symmetric range
+    /// gives `max / 127` and `zero = 0` exactly; an all-zero one scale 1.
+    pub fn for_range(r: Range) -> ActQuant {
+        let scale = r.hi / 254.0 - r.lo / 254.0;
+        if scale.is_nan() || scale <= 0.0 {
+            return ActQuant::symmetric(1.0);
+        }
+        let zero = ((-r.lo / scale).round_ties_even() - 127.0).clamp(-127.0, 127.0) as i32;
+        ActQuant { scale, zero }
+    }
+
+    /// `Err` naming `what` unless the scale is finite and > 0 and the zero point in [-127, 127].
+    pub fn check(self, what: &str) -> QResult<()> {
+        let ActQuant { scale, zero } = self;
+        ensure!(scale.is_finite() && scale > 0.0, "{what} activation scale: {scale}, expected finite and > 0");
+        ensure!((-127..=127).contains(&zero), "{what} activation zero point: {zero}, expected -127..=127");
+        Ok(())
+    }
+}
+
+/// The smallest and largest finite values of a map, widened to take in 0 (so `lo <= 0 <= hi`); non-finite
+/// values are ignored. Exact in any order, so split and merged freely.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Range {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Range {
+    /// `self` widened to take in `v` (non-finite: unchanged). Two selects, so lane loops vectorise.
+    #[inline(always)]
+    pub fn with(self, v: f32) -> Range {
+        let v = if v.abs() < f32::INFINITY { v } else { 0.0 };
+        Range { lo: if v < self.lo { v } else { self.lo }, hi: if v > self.hi { v } else { self.hi } }
+    }
+
+    /// Both ranges' union.
+    #[inline(always)]
+    pub fn merge(self, o: Range) -> Range {
+        self.with(o.lo).with(o.hi)
+    }
+
+    /// The range of `v * f` for every `v` in this one (rounding is monotonic, so the ends map to ends).
+    #[inline(always)]
+    pub fn times(self, f: f32) -> Range {
+        Range::default().with(self.lo * f).with(self.hi * f)
+    }
+}
+
+/// The dynamic int8 quantiser of the activations `x` ([`ActQuant::for_range`] of [`range_of`]).
+pub fn act_quant_for<E: crate::elem::Elem>(x: &[E]) -> ActQuant {
+    ActQuant::for_range(range_of(x))
+}
+
+/// The [`Range`] of `x`. Large inputs are split over the thread pool (exact in any order, so the result
+/// does not depend on the split).
+pub fn range_of<E: crate::elem::Elem>(x: &[E]) -> Range {
+    // Below this many values a second thread costs more than it saves.
+    const PAR_MIN: usize = 1 << 16;
+    if x.len() >= PAR_MIN && crate::matmul::threads() > 1 {
+        use rayon::prelude::*;
+        x.par_chunks(PAR_MIN).map(E::range).reduce(Range::default, Range::merge)
+    } else {
+        E::range(x)
+    }
+}
+
+/// The symmetric int8 scale of a weight row (or any values): `max|x| / 127`, or 1 when `x` is all zeros or
+/// holds no finite value. Non-finite elements are ignored.
+pub fn weight_scale_for(x: &[f32]) -> f32 {
+    let r = range_f32(x);
+    scale_of_max(r.hi.max(-r.lo))
+}
+
+/// The symmetric scale for a largest finite `|x|` of `m`: `m / 127`, or 1 when `m` is 0.
 pub(crate) fn scale_of_max(m: f32) -> f32 {
     if m > 0.0 {
         m / 127.0
@@ -164,91 +248,94 @@ pub(crate) fn scale_of_max(m: f32) -> f32 {
     }
 }
 
-/// Largest finite `|x|` (0 for none), compiled for AVX-512 or AVX2 when the CPU has it.
-pub(crate) fn max_abs(x: &[f32]) -> f32 {
+/// The [`Range`] of `x` as one vectorisable loop over 64 independent lanes (several vector registers, so
+/// the min / max chains overlap: one 16-lane chain was latency-bound at half the quantise pass's speed).
+#[inline(always)]
+pub(crate) fn range_plain(x: &[f32]) -> Range {
+    const L: usize = 64;
+    let (mut lo, mut hi) = ([0f32; L], [0f32; L]);
+    let lanes = |lo: &mut [f32; L], hi: &mut [f32; L], c: &[f32]| {
+        for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(c) {
+            let r = Range { lo: *l, hi: *h }.with(v);
+            (*l, *h) = (r.lo, r.hi);
+        }
+    };
+    let chunks = x.chunks_exact(L);
+    let tail = chunks.remainder();
+    for c in chunks {
+        lanes(&mut lo, &mut hi, c);
+    }
+    lanes(&mut lo, &mut hi, tail);
+    lo.iter().zip(&hi).fold(Range::default(), |r, (&l, &h)| r.merge(Range { lo: l, hi: h }))
+}
+
+/// [`range_streams`] compiled for AVX-512 or AVX2 when the CPU has it.
+pub(crate) fn range_f32(x: &[f32]) -> Range {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F was detected on this CPU.
-            return unsafe { max_abs_avx512(x) };
+            return unsafe { range_avx512(x) };
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected on this CPU.
-            return unsafe { max_abs_avx2(x) };
+            return unsafe { range_avx2(x) };
         }
     }
-    max_abs_streams(x)
+    range_streams(x)
 }
 
-/// [`max_abs_streams`] compiled for AVX-512 (16-lane registers: 4 independent chains).
+/// [`range_streams`] compiled for AVX-512.
 ///
 /// # Safety
 /// The CPU supports AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_abs_avx512(x: &[f32]) -> f32 {
-    max_abs_streams(x)
+unsafe fn range_avx512(x: &[f32]) -> Range {
+    range_streams(x)
 }
 
-/// [`max_abs_streams`] compiled for AVX2.
+/// [`range_streams`] compiled for AVX2.
 ///
 /// # Safety
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn max_abs_avx2(x: &[f32]) -> f32 {
-    max_abs_streams(x)
+unsafe fn range_avx2(x: &[f32]) -> Range {
+    range_streams(x)
 }
 
+/// [`range_plain`] reading four quarters of `x` side by side: one sequential stream was bound by how far
+/// ahead the hardware prefetcher runs (~10 GB/s on a 64 MiB map, below the quantise pass, which reads four
+/// channel planes at once); four streams keep more misses in flight.
 #[inline(always)]
-pub(crate) fn max_abs_plain(x: &[f32]) -> f32 {
-    // 64 independent lanes (several vector registers, so the max chains overlap: one 16-lane chain was
-    // latency-bound at half the quantise pass's read speed).
-    const L: usize = 64;
-    let mut lanes = [0f32; L];
-    let chunks = x.chunks_exact(L);
-    let tail = chunks.remainder();
-    for c in chunks {
-        lane_max(&mut lanes, c);
-    }
-    lane_max(&mut lanes, tail);
-    lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m })
-}
-
-/// `m[i] = max(m[i], |c[i]|)` with non-finite values as 0: NaN and inf fail `a < inf`, then a plain
-/// `a > m` select, which compiles to a vector max.
-#[inline(always)]
-fn lane_max(m: &mut [f32], c: &[f32]) {
-    for (m, &v) in m.iter_mut().zip(c) {
-        let a = v.abs();
-        let a = if a < f32::INFINITY { a } else { 0.0 };
-        *m = if a > *m { a } else { *m };
-    }
-}
-
-/// [`max_abs_plain`] reading four quarters of `x` side by side: one sequential stream was bound by
-/// how far ahead the hardware prefetcher runs (~10 GB/s on a 64 MiB map, below the quantise pass,
-/// which reads four channel planes at once); four streams keep more misses in flight.
-#[inline(always)]
-fn max_abs_streams(x: &[f32]) -> f32 {
+fn range_streams(x: &[f32]) -> Range {
     const S: usize = 4;
     const L: usize = 16;
     let part = x.len() / S / L * L;
     if part < 4096 {
-        return max_abs_plain(x);
+        return range_plain(x);
     }
-    let mut lanes = [[0f32; L]; S];
+    let (mut lo, mut hi) = ([[0f32; L]; S], [[0f32; L]; S]);
+    let lanes = |lo: &mut [f32; L], hi: &mut [f32; L], c: &[f32]| {
+        for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(c) {
+            let r = Range { lo: *l, hi: *h }.with(v);
+            (*l, *h) = (r.lo, r.hi);
+        }
+    };
     let (a, rest) = x.split_at(part);
     let (b, rest) = rest.split_at(part);
     let (c, rest) = rest.split_at(part);
     let (d, tail) = rest.split_at(part);
     for (((ca, cb), cc), cd) in a.chunks_exact(L).zip(b.chunks_exact(L)).zip(c.chunks_exact(L)).zip(d.chunks_exact(L)) {
-        lane_max(&mut lanes[0], ca);
-        lane_max(&mut lanes[1], cb);
-        lane_max(&mut lanes[2], cc);
-        lane_max(&mut lanes[3], cd);
+        let [l0, l1, l2, l3] = &mut lo;
+        let [h0, h1, h2, h3] = &mut hi;
+        lanes(l0, h0, ca);
+        lanes(l1, h1, cb);
+        lanes(l2, h2, cc);
+        lanes(l3, h3, cd);
     }
-    lanes.iter().flatten().fold(max_abs_plain(tail), |m, &v| if v > m { v } else { m })
+    lo.iter().flatten().zip(hi.iter().flatten()).fold(range_plain(tail), |r, (&l, &h)| r.merge(Range { lo: l, hi: h }))
 }
 
 /// Symmetric int8 quantisation of a weight: `clamp(round_half_even(x / s), -127, 127)`. Ties round to
@@ -258,20 +345,21 @@ pub fn quantise(x: f32, s: f32) -> i8 {
     round_clamp_lane(x / s) as u8 as i8
 }
 
-/// Activation quantisation, as every int8 convolution applies it: [`quantise`] with `x * (1 / s)` in
-/// place of `x / s` (one multiply per element instead of a division; the two differ only where
-/// `x / s` lies within an ulp of a rounding boundary, and all kernels use this one).
+/// Activation quantisation, as every int8 convolution applies it: `clamp(round_half_even(x * (1 / s) + z),
+/// -127, 127)` for [`ActQuant`] `{ scale: s, zero: z }` (one multiply per element instead of a division;
+/// the add is exact for the values that are not clamped). With `z = 0` this is [`quantise`] with `x * (1 /
+/// s)` in place of `x / s`, which differ only where `x / s` lies within an ulp of a rounding boundary.
 #[inline]
-pub fn quantise_activation(x: f32, s: f32) -> i8 {
-    quantise_lane(x, s) as u8 as i8
+pub fn quantise_activation(x: f32, a: ActQuant) -> i8 {
+    quantise_lane(x, a.scale, a.zero as f32) as u8 as i8
 }
 
-/// [`quantise_activation`]'s two's-complement byte in the low 8 bits of a u32 (upper bits arbitrary):
-/// the form that vectorises as 32-bit lanes when four channels are packed into one word. `1 / s` is
-/// loop-invariant, so loops calling this compute it once.
+/// [`quantise_activation`]'s two's-complement byte in the low 8 bits of a u32 (upper bits arbitrary), for
+/// scale `s` and zero point `z` (as f32): the form that vectorises as 32-bit lanes when four channels are
+/// packed into one word. `1 / s` is loop-invariant, so loops calling this compute it once.
 #[inline(always)]
-pub(crate) fn quantise_lane(x: f32, s: f32) -> u32 {
-    round_clamp_lane(x * (1.0 / s))
+pub(crate) fn quantise_lane(x: f32, s: f32, z: f32) -> u32 {
+    round_clamp_lane(x * (1.0 / s) + z)
 }
 
 /// `clamp(round_half_even(v), -127, 127)` as a two's-complement byte in the low 8 bits (NaN -> 0).

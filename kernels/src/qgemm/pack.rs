@@ -146,7 +146,7 @@ pub fn pack_i8(q: &[i8], c_out: usize, c_in: usize, k: usize) -> QResult<Vec<i8>
 /// channels): `scale = max|row| / 127` (1 for an all-zero row), `q = quantise(w, scale)`.
 pub fn quantise_rows(weight: &[f32], rows: usize, row_len: usize) -> QResult<(Vec<i8>, Vec<f32>)> {
     ensure!(weight.len() == rows * row_len, "quantise_rows: {} values, {rows} x {row_len} needs {}", weight.len(), rows * row_len);
-    let scales: Vec<f32> = weight.chunks_exact(row_len.max(1)).take(rows).map(super::act_scale_for).collect();
+    let scales: Vec<f32> = weight.chunks_exact(row_len.max(1)).take(rows).map(super::weight_scale_for).collect();
     let q = weight.iter().enumerate().map(|(i, &v)| quantise(v, scales[i / row_len.max(1)])).collect();
     Ok((q, scales))
 }

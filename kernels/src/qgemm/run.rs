@@ -1,7 +1,7 @@
 //! Running a [`PackedConv`]: convolutions and linear layers, on the detected or a chosen kernel.
 
 use super::pack::{Packed, PackedConv};
-use super::{act_scale_for, conv, ensure, fconv, quantise_activation, QError, QIsa, QResult};
+use super::{act_quant_for, conv, ensure, fconv, quantise_activation, ActQuant, QError, QIsa, QResult};
 use crate::scratch::Scratch;
 use crate::sgemm::Isa;
 
@@ -22,7 +22,7 @@ impl PackedConv<'_> {
     }
 
     /// `out = conv(x, w) + bias` for `x` `[c_in, h, w]`, `out` `[c_out, h, w]` (stride 1, zero padding
-    /// `k / 2`). int8 weights quantise `x` with `act_scale` (`None`: [`act_scale_for`] of this `x`); float
+    /// `k / 2`). int8 weights quantise `x` with `act` (`None`: [`act_quant_for`] of this `x`); float
     /// weights ignore it. Allocation-free once `scratch` has grown; results are identical for any
     /// thread count, and for int8 on every kernel.
     #[allow(clippy::too_many_arguments)]
@@ -32,17 +32,18 @@ impl PackedConv<'_> {
         x: &[f32],
         h: usize,
         w: usize,
-        act_scale: Option<f32>,
+        act: Option<ActQuant>,
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        self.run_on(self.kernel(), scratch, x, h, w, act_scale, bias, out)
+        self.run_on(self.kernel(), scratch, x, h, w, act, bias, out)
     }
 
     /// [`PackedConv::run`] of an int8 weight with about 15-bit activations, for layers on small maps where
     /// the int8 kernel's cost is small and its activation rounding is not averaged away: pass 1 runs on
-    /// `x` quantised with scale `s` (`act_scale`, or [`act_scale_for`] of `x`), pass 2 on the rounding
-    /// residual `x - s * q(x)` (at most `s / 2`) quantised with `s / 254`, and the two outputs are summed.
+    /// `x` quantised with `a` (`act`, or [`act_quant_for`] of `x`; scale `s`, zero point `z`), pass 2 on the
+    /// rounding residual `x - s * (q(x) - z)` (at most `s / 2`) quantised with `s / 254`, and the two
+    /// outputs are summed.
     /// The output's activation rounding is thus bounded by `s / 508` per tap instead of `s / 2`. Twice the
     /// int8 work; the residual and pass 2's output live in the scratch's second buffer.
     #[allow(clippy::too_many_arguments)]
@@ -52,11 +53,11 @@ impl PackedConv<'_> {
         x: &[f32],
         h: usize,
         w: usize,
-        act_scale: Option<f32>,
+        act: Option<ActQuant>,
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        self.run_fine_on(self.kernel(), scratch, x, h, w, act_scale, bias, out)
+        self.run_fine_on(self.kernel(), scratch, x, h, w, act, bias, out)
     }
 
     /// [`PackedConv::run_fine`] on a chosen int8 kernel.
@@ -68,7 +69,7 @@ impl PackedConv<'_> {
         x: &[f32],
         h: usize,
         w: usize,
-        act_scale: Option<f32>,
+        act: Option<ActQuant>,
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
@@ -76,14 +77,16 @@ impl PackedConv<'_> {
         let (n_in, n_out) = (self.c_in * h * w, self.c_out * h * w);
         ensure!(x.len() >= n_in, "run_fine: input has {} floats, [{}, {h}, {w}] needs {n_in}", x.len(), self.c_in);
         let x = &x[..n_in];
-        let s = act_scale.unwrap_or_else(|| act_scale_for(x));
-        self.run_on(kernel, scratch, x, h, w, Some(s), bias, out)?;
+        let a = act.unwrap_or_else(|| act_quant_for(x));
+        self.run_on(kernel, scratch, x, h, w, Some(a), bias, out)?;
         let mut aux = scratch.take_aux(n_in + n_out);
         let (residual, part) = aux.split_at_mut(n_in);
+        let (s, z) = (a.scale, a.zero);
         for (r, &v) in residual.iter_mut().zip(x) {
-            *r = v - s * quantise_activation(v, s) as f32;
+            *r = v - s * (quantise_activation(v, a) as i32 - z) as f32;
         }
-        let done = self.run_on(kernel, scratch, residual, h, w, Some(s / 254.0), None, &mut part[..n_out]);
+        let fine = ActQuant::symmetric(s / 254.0);
+        let done = self.run_on(kernel, scratch, residual, h, w, Some(fine), None, &mut part[..n_out]);
         if done.is_ok() {
             out[..n_out].iter_mut().zip(&part[..n_out]).for_each(|(o, p)| *o += p);
         }
@@ -101,14 +104,14 @@ impl PackedConv<'_> {
         x: &[f32],
         h: usize,
         w: usize,
-        act_scale: Option<f32>,
+        act: Option<ActQuant>,
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
         match (kernel, &self.w) {
             (Kernel::I8(isa), Packed::I8 { .. }) => {
                 ensure!(isa.runs(), "packed conv: int8 kernel {isa:?} does not run on this CPU");
-                conv::run_i8(isa, self, scratch, x, h, w, act_scale, bias, out)
+                conv::run_i8(isa, self, scratch, x, h, w, act, bias, out)
             }
             (Kernel::Float(isa), Packed::F32(_) | Packed::F16(_)) => {
                 ensure!(float_runs(isa), "packed conv: float kernel {isa:?} does not run on this CPU");
@@ -139,18 +142,18 @@ impl PackedConv<'_> {
     }
 
     /// Linear layer `out[r] = W x[r] + bias` for `rows` row-major vectors `x` `[rows, c_in]` into `out`
-    /// `[rows, c_out]` (needs `k = 1`). int8: one activation scale for all rows (`None`: dynamic).
+    /// `[rows, c_out]` (needs `k = 1`). int8: one activation quantiser for all rows (`None`: dynamic).
     #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,
         scratch: &mut Scratch,
         x: &[f32],
         rows: usize,
-        act_scale: Option<f32>,
+        act: Option<ActQuant>,
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
-        self.linear_on(self.kernel(), scratch, x, rows, act_scale, bias, out)
+        self.linear_on(self.kernel(), scratch, x, rows, act, bias, out)
     }
 
     /// [`PackedConv::linear`] on a chosen kernel.
@@ -161,7 +164,7 @@ impl PackedConv<'_> {
         scratch: &mut Scratch,
         x: &[f32],
         rows: usize,
-        act_scale: Option<f32>,
+        act: Option<ActQuant>,
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> QResult<()> {
@@ -169,9 +172,9 @@ impl PackedConv<'_> {
         ensure!(self.k == 1, "packed linear: weight has kernel size {}, expected 1", self.k);
         ensure!(x.len() == rows * ci, "packed linear input: {} floats, [{rows}, {ci}] needs {}", x.len(), rows * ci);
         ensure!(out.len() == rows * co, "packed linear output: {} floats, [{rows}, {co}] needs {}", out.len(), rows * co);
-        let s = Some(act_scale.unwrap_or_else(|| act_scale_for(x)));
+        let a = Some(act.unwrap_or_else(|| act_quant_for(x)));
         for (xr, or) in x.chunks_exact(ci).zip(out.chunks_exact_mut(co)) {
-            self.run_on(kernel, scratch, xr, 1, 1, s, bias, or)?;
+            self.run_on(kernel, scratch, xr, 1, 1, a, bias, or)?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The maps the on-the-fly int8 convolutions (`upsample_quant.rs`) quantise without storing them in f32,
 //! produced a row at a time straight into `conv.rs`'s packed words (four channels' bytes per pixel), and
-//! their per-row maxima for the dynamic activation scale.
+//! their per-row ranges for the dynamic activation quantiser.
 //!
 //! Every value is the materialised map's, computed with the same IEEE operations in the same order
 //! (`fused::bilinear_scaled`: `(wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d)) * s`;
@@ -12,7 +12,7 @@
 
 use crate::elem::Elem;
 use crate::fused::taps;
-use crate::qgemm::{quantise_lane, KG};
+use crate::qgemm::{quantise_lane, ActQuant, Range, KG};
 
 /// Pixels (or x2 pixel pairs) per vector block: one AVX-512 register of f32, two AVX2 ones.
 const L: usize = 16;
@@ -43,17 +43,17 @@ pub(super) trait Source: Copy + Sync {
     /// Fresh [`Source::Rows`].
     fn rows(&self) -> Self::Rows;
 
-    /// Row `y` (one with [`Source::has_row`]) of channel group `cg`, quantised with scale `s`, into the `w`
-    /// words of `row`: byte `t` of a word is channel `KG * cg + t` (0 for a channel past `c`), every word
-    /// `xor flip`. `bufs` is scratch (unused for f32 maps).
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows);
+    /// Row `y` (one with [`Source::has_row`]) of channel group `cg`, quantised with `a`, into the `w`
+    /// words of `row`: byte `t` of a word is channel `KG * cg + t` (0 for a channel past `c`, whose
+    /// weights are 0), every word `xor flip`. `bufs` is scratch (unused for f32 maps).
+    fn pack_row(&self, cg: usize, y: isize, a: ActQuant, flip: u32, row: &mut [u32], bufs: &mut Self::Rows);
 
-    /// Largest finite `|value|` of row `y` of channel `ch` (0 for none).
-    fn row_max(&self, ch: usize, y: usize) -> f32;
+    /// The [`Range`] of row `y` of channel `ch`.
+    fn row_range(&self, ch: usize, y: usize) -> Range;
 
-    /// Largest finite `|value|` of channel `ch` when a whole-plane shortcut gives it exactly (else None:
-    /// the caller takes the maximum of [`Source::row_max`]).
-    fn plane_max(&self, _ch: usize) -> Option<f32> {
+    /// The [`Range`] of channel `ch` when a whole-plane shortcut gives it exactly (else None: the caller
+    /// merges [`Source::row_range`]).
+    fn plane_range(&self, _ch: usize) -> Option<Range> {
         None
     }
 
@@ -65,18 +65,6 @@ pub(super) trait Source: Copy + Sync {
     /// An upper bound of channel `ch`'s finite `|values|` when a cheap one is known.
     fn plane_bound(&self, _ch: usize) -> Option<f32> {
         None
-    }
-}
-
-/// `m` if `a` is not larger (`a` non-finite counts as 0): the dynamic scale's maximum, exact in any order.
-#[inline(always)]
-fn max_finite(m: f32, a: f32) -> f32 {
-    let a = a.abs();
-    let a = if a < f32::INFINITY { a } else { 0.0 };
-    if a > m {
-        a
-    } else {
-        m
     }
 }
 
@@ -109,13 +97,14 @@ impl<E: Elem> Scaled<'_, E> {
 
 /// Packs `x0..x0 + a.len()` of one row from four channels' f32 values `a`..`d` (equal lengths).
 #[inline(always)]
-fn pack_four(abcd: [&[f32]; KG], f: [f32; KG], m: [u32; KG], s: f32, flip: u32, row: &mut [u32]) {
+fn pack_four(abcd: [&[f32]; KG], f: [f32; KG], m: [u32; KG], q: ActQuant, flip: u32, row: &mut [u32]) {
     let [a, b, c, d] = abcd;
+    let (s, z) = (q.scale, q.zero as f32);
     for ((((px, &va), &vb), &vc), &vd) in row.iter_mut().zip(a).zip(b).zip(c).zip(d) {
-        let q = (quantise_lane(va * f[0], s) & m[0])
-            | (quantise_lane(vb * f[1], s) & m[1]) << 8
-            | (quantise_lane(vc * f[2], s) & m[2]) << 16
-            | (quantise_lane(vd * f[3], s) & m[3]) << 24;
+        let q = (quantise_lane(va * f[0], s, z) & m[0])
+            | (quantise_lane(vb * f[1], s, z) & m[1]) << 8
+            | (quantise_lane(vc * f[2], s, z) & m[2]) << 16
+            | (quantise_lane(vd * f[3], s, z) & m[3]) << 24;
         *px = q ^ flip;
     }
 }
@@ -132,7 +121,7 @@ impl<E: Elem> Source for Scaled<'_, E> {
     }
 
     #[inline(always)]
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
+    fn pack_row(&self, cg: usize, y: isize, s: ActQuant, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
         let m = masks(self.c, cg);
         // A missing channel reads the group's first one (it exists) and masks it to 0.
         let ch: [usize; KG] = std::array::from_fn(|t| if m[t] != 0 { cg * KG + t } else { cg * KG });
@@ -156,26 +145,22 @@ impl<E: Elem> Source for Scaled<'_, E> {
         }
     }
 
-    /// The bound of [`Source::row_max`] over the whole plane at once (the fast four-stream max-abs pass).
-    fn plane_max(&self, ch: usize) -> Option<f32> {
+    /// [`Source::row_range`] over the whole plane at once (the fast range pass), when its ends are finite.
+    fn plane_range(&self, ch: usize) -> Option<Range> {
         let hw = self.h * self.w;
-        let p = E::max_abs(&self.x[ch * hw..(ch + 1) * hw]) * self.factor(ch).abs();
-        p.is_finite().then_some(p)
+        scaled_range(E::range(&self.x[ch * hw..(ch + 1) * hw]), self.factor(ch))
     }
 
-    /// For finite `s` the row's largest finite `|x * s|` is `fl(max|x| * |s|)`: rounding is monotonic and
-    /// sign-symmetric, so `|fl(x s)| = fl(|x| |s|) <= fl(m |s|)` for every finite `x` (equal at the
-    /// largest), and a non-finite `x` gives a non-finite product, which the scale ignores. When that
-    /// bound is not finite itself (overflow, `s` inf or NaN) the products are scanned one by one.
+    /// For finite `s` the ends of `x * s` are the products of `x`'s ends ([`scaled_range`]). When those
+    /// are not finite (overflow, `s` inf or NaN) the products are scanned one by one.
     #[inline(always)]
-    fn row_max(&self, ch: usize, y: usize) -> f32 {
+    fn row_range(&self, ch: usize, y: usize) -> Range {
         let (src, sc) = (self.row(ch, y), self.factor(ch));
-        let p = E::max_abs_plain(src) * sc.abs();
-        if p.is_finite() {
-            return p;
+        if let Some(r) = scaled_range(E::range_plain(src), sc) {
+            return r;
         }
         let mut buf = [0f32; WIDEN];
-        src.chunks(WIDEN).fold(0f32, |m, c| E::widen(c, &mut buf).iter().fold(m, |m, &v| max_finite(m, v * sc)))
+        src.chunks(WIDEN).fold(Range::default(), |r, c| E::widen(c, &mut buf).iter().fold(r, |r, &v| r.with(v * sc)))
     }
 }
 
@@ -205,13 +190,13 @@ impl<S: Source> Source for Band<S> {
     }
 
     #[inline(always)]
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
-        self.src.pack_row(cg, self.y0 as isize + y, s, flip, row, bufs);
+    fn pack_row(&self, cg: usize, y: isize, a: ActQuant, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
+        self.src.pack_row(cg, self.y0 as isize + y, a, flip, row, bufs);
     }
 
     #[inline(always)]
-    fn row_max(&self, ch: usize, y: usize) -> f32 {
-        self.src.row_max(ch, self.y0 + y)
+    fn row_range(&self, ch: usize, y: usize) -> Range {
+        self.src.row_range(ch, self.y0 + y)
     }
 }
 
@@ -275,6 +260,15 @@ impl Taps<'_> {
     }
 }
 
+/// The range of `x * s` for the values of `x` spanning `r`, when its ends are finite: rounding is
+/// monotonic, so the products' smallest and largest are those of `r`'s ends (swapped for a negative `s`),
+/// and a non-finite `x` gives a non-finite product, which a range ignores. `None` when an end is not
+/// finite (overflow, `s` inf or NaN): then a finite product may lie between, and the caller scans.
+fn scaled_range(r: Range, s: f32) -> Option<Range> {
+    let (a, b) = (r.lo * s, r.hi * s);
+    (a.is_finite() && b.is_finite()).then(|| r.times(s))
+}
+
 /// First pairs of the blocks covering `j = 1..wl` (`wl > L`): steps of `L`, then one block ending at `wl`
 /// (it recomputes a few pairs with the same values: cheaper than a scalar tail).
 fn blocks(wl: usize) -> impl Iterator<Item = usize> {
@@ -308,11 +302,12 @@ impl<E: Elem> Up<'_, E> {
 
     /// [`Source::pack_row`] with `bufs` holding [`KG`] row buffers for an f16 map (none for f32).
     #[inline(always)]
-    fn pack_row_in(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut [RowBufs]) {
+    fn pack_row_in(&self, cg: usize, y: isize, a: ActQuant, flip: u32, row: &mut [u32], bufs: &mut [RowBufs]) {
+        let (s, z) = (a.scale, a.zero as f32);
         let (m, wl) = (masks(self.c, cg), self.wl);
         let mut spare = bufs.iter_mut();
         let tp: [Taps; KG] = std::array::from_fn(|t| self.taps_of(if m[t] != 0 { cg * KG + t } else { cg * KG }, y as usize, spare.next()));
-        let word = |vals: [f32; KG]| (0..KG).fold(0u32, |acc, t| acc | (quantise_lane(vals[t], s) & m[t]) << (8 * t)) ^ flip;
+        let word = |vals: [f32; KG]| (0..KG).fold(0u32, |acc, t| acc | (quantise_lane(vals[t], s, z) & m[t]) << (8 * t)) ^ flip;
         if wl <= L {
             for (x, d) in row.iter_mut().enumerate() {
                 *d = word(std::array::from_fn(|t| tp[t].col(x)));
@@ -328,8 +323,8 @@ impl<E: Elem> Up<'_, E> {
                 let (e, o) = tp[t].pairs(j0);
                 let (mask, sh) = (m[t], 8 * t as u32);
                 for i in 0..L {
-                    we[i] |= (quantise_lane(e[i], s) & mask) << sh;
-                    wo[i] |= (quantise_lane(o[i], s) & mask) << sh;
+                    we[i] |= (quantise_lane(e[i], s, z) & mask) << sh;
+                    wo[i] |= (quantise_lane(o[i], s, z) & mask) << sh;
                 }
             }
             let out = &mut row[2 * j0 - 1..2 * j0 - 1 + 2 * L];
@@ -353,8 +348,8 @@ impl<E: Elem> Source for Up<'_, E> {
     }
 
     #[inline(always)]
-    fn pack_row(&self, cg: usize, y: isize, s: f32, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
-        self.pack_row_in(cg, y, s, flip, row, if E::HALF { &mut bufs[..] } else { &mut [] });
+    fn pack_row(&self, cg: usize, y: isize, a: ActQuant, flip: u32, row: &mut [u32], bufs: &mut Self::Rows) {
+        self.pack_row_in(cg, y, a, flip, row, if E::HALF { &mut bufs[..] } else { &mut [] });
     }
 
     fn bounded(&self) -> bool {
@@ -372,28 +367,29 @@ impl<E: Elem> Source for Up<'_, E> {
     /// rounding near the subnormals is absolute) or the bound is not finite.
     fn plane_bound(&self, ch: usize) -> Option<f32> {
         let n = self.hl * self.wl;
-        let m = E::max_abs(&self.x[ch * n..(ch + 1) * n]);
+        let r = E::range(&self.x[ch * n..(ch + 1) * n]);
+        let m = r.hi.max(-r.lo);
         let ms = m * self.s[ch].abs();
         let b = ms * BOUND_SLACK;
         (m >= BOUND_FLOOR && ms >= BOUND_FLOOR && b.is_finite()).then_some(b)
     }
 
     #[inline(always)]
-    fn row_max(&self, ch: usize, y: usize) -> f32 {
+    fn row_range(&self, ch: usize, y: usize) -> Range {
         let mut bufs = [[0f32; MAX_F16_UP_WIDTH]; 2];
         let (tp, wl) = (self.taps_of(ch, y, E::HALF.then_some(&mut bufs)), self.wl);
         if wl <= L {
-            return (0..2 * wl).fold(0f32, |m, x| max_finite(m, tp.col(x)));
+            return (0..2 * wl).fold(Range::default(), |r, x| r.with(tp.col(x)));
         }
-        let mut lanes = [0f32; L];
+        let mut lanes = [Range::default(); L];
         for j0 in blocks(wl) {
             let (e, o) = tp.pairs(j0);
             for i in 0..L {
-                lanes[i] = max_finite(max_finite(lanes[i], e[i]), o[i]);
+                lanes[i] = lanes[i].with(e[i]).with(o[i]);
             }
         }
-        let edges = max_finite(max_finite(0.0, tp.col(0)), tp.col(2 * wl - 1));
-        lanes.iter().fold(edges, |m, &v| if v > m { v } else { m })
+        let edges = Range::default().with(tp.col(0)).with(tp.col(2 * wl - 1));
+        lanes.iter().fold(edges, |r, &l| r.merge(l))
     }
 }
 

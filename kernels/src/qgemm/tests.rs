@@ -61,16 +61,46 @@ fn activations_round_half_to_even_and_clamp_symmetrically() {
     let cases = [(0.5, 0), (1.5, 2), (2.5, 2), (-2.5, -2), (-0.5, 0), (126.5, 126), (200.0, 127), (-200.0, -127)];
     for (x, q) in cases {
         assert_eq!(quantise(x, 1.0), q, "quantise({x})");
-        assert_eq!(quantise_activation(x, 1.0), q, "quantise_activation({x})");
-        assert_eq!(quantise_activation(x * 0.25, 0.25), q, "quantise_activation({x} / 4, 1 / 4)");
+        assert_eq!(quantise_activation(x, ActQuant::symmetric(1.0)), q, "quantise_activation({x})");
+        assert_eq!(quantise_activation(x * 0.25, ActQuant::symmetric(0.25)), q, "quantise_activation({x} / 4, 1 / 4)");
     }
     // Activations multiply by 1 / s: 1.55 / 0.1 is 15.499999 in f32 (rounds to 15), 1.55 * fl(1 / 0.1)
     // is exactly 15.5 (ties to even: 16).
-    assert_eq!((quantise(1.55, 0.1), quantise_activation(1.55, 0.1)), (15, 16));
+    assert_eq!((quantise(1.55, 0.1), quantise_activation(1.55, ActQuant::symmetric(0.1))), (15, 16));
     assert_eq!(quantise(f32::NAN, 1.0), 0);
     assert_eq!(quantise(f32::NEG_INFINITY, 0.5), -127);
-    assert_eq!(act_scale_for(&[0.0, -0.0]), 1.0);
-    assert_eq!(act_scale_for(&[1.0, -254.0, f32::NAN]), 2.0);
+}
+
+#[test]
+fn the_zero_point_is_added_before_rounding_and_clamping() {
+    let a = ActQuant { scale: 0.5, zero: -100 };
+    // x / s + z, then ties to even: 1.25 / 0.5 - 100 = -97.5 -> -98; the clamp applies after the shift.
+    let cases = [(0.0, -100), (1.25, -98), (-20.0, -127), (-13.5, -127), (-13.0, -126), (113.5, 127), (200.0, 127), (f32::NAN, 0)];
+    for (x, q) in cases {
+        assert_eq!(quantise_activation(x, a), q, "quantise_activation({x}, {a:?})");
+    }
+}
+
+#[test]
+fn the_dynamic_quantiser_spans_the_range_and_takes_in_zero() {
+    // Empty, all-zero or all-non-finite: scale 1, no shift.
+    for x in [&[][..], &[0.0, -0.0], &[f32::NAN, f32::INFINITY]] {
+        assert_eq!(act_quant_for(x), ActQuant::symmetric(1.0), "{x:?}");
+    }
+    // A symmetric range is the symmetric scale max / 127 exactly, zero point 0.
+    assert_eq!(act_quant_for(&[1.0, -254.0, 254.0, f32::NAN]), ActQuant::symmetric(2.0));
+    // LeakyReLU-like: [-0.2, 1] -> scale 1.2 / 254; -0.2 maps to -127, 1 to 127.
+    let a = act_quant_for(&[1.0, -0.2, 0.5]);
+    assert_eq!(a.scale, 1.0 / 254.0 + 0.2 / 254.0);
+    assert_eq!(a.zero, ((0.2 / a.scale).round() - 127.0) as i32);
+    assert_eq!((quantise_activation(-0.2, a), quantise_activation(1.0, a)), (-127, 127));
+    // All positive: the range still takes in 0, which is the lowest level.
+    let a = act_quant_for(&[3.0, 5.0]);
+    assert_eq!((a.scale, a.zero), (5.0 / 254.0, -127));
+    assert_eq!(quantise_activation(0.0, a), -127);
+    // All negative: 0 is the highest level.
+    let a = act_quant_for(&[-3.0, -5.0]);
+    assert_eq!((a.scale, a.zero, quantise_activation(0.0, a)), (5.0 / 254.0, 127, 127));
 }
 
 #[test]
@@ -138,7 +168,7 @@ fn the_detected_kernels_are_the_ones_the_environment_expects() {
 }
 
 #[test]
-fn the_vectorised_max_abs_equals_a_plain_fold_ignoring_non_finite_values() {
+fn the_vectorised_range_equals_a_plain_fold_ignoring_non_finite_values() {
     // Lengths around the 64-lane blocks, the four-stream split (16,400 = 4 x 4,096 + 16) and the parallel
     // split; NaN / inf / -inf / -0 at block edges.
     for len in [0usize, 1, 63, 64, 65, 200, 1000, 16_400, (1 << 16) + 17] {
@@ -149,9 +179,17 @@ fn the_vectorised_max_abs_equals_a_plain_fold_ignoring_non_finite_values() {
             }
         }
         let want = x.iter().filter(|v| v.is_finite()).fold(0f32, |m, v| m.max(v.abs()));
-        assert_eq!(max_abs(&x).to_bits(), want.to_bits(), "len {len} (dispatched)");
-        assert_eq!(max_abs_plain(&x).to_bits(), want.to_bits(), "len {len} (plain)");
         let s = if want > 0.0 { want / 127.0 } else { 1.0 };
-        assert_eq!(act_scale_for(&x).to_bits(), s.to_bits(), "len {len} (act_scale_for)");
+        assert_eq!(weight_scale_for(&x).to_bits(), s.to_bits(), "len {len} (weight_scale_for)");
+        let (lo, hi) = x.iter().filter(|v| v.is_finite()).fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+        let r = range_f32(&x);
+        assert_eq!((r.lo.to_bits(), r.hi.to_bits()), ((lo + 0.0).to_bits(), (hi + 0.0).to_bits()), "len {len} (range_f32)");
+        let r = range_of(&x);
+        assert_eq!((r.lo.to_bits(), r.hi.to_bits()), ((lo + 0.0).to_bits(), (hi + 0.0).to_bits()), "len {len} (range_of)");
+        let r = range_plain(&x);
+        assert_eq!((r.lo.to_bits(), r.hi.to_bits()), ((lo + 0.0).to_bits(), (hi + 0.0).to_bits()), "len {len} (range_plain)");
+        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let (hl, hh) = h.iter().map(|v| v.to_f32()).filter(|v| v.is_finite()).fold((0f32, 0f32), |(l, m), v| (l.min(v), m.max(v)));
+        assert_eq!(range_of(&h), Range { lo: hl, hi: hh }, "len {len} (f16 range)");
     }
 }

@@ -51,7 +51,7 @@ fn case(&(c_in, c_out, k, h, w): &(usize, usize, usize, usize, usize)) -> Case {
     Case { c_in, c_out, k, h, w, x, wt: seeded(12, c_out * c_in * k * k), bias: seeded(13, c_out) }
 }
 
-fn run(p: &PackedConv, kernel: Kernel, c: &Case, s: Option<f32>) -> Vec<f32> {
+fn run(p: &PackedConv, kernel: Kernel, c: &Case, s: Option<ActQuant>) -> Vec<f32> {
     let mut out = vec![f32::NAN; c.c_out * c.h * c.w];
     p.run_on(kernel, &mut Scratch::new(), &c.x, c.h, c.w, s, Some(&c.bias), &mut out).expect("run");
     out
@@ -69,7 +69,7 @@ fn int8_convolutions_are_bitwise_equal_on_every_kernel() {
     for sh in SHAPES {
         let c = case(sh);
         let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
-        for s in [None, Some(0.02)] {
+        for s in QUANTISERS {
             let want = run(&p, Kernel::I8(QIsa::Portable), &c, s);
             for isa in QIsa::available() {
                 let got = run(&p, Kernel::I8(isa), &c, s);
@@ -79,9 +79,14 @@ fn int8_convolutions_are_bitwise_equal_on_every_kernel() {
     }
 }
 
-/// The int8 convolution written out: `quantise` each input tap (zero outside the map), exact i32 sums,
-/// then the shared epilogue `(acc as f32) * (scale[o] * s) + bias[o]`.
-fn naive_int8_conv(c: &Case, q: &[i8], scales: &[f32], s: f32) -> Vec<f32> {
+/// The fixed quantisers the int8 tests run besides the dynamic one (`None`): symmetric at scale 0.02, which
+/// saturates many inputs at +-127, and the same scale shifted by a zero point of 60 (the padding must then
+/// be the byte 60, not 0).
+const QUANTISERS: [Option<ActQuant>; 3] = [None, Some(ActQuant { scale: 0.02, zero: 0 }), Some(ActQuant { scale: 0.02, zero: 60 })];
+
+/// The int8 convolution written out: each input tap quantised to `q - zero` (0 outside the map, where
+/// `x = 0`), exact i32 sums, then the shared epilogue `(acc as f32) * (scale[o] * s) + bias[o]`.
+fn naive_int8_conv(c: &Case, q: &[i8], scales: &[f32], a: ActQuant) -> Vec<f32> {
     let (k, p) = (c.k, c.k / 2);
     let mut out = vec![0f32; c.c_out * c.h * c.w];
     for o in 0..c.c_out {
@@ -93,13 +98,13 @@ fn naive_int8_conv(c: &Case, q: &[i8], scales: &[f32], s: f32) -> Vec<f32> {
                         for kx in 0..k {
                             let (sy, sx) = ((y + ky).wrapping_sub(p), (x + kx).wrapping_sub(p));
                             if sy < c.h && sx < c.w {
-                                let a = quantise_activation(c.x[(ci * c.h + sy) * c.w + sx], s) as i32;
-                                acc += a * q[((o * c.c_in + ci) * k + ky) * k + kx] as i32;
+                                let v = quantise_activation(c.x[(ci * c.h + sy) * c.w + sx], a) as i32 - a.zero;
+                                acc += v * q[((o * c.c_in + ci) * k + ky) * k + kx] as i32;
                             }
                         }
                     }
                 }
-                out[(o * c.h + y) * c.w + x] = (acc as f32) * (scales[o] * s) + c.bias[o];
+                out[(o * c.h + y) * c.w + x] = (acc as f32) * (scales[o] * a.scale) + c.bias[o];
             }
         }
     }
@@ -108,17 +113,24 @@ fn naive_int8_conv(c: &Case, q: &[i8], scales: &[f32], s: f32) -> Vec<f32> {
 
 #[test]
 fn int8_convolutions_equal_the_written_out_integer_convolution_bit_for_bit() {
-    // Exact integers and one epilogue: no tolerance. Scale 0.02 saturates many inputs at +-127.
+    // Exact integers and one epilogue: no tolerance. Each shape also runs on a LeakyReLU-like input
+    // (negatives x 0.2), whose dynamic zero point is far from 0.
     for sh in SHAPES.iter().chain(&[(7, 9, 3, 3, 70), (8, 8, 3, 2, 1)]) {
-        let c = case(sh);
-        let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
-        let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
-        for s in [None, Some(0.02)] {
-            let want = naive_int8_conv(&c, &q, &scales, s.unwrap_or_else(|| act_scale_for(&c.x)));
-            for isa in QIsa::available() {
-                let got = run(&p, Kernel::I8(isa), &c, s);
-                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(a.to_bits(), b.to_bits(), "{isa:?} {sh:?} scale {s:?} element {i}: {a} vs {b}");
+        for leaky in [false, true] {
+            let mut c = case(sh);
+            if leaky {
+                c.x.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v *= 0.2);
+                assert!(act_quant_for(&c.x).zero < -50, "{sh:?}: {:?}", act_quant_for(&c.x));
+            }
+            let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
+            let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
+            for s in QUANTISERS {
+                let want = naive_int8_conv(&c, &q, &scales, s.unwrap_or_else(|| act_quant_for(&c.x)));
+                for isa in QIsa::available() {
+                    let got = run(&p, Kernel::I8(isa), &c, s);
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(a.to_bits(), b.to_bits(), "{isa:?} {sh:?} leaky {leaky} {s:?} element {i}: {a} vs {b}");
+                    }
                 }
             }
         }
@@ -155,7 +167,7 @@ fn int8_convolutions_stay_within_the_activation_rounding_bound_of_the_dequantise
         let c = case(sh);
         let (p, deq) = dequantised(&c);
         let got = run(&p, Kernel::I8(QIsa::detect()), &c, None);
-        within_rounding_bound(&c, &got, &deq, act_scale_for(&c.x) / 2.0, &format!("{sh:?} int8"));
+        within_rounding_bound(&c, &got, &deq, act_quant_for(&c.x).scale / 2.0, &format!("{sh:?} int8"));
     }
 }
 
@@ -167,7 +179,7 @@ fn fine_int8_convolutions_cut_activation_rounding_127x_on_every_kernel() {
     for sh in SHAPES {
         let c = case(sh);
         let (p, deq) = dequantised(&c);
-        let s = act_scale_for(&c.x);
+        let s = act_quant_for(&c.x).scale;
         let mut scratch = Scratch::new();
         let fine = |kernel: Kernel, scratch: &mut Scratch| {
             let mut out = vec![f32::NAN; c.c_out * c.h * c.w];
@@ -223,7 +235,7 @@ fn panel_split_tasks_and_padded_planes_equal_the_written_out_conv_at_1_2_and_3_t
         let c = case(&sh);
         let p = PackedConv::from_f32_as_i8(&c.wt, c.c_out, c.c_in, c.k).expect("pack");
         let RowMajor::I8 { q, scales } = p.unpack_to_row_major() else { panic!("not int8") };
-        let want = naive_int8_conv(&c, &q, &scales, act_scale_for(&c.x));
+        let want = naive_int8_conv(&c, &q, &scales, act_quant_for(&c.x));
         for isa in QIsa::available() {
             for (t, pool) in pools.iter().enumerate() {
                 let got = pool.install(|| run(&p, Kernel::I8(isa), &c, None));
@@ -265,9 +277,10 @@ fn linear_layers_match_the_reference_in_every_format() {
         let p8 = PackedConv::from_f32_as_i8(&wt, c_out, c_in, 1).expect("i8");
         p8.linear(&mut scratch, &x, rows, None, Some(&bias), &mut got).expect("i8 linear");
         let l1 = wt.chunks(c_in).map(|r| r.iter().map(|v| v.abs()).sum::<f32>()).fold(0f32, f32::max);
-        let (s, wmax) = (act_scale_for(&x), wt.iter().fold(0f32, |m, v| m.max(v.abs())));
+        let (s, wmax) = (act_quant_for(&x).scale, wt.iter().fold(0f32, |m, v| m.max(v.abs())));
+        let xmax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
         // Weight rounding (<= wmax / 254 per weight) times max|x|, plus activation rounding.
-        let bound = (wmax / 254.0) * c_in as f32 * (127.0 * s) + s / 2.0 * l1 * 1.01;
+        let bound = (wmax / 254.0) * c_in as f32 * xmax + s / 2.0 * l1 * 1.01;
         assert_close("i8 linear", &got, &want, Tolerance::Custom { abs: bound, rel: 0.0 });
     }
 }
@@ -281,7 +294,8 @@ fn bad_calls_return_errors_naming_the_argument() {
     let e = |r: QResult<()>| r.err().map(|e| e.0).unwrap_or_default();
     assert!(e(p.run(&mut s, &c.x[1..], 5, 5, None, None, &mut out)).contains("input"));
     assert!(e(p.run(&mut s, &c.x, 5, 5, None, Some(&[0.0; 2]), &mut out)).contains("bias"));
-    assert!(e(p.run(&mut s, &c.x, 5, 5, Some(0.0), None, &mut out)).contains("activation scale"));
+    assert!(e(p.run(&mut s, &c.x, 5, 5, Some(ActQuant::symmetric(0.0)), None, &mut out)).contains("activation scale"));
+    assert!(e(p.run(&mut s, &c.x, 5, 5, Some(ActQuant { scale: 1.0, zero: 128 }), None, &mut out)).contains("zero point: 128"));
     assert!(e(p.run(&mut s, &c.x, 5, 5, None, None, &mut out[1..])).contains("output"));
     assert!(e(p.run_on(Kernel::Float(Isa::Portable), &mut s, &c.x, 5, 5, None, None, &mut out)).contains("cannot run"));
     assert!(e(p.linear(&mut s, &c.x, 1, None, None, &mut out)).contains("kernel size 3"));

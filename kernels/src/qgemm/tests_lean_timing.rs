@@ -1,13 +1,13 @@
 //! Where the on-the-fly int8 inputs lose time against stored maps (ignored; numbers in docs/performance.md,
 //! "Lean int8 maps, session 6"). Each official last-level layer that `GAGA_INT8_MAPS=lean` computes on the
-//! fly, split into its passes (max-abs scale, quantise-and-interleave, whole call), the stored form against
+//! fly, split into its passes (range of the dynamic quantiser, quantise-and-interleave, whole call), the stored form against
 //! the on-the-fly one alternating call by call on one thread, minima of `GAGA_LEAN_REPS` (default 9):
 //! `cargo test --release -p gaga-kernels lean_passes -- --ignored --nocapture --test-threads=1`
 
 use super::super::conv::{output_geometry, quantise_map};
-use super::{fill_map, source_act_scale, Scaled, Source, Up};
+use super::{fill_map, source_act_quant, Scaled, Source, Up};
 use crate::fused::{bilinear_scaled, scale_channels};
-use crate::qgemm::{act_scale_for, PackedConv, QIsa};
+use crate::qgemm::{act_quant_for, PackedConv, QIsa};
 use crate::scratch::Scratch;
 use crate::testing::seeded;
 use std::time::Instant;
@@ -36,15 +36,15 @@ fn layer<S: Source>(name: &str, reps: usize, src: S, map: &[f32], pc: &PackedCon
     let mut out = vec![0f32; pc.c_out * h * w];
     let g = output_geometry(pc, h, w, None, &out).expect("geometry");
     let mut q = vec![0u8; (g.cg * g.stride + 64) * 4];
-    let s = act_scale_for(map);
-    assert_eq!(s.to_bits(), source_act_scale(src).to_bits(), "{name}: scales differ");
+    let s = act_quant_for(map);
+    assert_eq!(s, source_act_quant(src), "{name}: scales differ");
     let (sa, sb) = ab(
         reps,
         || {
-            std::hint::black_box(act_scale_for(map));
+            std::hint::black_box(act_quant_for(map));
         },
         || {
-            std::hint::black_box(source_act_scale(src));
+            std::hint::black_box(source_act_quant(src));
         },
     );
     let mut q2 = q.clone();
@@ -74,7 +74,7 @@ fn layer<S: Source>(name: &str, reps: usize, src: S, map: &[f32], pc: &PackedCon
 fn run_fly<S: Source>(pc: &PackedConv, sc: &mut Scratch, src: S, out: &mut [f32]) {
     let (c, h, w) = src.dims();
     let isa = QIsa::detect();
-    let scale = || source_act_scale(src);
+    let scale = || source_act_quant(src);
     super::super::conv::run_i8_with(isa, pc, sc, h, w, None, out, scale, |g, s, m| fill_map(src, g, s, isa.offset(), m)).expect("fly");
     let _ = c;
 }
@@ -115,7 +115,7 @@ fn lean_passes() {
                 o[ch * 18 * h..(ch + 1) * 18 * h].copy_from_slice(&map[(ch * h + 100) * h..(ch * h + 118) * h]);
             }
         };
-        let s = act_scale_for(&map);
+        let s = act_quant_for(&map);
         let (mut bmap, mut o18, mut o16) = (vec![0f32; 64 * 18 * h], vec![0f32; 32 * 18 * h], vec![0f32; 32 * 16 * h]);
         let (mut sc1, mut sc2) = (Scratch::new(), Scratch::new());
         let (ta, tb) = ab(

@@ -122,7 +122,7 @@ fn conv_thread_scaling() {
             for (i, pool) in pools.iter().enumerate() {
                 pool.install(|| {
                     let t0 = std::time::Instant::now();
-                    p.run(&mut scratch, &x, r, r, Some(0.01), None, &mut out).expect("conv");
+                    p.run(&mut scratch, &x, r, r, Some(ActQuant::symmetric(0.01)), None, &mut out).expect("conv");
                     wall[i] = wall[i].min(t0.elapsed().as_secs_f64());
                 });
             }
@@ -139,7 +139,7 @@ fn conv_thread_scaling() {
     }
 }
 
-/// Where a one-thread int8 convolution spends its time: the max-abs pass, the quantise pass, and the
+/// Where a one-thread int8 convolution spends its time: the range pass, the quantise pass, and the
 /// whole call with a fixed scale (kernel + epilogue = the rest), best of 7 each, alternating.
 /// `cargo test --release -p gaga-kernels conv_phase_timing -- --ignored --nocapture --test-threads=1`
 #[test]
@@ -165,14 +165,15 @@ fn conv_phase_timing() {
             };
             for _ in 0..7 {
                 best[0] = best[0].min(time(&mut || {
-                    std::hint::black_box(act_scale_for(&x));
+                    std::hint::black_box(act_quant_for(&x));
                 }));
-                best[1] = best[1].min(time(&mut || super::conv::quantise_map(&x, ci, r, r, &g, 0.01, true, &mut map)));
-                best[2] = best[2].min(time(&mut || p.run(&mut scratch, &x, r, r, Some(0.01), None, &mut out).expect("conv")));
+                best[1] = best[1].min(time(&mut || super::conv::quantise_map(&x, ci, r, r, &g, ActQuant::symmetric(0.01), true, &mut map)));
+                best[2] = best[2]
+                    .min(time(&mut || p.run(&mut scratch, &x, r, r, Some(ActQuant::symmetric(0.01)), None, &mut out).expect("conv")));
             }
             let ops = 2.0 * (ci * co * k * k * r * r) as f64;
             println!(
-                "{k}x{k} {ci}->{co} @{r}: max-abs {:.2} ms, quantise {:.2} ms, fixed-scale call {:.2} ms ({:.0} GOP/s), rest {:.2} ms",
+                "{k}x{k} {ci}->{co} @{r}: range {:.2} ms, quantise {:.2} ms, fixed-scale call {:.2} ms ({:.0} GOP/s), rest {:.2} ms",
                 best[0] * 1e3,
                 best[1] * 1e3,
                 best[2] * 1e3,
@@ -184,7 +185,7 @@ fn conv_phase_timing() {
 }
 
 /// Where an int8 convolution's time goes at 1 and 2 threads (dynamic scale, as the refiner runs it),
-/// with session 4's choices (variant 3: `plan::OLD` bits) and today's (0) alternating in one process: max-abs pass,
+/// with session 4's choices (variant 3: `plan::OLD` bits) and today's (0) alternating in one process: range pass,
 /// quantise pass, GEMM (task time summed over tasks / workers), epilogue (likewise) and idle (the
 /// parallel region's wall time minus the workers' average busy time: load imbalance and hand-out
 /// overhead). Per layer, variant and thread count: the split of the fastest of 9 calls
@@ -206,7 +207,7 @@ fn conv_phase_split() {
     let peaks: Vec<f64> = pools.iter().map(|p| p.install(|| measure_int8_peak(isa, p.current_num_threads()).unwrap_or(f64::NAN))).collect();
     println!("\nint8 peak ({isa:?}): {:.0} GOP/s on 1 thread, {:.0} on 2", peaks[0], peaks[1]);
     println!(
-        "| layer | variant, threads | call ms (% peak) | max-abs | quantise | GEMM | epilogue | idle |\n|---|---|---|---|---|---|---|---|"
+        "| layer | variant, threads | call ms (% peak) | range | quantise | GEMM | epilogue | idle |\n|---|---|---|---|---|---|---|---|"
     );
     let layers = std::env::var("GAGA_SPLIT_LAYERS").ok().map_or_else(
         || {
@@ -283,18 +284,18 @@ fn conv_phase_split() {
     }
 }
 
-/// The max-abs pass on a 64 x 512 x 512 input (64 MiB, the refiner's largest) on one thread: one
-/// sequential stream (`max_abs_plain`, session 4) against four side by side (`max_abs`), alternating,
-/// best of 9.
-/// `cargo test --release -p gaga-kernels max_abs_stream_timing -- --ignored --nocapture --test-threads=1`
+/// The range pass on a 64 x 512 x 512 input (64 MiB, the refiner's largest) on one thread: one sequential
+/// stream (`range_plain`) against four side by side (`range_f32`), alternating, best of 9 (session 4
+/// measured the same split for the max-abs pass this replaced).
+/// `cargo test --release -p gaga-kernels range_stream_timing -- --ignored --nocapture --test-threads=1`
 #[test]
 #[ignore = "timing; run by hand (command above)"]
-fn max_abs_stream_timing() {
-    /// Session 4's dispatched pass: the one-stream loop compiled for AVX-512.
+fn range_stream_timing() {
+    /// The one-stream loop compiled for AVX-512.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn one_stream(x: &[f32]) -> f32 {
-        max_abs_plain(x)
+    unsafe fn one_stream(x: &[f32]) -> Range {
+        range_plain(x)
     }
     #[cfg(target_arch = "x86_64")]
     if !std::is_x86_feature_detected!("avx512f") {
@@ -307,9 +308,9 @@ fn max_abs_stream_timing() {
             let t0 = std::time::Instant::now();
             // SAFETY: AVX-512F was detected above.
             #[cfg(target_arch = "x86_64")]
-            std::hint::black_box(if i == 0 { unsafe { one_stream(&x) } } else { max_abs(&x) });
+            std::hint::black_box(if i == 0 { unsafe { one_stream(&x) } } else { range_f32(&x) });
             *b = b.min(t0.elapsed().as_secs_f64());
         }
     }
-    println!("max-abs of 64 MiB: one stream {:.2} ms, four streams {:.2} ms", best[0] * 1e3, best[1] * 1e3);
+    println!("range of 64 MiB: one stream {:.2} ms, four streams {:.2} ms", best[0] * 1e3, best[1] * 1e3);
 }

@@ -1,9 +1,9 @@
 //! Tests of `upsample_quant.rs` (bit-identity with the materialised path) and of `fconv.rs`'s in-place
 //! 1x1 path, plus an ignored timing.
 
-use super::{source_act_scale, Scaled, Source, Up};
+use super::{source_act_quant, Scaled, Source, Up};
 use crate::fused::{bilinear_scaled, scale_channels};
-use crate::qgemm::{act_scale_for, Kernel, PackedConv, QIsa};
+use crate::qgemm::{act_quant_for, ActQuant, Kernel, PackedConv, QIsa};
 use crate::scratch::Scratch;
 use crate::testing::seeded;
 
@@ -38,7 +38,7 @@ fn quantising_the_upsampled_input_on_the_fly_gives_the_bits_of_the_materialised_
         let mut up = vec![0f32; c_in * h * w];
         bilinear_scaled(&x, c_in, hl, wl, h, w, &s, &mut up);
         for isa in QIsa::available() {
-            for act in [None, Some(0.02)] {
+            for act in [None, Some(ActQuant::symmetric(0.02)), Some(ActQuant { scale: 0.02, zero: -90 })] {
                 let (mut want, mut got) = (vec![f32::NAN; c_out * h * w], vec![0f32; c_out * h * w]);
                 let kernel = Kernel::I8(isa);
                 pc.run_on(kernel, &mut Scratch::new(), &up, h, w, act, Some(&bias), &mut want).expect("materialised");
@@ -66,11 +66,11 @@ fn the_upsampled_scale_with_poison(c: usize, hl: usize, wl: usize, at: usize) {
         }
         let mut up = vec![0f32; c * 4 * hl * wl];
         bilinear_scaled(&x, c, hl, wl, 2 * hl, 2 * wl, &s, &mut up);
-        let got = source_act_scale(Up { x: &x, c, hl, wl, s: &s });
-        assert_eq!(got.to_bits(), act_scale_for(&up).to_bits(), "{poison:?} at {at} of [{c}, {hl}, {wl}]");
+        let got = source_act_quant(Up { x: &x, c, hl, wl, s: &s });
+        assert_eq!(got, act_quant_for(&up), "{poison:?} at {at} of [{c}, {hl}, {wl}]");
     }
     let zeros = vec![0f32; c * hl * wl];
-    assert_eq!(source_act_scale(Up { x: &zeros, c, hl, wl, s: &s }), 1.0, "all-zero input keeps scale 1");
+    assert_eq!(source_act_quant(Up { x: &zeros, c, hl, wl, s: &s }), ActQuant::symmetric(1.0), "all-zero input keeps scale 1");
 }
 
 // Bit-identity again: `x * s` quantised on the fly against `scale_channels` then the plain conv.
@@ -83,7 +83,7 @@ fn quantising_the_scaled_input_on_the_fly_gives_the_bits_of_the_materialised_map
         let mut scaled = vec![0f32; c_in * h * w];
         scale_channels(&x, &s, h * w, &mut scaled);
         for isa in QIsa::available() {
-            for act in [None, Some(0.02)] {
+            for act in [None, Some(ActQuant::symmetric(0.02)), Some(ActQuant { scale: 0.02, zero: -90 })] {
                 let (mut want, mut got) = (vec![f32::NAN; c_out * h * w], vec![0f32; c_out * h * w]);
                 pc.run_on(Kernel::I8(isa), &mut Scratch::new(), &scaled, h, w, act, Some(&bias), &mut want).expect("materialised");
                 pc.run_scaled_on(isa, &mut Scratch::new(), &x, h, w, &s, act, Some(&bias), &mut got).expect("fused");
@@ -104,12 +104,12 @@ fn the_dynamic_scale_of_the_scaled_input_equals_the_materialised_maps_even_with_
         }
         let mut scaled = vec![0f32; c * h * w];
         scale_channels(&x, &s, h * w, &mut scaled);
-        let got = source_act_scale(Scaled { x: &x, c, h, w, s: Some(&s) });
-        assert_eq!(got.to_bits(), act_scale_for(&scaled).to_bits(), "{poison:?}");
+        let got = source_act_quant(Scaled { x: &x, c, h, w, s: Some(&s) });
+        assert_eq!(got, act_quant_for(&scaled), "{poison:?}");
     }
 }
 
-// The pruned visit of `source_act_scale` (channels in decreasing order of `Up::plane_bound`) against the
+// The pruned visit of `source_act_quant` (channels in decreasing order of `Up::plane_bound`) against the
 // materialised map's scale, bitwise: channels of very different sizes (so most are skipped), the largest
 // channel poisoned, channels below the bound's floor, and factors 0, inf and NaN.
 #[test]
@@ -122,8 +122,8 @@ fn the_upsampled_scale_skipping_channels_by_their_bounds_equals_the_materialised
     let check = |x: &[f32], s: &[f32], what: &str| {
         let mut up = vec![0f32; c * 4 * hl * wl];
         bilinear_scaled(x, c, hl, wl, 2 * hl, 2 * wl, s, &mut up);
-        let got = source_act_scale(Up { x, c, hl, wl, s });
-        assert_eq!(got.to_bits(), act_scale_for(&up).to_bits(), "{what}");
+        let got = source_act_quant(Up { x, c, hl, wl, s });
+        assert_eq!(got, act_quant_for(&up), "{what}");
     };
     check(&x, &s, "plain");
     for (v, what) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf"), (1e38, "huge")] {
@@ -186,9 +186,9 @@ fn the_scaled_inputs_maximum_shortcut_gives_the_materialised_maps_scale_for_any_
             let s = [1.0e-3, f, 2.0e-3, 1.0e-3];
             let mut scaled = vec![0f32; c * h * w];
             scale_channels(&x, &s, h * w, &mut scaled);
-            let got = source_act_scale(Scaled { x: &x, c, h, w, s: Some(&s) });
-            assert_eq!(got.to_bits(), act_scale_for(&scaled).to_bits(), "factor {f:e}, value {v:?}");
-            assert_eq!(source_act_scale(Scaled { x: &x, c, h, w, s: None }).to_bits(), act_scale_for(&x).to_bits(), "{v:?}");
+            let got = source_act_quant(Scaled { x: &x, c, h, w, s: Some(&s) });
+            assert_eq!(got, act_quant_for(&scaled), "factor {f:e}, value {v:?}");
+            assert_eq!(source_act_quant(Scaled { x: &x, c, h, w, s: None }), act_quant_for(&x), "{v:?}");
         }
     }
 }
@@ -206,11 +206,11 @@ fn a_conv_run_in_row_bands_reading_its_halo_rows_gives_the_bits_of_the_whole_map
             let scale = match factors {
                 None => {
                     pc.run(&mut Scratch::new(), &x, h, w, None, Some(&bias), &mut whole).expect("whole");
-                    act_scale_for(&x)
+                    act_quant_for(&x)
                 }
                 Some(f) => {
                     pc.run_scaled(&mut Scratch::new(), &x, h, w, f, None, Some(&bias), &mut whole).expect("whole");
-                    pc.scaled_act_scale(&x, h, w, f).expect("scale")
+                    pc.scaled_act_quant(&x, h, w, f).expect("scale")
                 }
             };
             for band in [1, 2, h] {
@@ -228,11 +228,17 @@ fn a_conv_run_in_row_bands_reading_its_halo_rows_gives_the_bits_of_the_whole_map
             }
         }
         let mut out = vec![0f32; c_out * 2 * w];
-        let e = pc.run_rows(&mut Scratch::new(), &x, (h, w), None, 0.1, (h - 1, 2), None, &mut out).expect_err("past the end");
+        let e = pc
+            .run_rows(&mut Scratch::new(), &x, (h, w), None, ActQuant::symmetric(0.1), (h - 1, 2), None, &mut out)
+            .expect_err("past the end");
         assert!(e.0.contains("band: rows"), "{e}");
-        let e = pc.run_rows(&mut Scratch::new(), &x[1..], (h, w), None, 0.1, (0, 1), None, &mut out[..c_out * w]).expect_err("short");
+        let e = pc
+            .run_rows(&mut Scratch::new(), &x[1..], (h, w), None, ActQuant::symmetric(0.1), (0, 1), None, &mut out[..c_out * w])
+            .expect_err("short");
         assert!(e.0.contains("band input"), "{e}");
-        let e = pc.run_rows(&mut Scratch::new(), &x, (h, w), Some(&f[1..]), 0.1, (0, 1), None, &mut out[..c_out * w]).expect_err("factors");
+        let e = pc
+            .run_rows(&mut Scratch::new(), &x, (h, w), Some(&f[1..]), ActQuant::symmetric(0.1), (0, 1), None, &mut out[..c_out * w])
+            .expect_err("factors");
         assert!(e.0.contains("channel factors"), "{e}");
     }
 }
@@ -262,7 +268,7 @@ fn an_upsampling_conv_run_in_row_bands_gives_the_bits_of_the_whole_map() {
         let bias = seeded(24, c_out);
         let (h, w) = (2 * hl, 2 * wl);
         let mut whole = vec![0f32; c_out * h * w];
-        let scale = pc.upsampled_act_scale(&x, hl, wl, &s).expect("scale");
+        let scale = pc.upsampled_act_quant(&x, hl, wl, &s).expect("scale");
         pc.run_upsampled(&mut Scratch::new(), &x, hl, wl, &s, None, Some(&bias), &mut whole).expect("whole");
         for (band, extra) in [(1, 0), (3, 0), (h, 0), (1, k / 2), (3, k / 2), (5, 1)] {
             let mut got = vec![f32::NAN; c_out * h * w];
@@ -376,7 +382,7 @@ mod timing {
         let pc = PackedConv::from_f32_as_i8(&seeded(3, c_out * c_in * 9), c_out, c_in, 3).expect("pack");
         let (mut up, mut out) = (vec![0f32; c_in * h * h], vec![0f32; c_out * h * h]);
         let (mut sa, mut sb) = (Scratch::new(), Scratch::new());
-        for act in [None, Some(0.02)] {
+        for act in [None, Some(crate::qgemm::ActQuant::symmetric(0.02))] {
             let (mut ta, mut tb) = (Vec::new(), Vec::new());
             for _ in 0..5 {
                 let t = Instant::now();

@@ -11,7 +11,7 @@
 //!   input's planes, and the first down block's int8 conv1 in row bands, each band downsampled at once.
 //!
 //! Integer sums are exact and per pixel, and every call uses the activation scale the whole-map call
-//! would (the calibrated one, or the dynamic max-abs of the whole input), so the bits cannot change.
+//! would (the calibrated one, or the dynamic quantiser of the whole input), so the bits cannot change.
 //! Both also store f16 maps (`maps.rs`), each band rounded once after its f32 epilogue: the same
 //! values as the f32 maps up to that rounding.
 
@@ -19,7 +19,7 @@ use gaga_kernels::act::leaky_relu;
 use gaga_kernels::conv::Conv2d;
 use gaga_kernels::conv::Scratch;
 use gaga_kernels::fused::{bilinear_fast, bilinear_lrelu, lrelu_add};
-use gaga_kernels::qgemm::{act_scale_for, PackedConv, PackedFormat, MAX_F16_UP_WIDTH};
+use gaga_kernels::qgemm::{act_quant_for, ActQuant, PackedConv, PackedFormat, MAX_F16_UP_WIDTH};
 use gaga_kernels::winograd::Epilogue;
 use rayon::prelude::*;
 
@@ -31,12 +31,12 @@ use super::plan::{side, MapMemory, OnTheFly, COND_BAND_ROWS, UP_BAND_ROWS};
 use crate::error::{Error, Result};
 
 /// An int8 conv's weights, bias and calibrated activation scale.
-type Int8Conv<'a, 'w> = (&'a PackedConv<'w>, Option<&'a [f32]>, Option<f32>);
+type Int8Conv<'a, 'w> = (&'a PackedConv<'w>, Option<&'a [f32]>, Option<ActQuant>);
 
 /// The int8 weights, bias and calibrated activation scale of `c`, when it runs on int8 weights.
 fn int8<'a, 'w>(c: &'a Conv<'w>) -> Option<Int8Conv<'a, 'w>> {
     match &c.kernel {
-        ConvKernel::Quant { w, bias, act_scale, fine: false } if w.format() == PackedFormat::I8 => Some((w, bias.as_deref(), *act_scale)),
+        ConvKernel::Quant { w, bias, act, fine: false } if w.format() == PackedFormat::I8 => Some((w, bias.as_deref(), *act)),
         _ => None,
     }
 }
@@ -139,8 +139,8 @@ pub fn up_block(
         return Ok(());
     };
     // The whole maps' scales, as the unbanded calls would use.
-    let scale2 = a2.map_or_else(|| w2.upsampled_act_scale(t, h, h, ones), Ok).map_err(|e| conv_err(conv2, e))?;
-    let scale_s = a_s.map_or_else(|| ws.upsampled_act_scale(x, h, h, ones), Ok).map_err(|e| conv_err(skip, e))?;
+    let scale2 = a2.map_or_else(|| w2.upsampled_act_quant(t, h, h, ones), Ok).map_err(|e| conv_err(conv2, e))?;
+    let scale_s = a_s.map_or_else(|| ws.upsampled_act_quant(x, h, h, ones), Ok).map_err(|e| conv_err(skip, e))?;
     let (conv_band, skip_band) = band.split_at_mut(co * rows * h2);
     for y0 in (0..h2).step_by(rows) {
         let y1 = (y0 + rows).min(h2);
@@ -203,7 +203,7 @@ pub fn cond_banded(
                 return Err(Error::Other(format!("refiner condition `{}`: an f16 map needs an int8 first conv", conv0.name)));
             };
             let c0 = conv0.spec.c_out;
-            let scale0 = act0.unwrap_or_else(|| with_map!(f, x => act_scale_for(&x[..ci * hw])));
+            let scale0 = act0.unwrap_or_else(|| with_map!(f, x => act_quant_for(&x[..ci * hw])));
             for y0 in (0..h).step_by(rows) {
                 let y1 = (y0 + rows).min(h);
                 let out = &mut band[..c0 * (y1 - y0) * h];
@@ -216,7 +216,7 @@ pub fn cond_banded(
     }
     let hidden = tmp.as_ref();
     // The whole map's scale, as the unbanded call would use.
-    let scale = act.unwrap_or_else(|| with_map!(hidden, x => act_scale_for(&x[..ci * hw])));
+    let scale = act.unwrap_or_else(|| with_map!(hidden, x => act_quant_for(&x[..ci * hw])));
     for y0 in (0..h).step_by(rows) {
         let y1 = (y0 + rows).min(h);
         let out = &mut band[..co * (y1 - y0) * h];
@@ -258,7 +258,7 @@ pub fn first_in_place(
     let (bin, bout) = band.split_at_mut(ci * rows * h);
     // An int8 conv quantises each band straight from the map with the whole map's scale, taken before
     // any row is overwritten (a 1x1 band reads only its own rows).
-    let scale = int8(conv).map(|(_, _, act)| act.unwrap_or_else(|| act_scale_for(&splat.unwrap_or(input)[..ci * hw])));
+    let scale = int8(conv).map(|(_, _, act)| act.unwrap_or_else(|| act_quant_for(&splat.unwrap_or(input)[..ci * hw])));
     for y0 in (0..h).step_by(rows) {
         let y1 = (y0 + rows).min(h);
         let out = &mut bout[..co * (y1 - y0) * h];
@@ -269,7 +269,7 @@ pub fn first_in_place(
 }
 
 /// Rows `y0..y1` of the 1x1 conv `conv` of `x` `[c_in, h, h]` into `out` `[c_out, y1 - y0, h]`: an int8
-/// conv quantises them straight from `x` with the whole map's `scale` (`PackedConv::run_rows`), a packed
+/// conv quantises them straight from `x` with the whole map's quantiser `scale` (`PackedConv::run_rows`), a packed
 /// float one reads them in place when they fill its strips (`PackedConv::run_float_rows`), any other
 /// copies them into `tmp` and runs on that (a 1x1 conv reads no halo and sums each pixel's channels the
 /// same way at any width: the whole map's bits).
@@ -280,7 +280,7 @@ fn conv1x1_rows(
     x: &[f32],
     h: usize,
     (y0, y1): (usize, usize),
-    scale: Option<f32>,
+    scale: Option<ActQuant>,
     tmp: &mut [f32],
     out: &mut [f32],
 ) -> Result<()> {
@@ -343,7 +343,7 @@ pub fn down_block_banded(
         )));
     }
     let x = &x[..n_in];
-    let scale = a1.unwrap_or_else(|| act_scale_for(x));
+    let scale = a1.unwrap_or_else(|| act_quant_for(x));
     {
         let (conv_band, low) = band.split_at_mut(ci * rows * h);
         let mut dst = MapMut::F32(&mut t2[..n_lo]);
@@ -360,7 +360,7 @@ pub fn down_block_banded(
     conv2.run(s, &t2[..n_lo], h2, h2, out, &mut |_, _| {})?;
     bilinear_fast(x, ci, h, h, h2, h2, &mut t2[..n_lo]);
     let t2 = &t2[..n_lo];
-    let skip_scale = int8(skip).map(|(_, _, act)| act.unwrap_or_else(|| act_scale_for(t2)));
+    let skip_scale = int8(skip).map(|(_, _, act)| act.unwrap_or_else(|| act_quant_for(t2)));
     let rows2 = UP_BAND_ROWS.min(h2);
     let (tmp, part) = band.split_at_mut(ci * rows2 * h2);
     let hw2 = h2 * h2;

@@ -257,11 +257,11 @@ impl<'w> ModConv<'w> {
     ) -> Result<()> {
         let (ci, hw) = (self.c_in, h * h);
         let fused = scaled.is_empty() && self.fuses_upsample();
-        if let (true, ConvKernel::Quant { w: pc, bias, act_scale, .. }) = (fused, &self.kernel) {
+        if let (true, ConvKernel::Quant { w: pc, bias, act, .. }) = (fused, &self.kernel) {
             let (s, out, b) = (&s[..ci], &mut out[..self.c_out * hw], bias.as_deref());
             let done = match up_from {
-                Some(hl) => pc.run_upsampled(scratch, &x[..ci * hl * hl], hl, hl, s, *act_scale, b, out),
-                None => pc.run_scaled(scratch, &x[..ci * hw], h, h, s, *act_scale, b, out),
+                Some(hl) => pc.run_upsampled(scratch, &x[..ci * hl * hl], hl, hl, s, *act, b, out),
+                None => pc.run_scaled(scratch, &x[..ci * hw], h, h, s, *act, b, out),
             };
             return done.map_err(|e| Error::Other(format!("refiner conv `{}`: {}", self.name, e.0)));
         }
@@ -302,7 +302,7 @@ impl ModConv<'_> {
         epi: &BandEpilogue,
     ) -> Result<()> {
         let err = |what: String| Error::Other(format!("refiner conv `{}`: {what}", self.name));
-        let (ConvKernel::Quant { w: pc, bias, act_scale, .. }, true) = (&self.kernel, self.fuses_upsample()) else {
+        let (ConvKernel::Quant { w: pc, bias, act, .. }, true) = (&self.kernel, self.fuses_upsample()) else {
             return Err(err("banded int8 conv needs int8 weights".into()));
         };
         let (ci, co, rows) = (self.c_in, self.c_out, super::plan::UP_BAND_ROWS);
@@ -319,10 +319,10 @@ impl ModConv<'_> {
         let (s, b) = (&s[..ci], bias.as_deref());
         let q = |e: gaga_kernels::qgemm::QError| err(e.0);
         let n_in = ci * hx * hx;
-        let scale = match (act_scale, up) {
+        let scale = match (act, up) {
             (Some(a), _) => *a,
-            (None, true) => with_map!(x, v => pc.upsampled_act_scale(&v[..n_in], hx, hx, s)).map_err(q)?,
-            (None, false) => with_map!(x, v => pc.scaled_act_scale(&v[..n_in], h, h, s)).map_err(q)?,
+            (None, true) => with_map!(x, v => pc.upsampled_act_quant(&v[..n_in], hx, hx, s)).map_err(q)?,
+            (None, false) => with_map!(x, v => pc.scaled_act_quant(&v[..n_in], h, h, s)).map_err(q)?,
         };
         for y0 in (0..h).step_by(rows) {
             let y1 = (y0 + rows).min(h);

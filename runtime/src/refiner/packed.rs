@@ -5,7 +5,8 @@
 //!   borrowed zero-copy from the map (`PackedConv::from_packed_bytes`);
 //! - f16 or int8 row-major: packed straight from the stored halves / bytes + per-channel scales (never dequantised)
 //!   for `gaga_kernels::qgemm` (fp16: widened per call, fp32 arithmetic; int8: i8 x i8 -> i32 with the
-//!   calibrated activation scale `<weight>@act_scale` when the file has one, dynamic max-abs otherwise).
+//!   calibrated (symmetric) activation scale `<weight>@act_scale` when the file has one, the dynamic
+//!   min-max quantiser of each call's input otherwise, `qgemm::ActQuant`).
 //!
 //! No weight is packed per call.
 
@@ -13,7 +14,7 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use gaga_kernels::conv::{conv2d_prepacked, Conv2d, PackedWeights, Scratch};
-use gaga_kernels::qgemm::PackedConv;
+use gaga_kernels::qgemm::{ActQuant, PackedConv};
 use gaga_kernels::{sgemm, winograd, winograd::WinogradWeights};
 use half::f16;
 
@@ -29,7 +30,7 @@ pub enum ConvKernel<'w> {
     F32(PackedWeights<'w>),
     /// fp16 or int8 weights for `qgemm`, with the bias and (int8) the calibrated activation scale; `fine`
     /// int8 layers run with ~15-bit activations ([`ConvKernel::fine_activations`]).
-    Quant { w: PackedConv<'w>, bias: Option<Cow<'w, [f32]>>, act_scale: Option<f32>, fine: bool },
+    Quant { w: PackedConv<'w>, bias: Option<Cow<'w, [f32]>>, act: Option<ActQuant>, fine: bool },
     /// fp32 3x3 stride-1 weights in the Winograd F(4x4, 3x3) domain (`select_winograd`).
     Winograd(Box<WinogradConv<'w>>),
 }
@@ -192,7 +193,7 @@ fn load_stored<'w>(
             let pc = PackedConv::from_f16(&halves, co, ci, k).map_err(|e| err(name, e.0))?;
             let sums = row_major(w)?;
             release(w)?;
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: None, fine: false }, sums))
+            Ok((ConvKernel::Quant { w: pc, bias, act: None, fine: false }, sums))
         }
         (Layout::RowMajor, DType::I8) => {
             let axis = shape.len() - 4;
@@ -207,7 +208,7 @@ fn load_stored<'w>(
             let pc = PackedConv::from_i8(q, scales, co, ci, k).map_err(|e| err(name, e.0))?;
             let sums = row_major(w)?;
             release(w)?;
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act_scale(w, name)?, fine: false }, sums))
+            Ok((ConvKernel::Quant { w: pc, bias, act: act_scale(w, name)?.map(ActQuant::symmetric), fine: false }, sums))
         }
         (Layout::QPanelsF16 | Layout::QPanelsI8, DType::F16 | DType::I8) => {
             // Packed by the converter in the kernel's own layout: borrowed from the map, never repacked.
@@ -228,7 +229,7 @@ fn load_stored<'w>(
                 // A source that does not borrow (not the mapped file): an owned copy of the same layout.
                 (b, s) => quant_view(name, st.layout, shape, b, s.as_deref())?.into_owned(),
             };
-            Ok((ConvKernel::Quant { w: pc, bias, act_scale: act, fine: false }, rm))
+            Ok((ConvKernel::Quant { w: pc, bias, act: act.map(ActQuant::symmetric), fine: false }, rm))
         }
         (layout, dtype) => Err(err(name, format!("{} weights in layout {} are not supported by the refiner", dtype.name(), layout.name()))),
     }
@@ -277,13 +278,13 @@ impl ConvKernel<'_> {
                 conv2d_prepacked(s, pw, x, h, w, out);
                 Ok(())
             }
-            ConvKernel::Quant { w: pc, bias, act_scale, fine } => {
+            ConvKernel::Quant { w: pc, bias, act, fine } => {
                 if let Some(model) = winograd_i8_model::Options::from_env()?.filter(|m| !*fine && m.applies(pc, spec, h, w)) {
                     winograd_i8_model::conv(&model, pc, spec, x, h, w, bias.as_deref(), out);
                     return Ok(());
                 }
                 let run = if *fine { PackedConv::run_fine } else { PackedConv::run };
-                run(pc, s, x, h, w, *act_scale, bias.as_deref(), out).map_err(|e| Error::Other(format!("refiner conv {spec:?}: {}", e.0)))
+                run(pc, s, x, h, w, *act, bias.as_deref(), out).map_err(|e| Error::Other(format!("refiner conv {spec:?}: {}", e.0)))
             }
             ConvKernel::Winograd(wc) => wc.run(s, spec, x, h, w, out),
         }
@@ -344,7 +345,7 @@ impl ConvKernel<'_> {
     /// The calibrated int8 activation scale, when the file had one.
     pub fn act_scale(&self) -> Option<f32> {
         match self {
-            ConvKernel::Quant { act_scale, .. } => *act_scale,
+            ConvKernel::Quant { act, .. } => act.map(|a| a.scale),
             ConvKernel::F32(_) | ConvKernel::Winograd(_) => None,
         }
     }

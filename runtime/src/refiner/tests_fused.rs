@@ -26,7 +26,7 @@ fn an_int8_refiner_quantising_upsampled_inputs_on_the_fly_gives_the_bits_of_mate
     let cfg = ModelConfig::small();
     let mut q = Quantised::new(&cfg, DType::I8);
     // One level with a calibrated activation scale (the quantise pass alone), the others dynamic (the
-    // max-abs pass on the fly too).
+    // range pass on the fly too).
     let name = "upsampler.stylegan_decoder.style_convs.2.modulated_conv.weight@act_scale";
     q.plain.insert(name.to_string(), vec![1], vec![0.03]);
     for noise in [NoiseMode::Stored, NoiseMode::Random { seed: 9 }] {
