@@ -6,11 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use gaga_converter::calibrate::{calibrate, convert_calibrated, load_inputs, robust_range, CalibrateOptions, Simulated};
+use gaga_converter::calibrate::{calibrate, convert_calibrated, load_inputs, robust_abs_max, CalibrateOptions, Simulated};
 use gaga_converter::dev::{driver, flame, write_checkpoint_file};
 use gaga_converter::policy::{decide, default_rules};
 use gaga_converter::{convert, ConvertOptions, Precision};
-use gaga_kernels::qgemm::Range;
 use gaga_runtime::eval::evaluate;
 use gaga_runtime::format::{DType, Reason, Stage};
 use gaga_runtime::image_io::save_png;
@@ -176,14 +175,11 @@ fn calibration_asks_for_int8() {
 }
 
 #[test]
-fn robust_range_is_the_0_01th_to_99_99th_percentile_taking_in_zero() {
-    // x = -20000..=20000: indices round(40000 * 0.0001) = 4 and round(40000 * 0.9999) = 39996.
-    let x: Vec<f32> = (-20000..=20000).rev().map(|i| i as f32).collect();
+fn robust_range_is_the_99_99th_percentile_of_magnitudes() {
+    // |x| = 0, 1, ..., 20000 with alternating signs: index round(20000 * 0.9999) = 19998.
+    let x: Vec<f32> = (0..=20000).map(|i| if i % 2 == 0 { i as f32 } else { -(i as f32) }).collect();
     let mut buf = Vec::new();
-    assert_eq!(robust_range(&x, &mut buf), Range { lo: -19996.0, hi: 19996.0 });
-    assert_eq!(robust_range(&[], &mut buf), Range::default());
-    assert_eq!(robust_range(&[f32::NAN, -3.0], &mut buf), Range { lo: -3.0, hi: 0.0 }, "0 is taken in");
-    // LeakyReLU-like values: the low end is its own percentile, not the mirror of the high one.
-    let leaky: Vec<f32> = (-20000..=20000).map(|i| if i < 0 { 0.2 * i as f32 } else { i as f32 }).collect();
-    assert_eq!(robust_range(&leaky, &mut buf), Range { lo: 0.2 * -19996.0, hi: 19996.0 });
+    assert_eq!(robust_abs_max(&x, &mut buf), 19998.0);
+    assert_eq!(robust_abs_max(&[], &mut buf), 0.0);
+    assert_eq!(robust_abs_max(&[f32::NAN, -3.0], &mut buf), 3.0);
 }
