@@ -166,10 +166,12 @@ impl ActQuant {
 
     /// The dynamic quantiser of values spanning `r` (which holds 0): `scale = max / 254 - min / 254`, and
     /// `zero = round(-min / scale) - 127`, so `min` quantises to -127 and `max` to 127. A symmetric range
-    /// gives `max / 127` and `zero = 0` exactly; an all-zero one scale 1.
+    /// gives `max / 127` and `zero = 0` exactly; an all-zero (or sub-1e-36) one scale 1, `zero = 0`.
     pub fn for_range(r: Range) -> ActQuant {
         let scale = r.hi / 254.0 - r.lo / 254.0;
-        if scale.is_nan() || scale <= 0.0 {
+        // A range so small that `1 / scale` overflows (below ~1e-36) quantises everything to 0 anyway;
+        // scale 1 keeps `x * (1 / s)` finite, so `x = 0` still lands on the zero point.
+        if !(scale > 0.0 && (1.0 / scale).is_finite()) {
             return ActQuant::symmetric(1.0);
         }
         let zero = ((-r.lo / scale).round_ties_even() - 127.0).clamp(-127.0, 127.0) as i32;

@@ -83,8 +83,8 @@ fn the_zero_point_is_added_before_rounding_and_clamping() {
 
 #[test]
 fn the_dynamic_quantiser_spans_the_range_and_takes_in_zero() {
-    // Empty, all-zero or all-non-finite: scale 1, no shift.
-    for x in [&[][..], &[0.0, -0.0], &[f32::NAN, f32::INFINITY]] {
+    // Empty, all-zero, all-non-finite, or too small for `1 / scale`: scale 1, no shift.
+    for x in [&[][..], &[0.0, -0.0], &[f32::NAN, f32::INFINITY], &[1e-39, 0.0]] {
         assert_eq!(act_quant_for(x), ActQuant::symmetric(1.0), "{x:?}");
     }
     // A symmetric range is the symmetric scale max / 127 exactly, zero point 0.
@@ -101,6 +101,9 @@ fn the_dynamic_quantiser_spans_the_range_and_takes_in_zero() {
     // All negative: 0 is the highest level.
     let a = act_quant_for(&[-3.0, -5.0]);
     assert_eq!((a.scale, a.zero, quantise_activation(0.0, a)), (5.0 / 254.0, 127, 127));
+    // The widest finite range keeps a finite scale.
+    let a = act_quant_for(&[f32::MAX, f32::MIN]);
+    assert!(a.scale.is_finite() && a.zero == 0, "{a:?}");
 }
 
 #[test]

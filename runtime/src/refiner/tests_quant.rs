@@ -119,8 +119,8 @@ fn int8_refiner_stays_close_to_the_fp32_refiner_on_the_dequantised_weights() {
         let db = psnr(g, w).expect("same length");
         println!("int8 vs fp32 refiner (small config, same dequantised weights), frame {i}: PSNR {db:.1} dB");
         // Only the activations' 8-bit rounding (dynamic per-tensor min-max quantisers) separates the two:
-        // ~0.4 % rounding noise per layer over ~40 layers; measured 48.4-48.5 dB, bound with 8 dB margin.
-        assert!(db > 40.0, "frame {i}: int8 refiner PSNR {db:.1} dB against fp32, expected > 40");
+        // measured 51.7-51.8 dB. The bound also catches a return to symmetric quantisers (48.4-48.5 dB).
+        assert!(db > 50.0, "frame {i}: int8 refiner PSNR {db:.1} dB against fp32, expected > 50");
     }
 }
 
