@@ -5,7 +5,7 @@
 //!    refiner layers int8 hurts most (measured one at a time) to fp16, worst first, while a promotion
 //!    helps and keeps the per-frame session within a memory budget (an fp16 conv can cost a level its
 //!    low-memory plan: tens of MiB at official size);
-//! 2. give static (symmetric) activation scales (`<weight>@act_scale`, which skip the per-call range pass) to the
+//! 2. give static activation quantisers (`<weight>@act_scale`, which skip the per-call range pass) to the
 //!    int8 convs whose ranges transfer: scales fitted on some calibration groups (portraits, or halves
 //!    of the frames when there is one portrait) are scored on the others, and static scales are
 //!    adopted, most stable layers first, only while that held-out PSNR stays within a small cost of
@@ -27,14 +27,16 @@ mod simulated;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use gaga_kernels::qgemm::ActQuant;
 use gaga_runtime::format::{DType, Layout, PrecisionRule, Reason, Stage, TensorEntry};
 use gaga_runtime::model::Model;
+use gaga_runtime::refiner::packed::act_quant_values;
 use gaga_runtime::{Error, Result, Weights};
 
 use crate::convert::{convert, convert_with, Calibrated, ConvertOptions, Job, Progress, Summary};
 use crate::policy::{decide, default_rules, output_axis, Precision};
-pub use bench::robust_abs_max;
-use bench::{fitted_scale, transfer_error, Bench, Scored};
+pub use bench::robust_range;
+use bench::{fitted_quant, transfer_error, Bench, Scored};
 pub use inputs::{load_inputs, Inputs, Portrait};
 pub use simulated::Simulated;
 
@@ -83,8 +85,8 @@ pub struct LayerReport {
     /// Smallest PSNR over the calibration frames with only this layer at int8 (dynamic scale),
     /// measured only when promotions were needed.
     pub psnr_alone: Option<f64>,
-    /// The static activation scale adopted, if any.
-    pub act_scale: Option<f32>,
+    /// The static activation quantiser adopted, if any.
+    pub act: Option<ActQuant>,
     pub kept_fp16: bool,
 }
 
@@ -214,10 +216,13 @@ fn adopt_static(
 ) -> Result<f64> {
     let goal = opts.target_psnr + opts.margin_db;
     let ranges = bench.ranges()?;
+    // One portrait's even and odd frames are too alike to show that a range does not transfer: static
+    // quantisers they passed (85 of 94 layers at official size) lost 3.6 dB on another clip, those held
+    // out by portrait 0.25 dB (docs/performance.md, session 11). So statics need two or more portraits.
     let mut steady: Vec<(f64, usize)> = layers
         .iter()
         .enumerate()
-        .filter(|(_, l)| !l.kept_fp16)
+        .filter(|(_, l)| bench.by_portrait && !l.kept_fp16)
         .filter_map(|(i, l)| Some((transfer_error(ranges.get(&l.name)?)?, i)))
         .collect();
     steady.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -228,7 +233,7 @@ fn adopt_static(
     };
     let (mut adopted, mut reached) = (0, now);
     if steady.is_empty() {
-        log("  no held-out group to test static scales on (one calibration frame): every int8 conv keeps a dynamic scale");
+        log("  no held-out portrait to test static quantisers on: every int8 conv keeps a dynamic one");
     } else {
         let all = held(steady.len())?;
         log(&format!("  static scales on all {} steady layers: {all:.2} dB (threshold {threshold:.2})", steady.len()));
@@ -251,8 +256,8 @@ fn adopt_static(
         }
     }
     for &(_, i) in &steady[..adopted] {
-        let s = fitted_scale(&ranges[&layers[i].name], None);
-        layers[i].act_scale = Some(s);
+        let s = fitted_quant(&ranges[&layers[i].name], None);
+        layers[i].act = Some(s);
         decisions.act_scales.push((layers[i].name.clone(), s));
     }
     decisions.act_scales.sort_by(|a, b| a.0.cmp(&b.0));
@@ -269,7 +274,7 @@ fn adopt_static(
     for (_, l) in layers.iter().enumerate().filter(|&(i, l)| !l.kept_fp16 && !ranked.contains(&i)) {
         decisions
             .dynamic
-            .push((l.name.clone(), "dynamic activation scale: no held-out group or no activation seen to test a static one".into()));
+            .push((l.name.clone(), "dynamic activation scale: no held-out portrait or no activation seen to test a static one".into()));
     }
     Ok(reached)
 }
@@ -293,7 +298,7 @@ pub fn calibrate(
     let mut eligible: Vec<&String> = current.iter().filter(|(_, p)| **p == Precision::Int8).map(|(n, _)| n).collect();
     eligible.sort();
     let mut layers: Vec<LayerReport> =
-        eligible.iter().map(|&n| LayerReport { name: n.clone(), psnr_alone: None, act_scale: None, kept_fp16: false }).collect();
+        eligible.iter().map(|&n| LayerReport { name: n.clone(), psnr_alone: None, act: None, kept_fp16: false }).collect();
     let bench = Bench::new(fp32, fp32.config(), inputs, opts.frames_per_portrait)?;
     log(&format!(
         "calibration: {} portraits, {} frames in {} held-out groups, {} int8 layers in the refiner",
@@ -307,7 +312,7 @@ pub fn calibrate(
     let mut decisions = Calibrated::default();
     let promoted = promote(&bench, &mut layers, &mut current, &base, opts, &mut decisions, log)?;
     let with_static = adopt_static(&bench, &mut layers, &current, promoted.psnr, opts, &mut decisions, log)?;
-    let scales: BTreeMap<String, f32> = decisions.act_scales.iter().cloned().collect();
+    let scales: BTreeMap<String, ActQuant> = decisions.act_scales.iter().cloned().collect();
     let last = bench.score(&current, &scales, None)?;
     log(&format!(
         "calibration: default {:.2} dB, {} layers fp16 -> {:.2} dB (+{:.2} MiB), {} static scales ({with_static:.2} dB), calibrated {:.2} dB min",
@@ -375,7 +380,7 @@ pub(crate) fn apply(
     entry: &mut TensorEntry,
     scale: Option<TensorEntry>,
     cal: &Calibrated,
-) -> (Option<TensorEntry>, Option<(TensorEntry, f32)>) {
+) -> (Option<TensorEntry>, Option<(TensorEntry, Vec<f32>)>) {
     if entry.dtype != DType::I8 {
         return (scale, None);
     }
@@ -389,10 +394,11 @@ pub(crate) fn apply(
     }
     let act = cal.act_scales.iter().find(|(n, _)| *n == entry.name).map(|&(_, s)| {
         let mut a = entry.clone();
+        let values = act_quant_values(s);
         a.name = format!("{}@act_scale", entry.name);
         (a.dtype, a.layout, a.quant_axis, a.reason, a.shape, a.length) =
-            (DType::F32, Layout::RowMajor, None, Reason::Calibrated, vec![1], 4);
-        (a, s)
+            (DType::F32, Layout::RowMajor, None, Reason::Calibrated, vec![values.len() as u64], 4 * values.len() as u64);
+        (a, values)
     });
     (scale, act)
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use gaga_kernels::qgemm::ActQuant;
 use gaga_runtime::format::{self, schema, DType, Layout, Meta, Omitted, PrecisionMeta, Provenance, Reason, TensorEntry};
 use gaga_runtime::pickle::Value;
 use gaga_runtime::{Error, ModelConfig, Result};
@@ -68,8 +69,9 @@ pub struct Calibrated {
     pub fp16: Vec<(String, String)>,
     /// int8 layers left with a dynamic (per call) activation scale, with the measurement.
     pub dynamic: Vec<(String, String)>,
-    /// `(conv weight name, scale)`: written as `<name>@act_scale`, f32 `[1]`, next to the weight.
-    pub act_scales: Vec<(String, f32)>,
+    /// `(conv weight name, quantiser)`: written as `<name>@act_scale`, f32 `[1]` (scale) or `[2]` (scale,
+    /// zero point), next to the weight.
+    pub act_scales: Vec<(String, ActQuant)>,
 }
 
 /// Converts `opts.checkpoint` + `opts.flame` into `opts.output`. The inputs must not change while

@@ -19,8 +19,8 @@ use crate::source::TensorData;
 pub(crate) struct Planned {
     pub entry: TensorEntry,
     pub scale: Option<TensorEntry>,
-    /// A calibrated activation scale `<name>@act_scale` and its value, written after the tensor.
-    pub act: Option<(TensorEntry, f32)>,
+    /// A calibrated activation quantiser `<name>@act_scale` and its values, written after the tensor.
+    pub act: Option<(TensorEntry, Vec<f32>)>,
     pub job_index: usize,
 }
 
@@ -58,7 +58,7 @@ pub(crate) fn write_model(
                 let job = &jobs[p.job_index];
                 let data = job.src.read(job.tensor)?;
                 let mut pieces = encode(&p.entry, &data, job)?;
-                pieces.extend(p.act.as_ref().map(|a| a.1.to_le_bytes().to_vec()));
+                pieces.extend(p.act.as_ref().map(|a| a.1.iter().flat_map(|v| v.to_le_bytes()).collect()));
                 for (i, bytes) in pieces.iter().enumerate() {
                     let e = &mut entries[first_entry[k] + i];
                     debug_assert_eq!(bytes.len() as u64, e.length, "{}", e.name);

@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use gaga_converter::calibrate::{calibrate, convert_calibrated, load_inputs, robust_abs_max, CalibrateOptions, Simulated};
+use gaga_converter::calibrate::{calibrate, convert_calibrated, load_inputs, robust_range, CalibrateOptions, Simulated};
 use gaga_converter::dev::{driver, flame, write_checkpoint_file};
 use gaga_converter::policy::{decide, default_rules};
 use gaga_converter::{convert, ConvertOptions, Precision};
+use gaga_kernels::qgemm::Range;
 use gaga_runtime::eval::evaluate;
 use gaga_runtime::format::{DType, Reason, Stage};
 use gaga_runtime::image_io::save_png;
@@ -27,6 +28,13 @@ fn options(dir: &Path, precision: Precision, out: &str) -> ConvertOptions {
         flame::build(7).write_file(&fl).expect("seeded FLAME");
     }
     ConvertOptions { checkpoint: ck, flame: fl, output: dir.join(out), precision, keep: vec![], created_by: "tests/calibrate".into() }
+}
+
+/// The seeded small model converted at fp32 in `dir`, opened.
+fn fp32_model(dir: &Path) -> Model {
+    let fp32 = options(dir, Precision::Fp32, "m-fp32.gaga");
+    convert(&fp32, &mut |_| {}).expect("fp32");
+    Model::open(&fp32.output).expect("fp32")
 }
 
 /// A lit oval on a dark background, tinted by `k`: a stand-in portrait.
@@ -115,13 +123,29 @@ fn calibrated_int8_small_model_meets_its_goal_and_holds_on_unseen_inputs() {
     assert!(e.psnr_min() >= 35.0, "calibrated int8: {:.2} dB min against fp32", e.psnr_min());
 }
 
+/// With one portrait the held-out groups would be its even and odd frames, too alike to show that a static
+/// range does not transfer (session 11: such statics lost 3.6 dB on another clip), so none is adopted.
+#[test]
+fn one_portrait_keeps_every_int8_conv_dynamic() {
+    let tmp = test_dir("calibrate-one");
+    let dir = tmp.path();
+    let model = fp32_model(dir);
+    let calib = calibration_dir(dir);
+    std::fs::remove_file(calib.join("p1.png")).expect("one portrait left");
+    let inputs = load_inputs(&calib, model.config().image_size).expect("inputs");
+    let opts = CalibrateOptions { frames_per_portrait: 4, ..CalibrateOptions::new(calib) };
+    let report = calibrate(&model, &inputs, &opts, &[], &mut |_| {}).expect("calibrated");
+    assert!(report.decisions.act_scales.is_empty(), "{:?}", report.decisions.act_scales);
+    let int8 = report.layers.iter().filter(|l| !l.kept_fp16).count();
+    assert!(int8 > 0 && report.decisions.dynamic.len() == int8, "{report:?}");
+    assert!(report.decisions.dynamic.iter().all(|(_, why)| why.contains("no held-out portrait")), "{:?}", report.decisions.dynamic);
+}
+
 #[test]
 fn fp16_promotions_stop_at_the_memory_budget() {
     let tmp = test_dir("calibrate-budget");
     let dir = tmp.path();
-    let fp32 = options(dir, Precision::Fp32, "m-fp32.gaga");
-    convert(&fp32, &mut |_| {}).expect("fp32");
-    let model = Model::open(&fp32.output).expect("fp32");
+    let model = fp32_model(dir);
     let inputs = load_inputs(&calibration_dir(dir), model.config().image_size).expect("inputs");
     // An unreachable goal: every promotion that helps is wanted.
     let greedy = CalibrateOptions { target_psnr: 80.0, frames_per_portrait: 2, ..CalibrateOptions::new(dir.to_path_buf()) };
@@ -175,11 +199,14 @@ fn calibration_asks_for_int8() {
 }
 
 #[test]
-fn robust_range_is_the_99_99th_percentile_of_magnitudes() {
-    // |x| = 0, 1, ..., 20000 with alternating signs: index round(20000 * 0.9999) = 19998.
-    let x: Vec<f32> = (0..=20000).map(|i| if i % 2 == 0 { i as f32 } else { -(i as f32) }).collect();
+fn robust_range_is_the_0_01th_to_99_99th_percentile_taking_in_zero() {
+    // x = -20000..=20000: indices round(40000 * 0.0001) = 4 and round(40000 * 0.9999) = 39996.
+    let x: Vec<f32> = (-20000..=20000).rev().map(|i| i as f32).collect();
     let mut buf = Vec::new();
-    assert_eq!(robust_abs_max(&x, &mut buf), 19998.0);
-    assert_eq!(robust_abs_max(&[], &mut buf), 0.0);
-    assert_eq!(robust_abs_max(&[f32::NAN, -3.0], &mut buf), 3.0);
+    assert_eq!(robust_range(&x, &mut buf), Range { lo: -19996.0, hi: 19996.0 });
+    assert_eq!(robust_range(&[], &mut buf), Range::default());
+    assert_eq!(robust_range(&[f32::NAN, -3.0], &mut buf), Range { lo: -3.0, hi: 0.0 }, "0 is taken in");
+    // LeakyReLU-like values: the low end is its own percentile, not the mirror of the high one.
+    let leaky: Vec<f32> = (-20000..=20000).map(|i| if i < 0 { 0.2 * i as f32 } else { i as f32 }).collect();
+    assert_eq!(robust_range(&leaky, &mut buf), Range { lo: 0.2 * -19996.0, hi: 19996.0 });
 }

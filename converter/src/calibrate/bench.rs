@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use gaga_kernels::qgemm::{ActQuant, Range};
 use gaga_runtime::eval::psnr;
 use gaga_runtime::refiner::{NoiseMode, Refiner};
 use gaga_runtime::render::{FrameRenderer, RenderOptions};
@@ -27,7 +28,7 @@ pub(super) struct Scored {
 }
 
 /// Per refiner conv (by weight name), the robust range of its fp32 input in each group.
-pub(super) type Ranges = BTreeMap<String, Vec<f32>>;
+pub(super) type Ranges = BTreeMap<String, Vec<Range>>;
 
 /// The calibration frames and what measures the refiner on them.
 pub(super) struct Bench<'a> {
@@ -36,6 +37,8 @@ pub(super) struct Bench<'a> {
     pub samples: Vec<Sample>,
     /// Held-out groups: the portraits when there are two or more, else the even and odd frames.
     pub groups: usize,
+    /// Whether the groups are portraits (two or more).
+    pub by_portrait: bool,
 }
 
 impl<'a> Bench<'a> {
@@ -57,12 +60,17 @@ impl<'a> Bench<'a> {
             }
         }
         let groups = if by_portrait { portraits } else { per.min(2) };
-        Ok(Bench { fp32, cfg: cfg.clone(), samples, groups })
+        Ok(Bench { fp32, cfg: cfg.clone(), samples, groups, by_portrait })
     }
 
     /// The refiner of the int8 file `precision` and `scales` describe, run on the samples of `group`
     /// (all for `None`).
-    pub fn score(&self, precision: &HashMap<String, Precision>, scales: &BTreeMap<String, f32>, group: Option<usize>) -> Result<Scored> {
+    pub fn score(
+        &self,
+        precision: &HashMap<String, Precision>,
+        scales: &BTreeMap<String, ActQuant>,
+        group: Option<usize>,
+    ) -> Result<Scored> {
         let w = Simulated { base: self.fp32, precision: precision.clone(), act_scales: scales };
         let mut r = Refiner::new(&w, &self.cfg, NoiseMode::Stored)?;
         let mut out = vec![0.0; self.cfg.refiner.out_channels * self.cfg.image_size * self.cfg.image_size];
@@ -83,9 +91,9 @@ impl<'a> Bench<'a> {
         let mut buf: Vec<f32> = Vec::new();
         for s in &self.samples {
             r.run_observed(&s.splat, &mut out, &mut |name, x| {
-                let m = robust_abs_max(x, &mut buf);
-                let e = ranges.entry(name.to_string()).or_insert_with(|| vec![0.0; self.groups]);
-                e[s.group] = e[s.group].max(m);
+                let r = robust_range(x, &mut buf);
+                let e = ranges.entry(name.to_string()).or_insert_with(|| vec![Range::default(); self.groups]);
+                e[s.group] = e[s.group].merge(r);
             })?;
         }
         Ok(ranges)
@@ -98,42 +106,49 @@ impl<'a> Bench<'a> {
     pub fn static_psnr(&self, precision: &HashMap<String, Precision>, ranges: &Ranges, statics: &[&str]) -> Result<f64> {
         let mut worst = f64::INFINITY;
         for held_out in (0..self.groups).map(Some).chain([None]) {
-            let scales = statics.iter().map(|&n| (n.to_string(), fitted_scale(&ranges[n], held_out))).collect();
+            let scales = statics.iter().map(|&n| (n.to_string(), fitted_quant(&ranges[n], held_out))).collect();
             worst = worst.min(self.score(precision, &scales, held_out)?.psnr);
         }
         Ok(worst)
     }
 }
 
-/// The 99.99th percentile of |x|, the activation range an int8 scale must cover: the maximum is set
-/// by a handful of outliers (splat edges, a few hot channels), and clipping those 0.01% costs less
-/// than the resolution a max-based scale would lose on every other value.
-pub fn robust_abs_max(x: &[f32], buf: &mut Vec<f32>) -> f32 {
+/// The 0.01th and 99.99th percentiles of `x`'s finite values (taking in 0), the activation range an int8
+/// quantiser must cover: the extremes are set by a handful of outliers (splat edges, a few hot channels),
+/// and clipping those 0.01% at each end costs less than the resolution the full range would lose on
+/// every other value.
+pub fn robust_range(x: &[f32], buf: &mut Vec<f32>) -> Range {
     buf.clear();
-    buf.extend(x.iter().map(|v| v.abs()).filter(|v| v.is_finite()));
+    buf.extend(x.iter().copied().filter(|v| v.is_finite()));
     if buf.is_empty() {
-        return 0.0;
+        return Range::default();
     }
-    let k = ((buf.len() - 1) as f64 * 0.9999).round() as usize;
-    *buf.select_nth_unstable_by(k, f32::total_cmp).1
+    let top = buf.len() - 1;
+    let (lo, hi) = (((top as f64) * 0.0001).round() as usize, ((top as f64) * 0.9999).round() as usize);
+    let lo = *buf.select_nth_unstable_by(lo, f32::total_cmp).1;
+    let hi = *buf.select_nth_unstable_by(hi, f32::total_cmp).1;
+    Range::default().with(lo).with(hi)
 }
 
 /// The range seen by every group but `held_out` (all groups for `None`).
-fn fitted_range(range: &[f32], held_out: Option<usize>) -> f32 {
-    range.iter().enumerate().filter(|&(g, _)| Some(g) != held_out).map(|(_, &m)| m).fold(0.0, f32::max)
+fn fitted_range(range: &[Range], held_out: Option<usize>) -> Range {
+    range.iter().enumerate().filter(|&(g, _)| Some(g) != held_out).fold(Range::default(), |r, (_, &m)| r.merge(m))
 }
 
-/// The static scale fitted on every group but `held_out` (all groups for `None`). No headroom: on the
-/// seeded models a wider scale's lost resolution cost more than clipping the rare larger activation.
-pub(super) fn fitted_scale(range: &[f32], held_out: Option<usize>) -> f32 {
-    fitted_range(range, held_out) / 127.0
+/// The static (affine) quantiser fitted on every group but `held_out` (all groups for `None`). No
+/// headroom: on the seeded models a wider range's lost resolution cost more than clipping the rare
+/// larger activation.
+pub(super) fn fitted_quant(range: &[Range], held_out: Option<usize>) -> ActQuant {
+    ActQuant::for_range(fitted_range(range, held_out))
 }
 
 /// How far a layer's range fitted on the other groups misses each group's own, at worst (as a log
-/// ratio: clipping and wasted resolution alike). `None` without two groups or with an empty range.
-pub(super) fn transfer_error(range: &[f32]) -> Option<f64> {
-    if range.len() < 2 || range.iter().any(|&m| m <= 0.0) {
+/// ratio of the spans, which set the step: clipping and wasted resolution alike). `None` without two
+/// groups or with an empty range.
+pub(super) fn transfer_error(range: &[Range]) -> Option<f64> {
+    let span = |r: Range| (r.hi - r.lo) as f64;
+    if range.len() < 2 || range.iter().any(|&r| span(r) <= 0.0) {
         return None;
     }
-    (0..range.len()).map(|g| (fitted_range(range, Some(g)) as f64 / range[g] as f64).ln().abs()).reduce(f64::max)
+    (0..range.len()).map(|g| (span(fitted_range(range, Some(g))) / span(range[g])).ln().abs()).reduce(f64::max)
 }

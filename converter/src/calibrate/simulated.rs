@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use gaga_runtime::format::{DType, Layout};
 use gaga_runtime::{Result, Stored, Weights};
 
+use gaga_kernels::qgemm::ActQuant;
+use gaga_runtime::refiner::packed::act_quant_values;
+
 use crate::policy::{output_axis, Precision};
 use crate::quant::{quantise_i8, to_f16_bytes};
 
@@ -18,11 +21,11 @@ type Int8 = (Vec<i8>, Vec<f32>, usize, Vec<usize>);
 pub struct Simulated<'a> {
     pub base: &'a dyn Weights,
     pub precision: HashMap<String, Precision>,
-    pub act_scales: &'a BTreeMap<String, f32>,
+    pub act_scales: &'a BTreeMap<String, ActQuant>,
 }
 
 impl Simulated<'_> {
-    fn act(&self, name: &str) -> Option<f32> {
+    fn act(&self, name: &str) -> Option<ActQuant> {
         let base = name.strip_suffix("@act_scale")?;
         (self.precision.get(base) == Some(&Precision::Int8)).then(|| self.act_scales.get(base).copied()).flatten()
     }
@@ -38,13 +41,13 @@ impl Simulated<'_> {
 impl Weights for Simulated<'_> {
     fn shape(&self, name: &str) -> Result<Vec<usize>> {
         match self.act(name) {
-            Some(_) => Ok(vec![1]),
+            Some(a) => Ok(vec![act_quant_values(a).len()]),
             None => self.base.shape(name),
         }
     }
     fn f32(&self, name: &str) -> Result<Cow<'_, [f32]>> {
-        if let Some(s) = self.act(name) {
-            return Ok(Cow::Owned(vec![s]));
+        if let Some(a) = self.act(name) {
+            return Ok(Cow::Owned(act_quant_values(a)));
         }
         match self.precision.get(name) {
             Some(Precision::Int8) => {

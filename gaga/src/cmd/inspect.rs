@@ -65,12 +65,13 @@ pub fn frame_activation_estimate(c: &ModelConfig) -> u64 {
 }
 
 /// What calibration decided (`Reason::Calibrated`): layers kept at fp16 with the recorded measurement,
-/// and the activation scales `<weight>@act_scale`.
+/// and the activation quantisers `<weight>@act_scale` (scale and zero point).
 pub struct CalibrationView {
     pub fp16: Vec<(String, String)>,
     /// int8 layers calibration left with a dynamic activation scale.
     pub dynamic: Vec<(String, String)>,
-    pub act_scales: Vec<(String, f32)>,
+    /// `(conv, scale, zero point)`: `x ~= scale * (q - zero)`.
+    pub act_scales: Vec<(String, f32, f32)>,
 }
 
 pub fn calibration(m: &Model) -> CalibrationView {
@@ -79,8 +80,12 @@ pub fn calibration(m: &Model) -> CalibrationView {
         CalibrationView { fp16: vec![], dynamic: dynamic.map(|r| (r.pattern.clone(), r.reason.clone())).collect(), act_scales: vec![] };
     for e in m.tensors().iter().filter(|e| e.reason == gaga_runtime::format::Reason::Calibrated) {
         if let Some(base) = e.name.strip_suffix("@act_scale") {
-            let value = m.tensor(&e.name).ok().and_then(|t| t.bytes.get(..4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-            v.act_scales.push((base.to_string(), value.unwrap_or(f32::NAN)));
+            let values: Vec<f32> = m
+                .tensor(&e.name)
+                .map(|t| t.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+                .unwrap_or_default();
+            let (scale, zero) = (values.first().copied().unwrap_or(f32::NAN), values.get(1).copied().unwrap_or(0.0));
+            v.act_scales.push((base.to_string(), scale, zero));
         } else {
             let why = m.meta().precision.rules.iter().find(|r| r.pattern == e.name).map(|r| r.reason.clone()).unwrap_or_default();
             v.fp16.push((e.name.clone(), why));
@@ -142,7 +147,7 @@ pub fn run(args: Args) -> CmdResult {
             "calibration": {
                 "fp16": cal.fp16.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
                 "dynamic": cal.dynamic.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
-                "act_scales": cal.act_scales.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+                "act_scales": cal.act_scales.iter().map(|(n, s, z)| (n.clone(), json!({"scale": s, "zero_point": z}))).collect::<serde_json::Map<_, _>>(),
             },
             "tensors": tensors,
         });
@@ -222,8 +227,8 @@ pub fn run(args: Args) -> CmdResult {
         for (n, why) in &cal.dynamic {
             writeln!(o, "  dynamic {n}: {why}")?;
         }
-        for (n, s) in &cal.act_scales {
-            writeln!(o, "  act_scale {n}: {s:.6e} (|x| up to {:.4})", s * 127.0)?;
+        for (n, s, z) in &cal.act_scales {
+            writeln!(o, "  act_scale {n}: {s:.6e}, zero point {z} (x from {:.4} to {:.4})", s * (-127.0 - z), s * (127.0 - z))?;
         }
     }
     for l in &meta.layouts {

@@ -149,7 +149,8 @@ impl QIsa {
 /// The dynamic mode ([`act_quant_for`]) spreads the 255 levels over the map's `[min, max]` (widened to
 /// take in 0): the refiner's activations are mostly LeakyReLU outputs, whose negative side is a fifth
 /// of the positive one, so a symmetric scale would leave ~40 % of the levels unused (measured: +2.2 dB
-/// end to end, `docs/performance.md`, session 11). Calibrated files hold symmetric scales (`zero = 0`).
+/// end to end, `docs/performance.md`, session 11). Calibrated files may hold static ones
+/// (`<weight>@act_scale`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ActQuant {
     /// The step, finite and > 0.
@@ -159,7 +160,7 @@ pub struct ActQuant {
 }
 
 impl ActQuant {
-    /// A symmetric quantiser (`zero = 0`): the calibrated form.
+    /// A symmetric quantiser (`zero = 0`), as files before session 11 stored them.
     pub fn symmetric(scale: f32) -> ActQuant {
         ActQuant { scale, zero: 0 }
     }

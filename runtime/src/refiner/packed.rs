@@ -5,8 +5,8 @@
 //!   borrowed zero-copy from the map (`PackedConv::from_packed_bytes`);
 //! - f16 or int8 row-major: packed straight from the stored halves / bytes + per-channel scales (never dequantised)
 //!   for `gaga_kernels::qgemm` (fp16: widened per call, fp32 arithmetic; int8: i8 x i8 -> i32 with the
-//!   calibrated (symmetric) activation scale `<weight>@act_scale` when the file has one, the dynamic
-//!   min-max quantiser of each call's input otherwise, `qgemm::ActQuant`).
+//!   calibrated activation quantiser `<weight>@act_scale` when the file has one, the dynamic min-max
+//!   quantiser of each call's input otherwise, `qgemm::ActQuant`).
 //!
 //! No weight is packed per call.
 
@@ -208,7 +208,7 @@ fn load_stored<'w>(
             let pc = PackedConv::from_i8(q, scales, co, ci, k).map_err(|e| err(name, e.0))?;
             let sums = row_major(w)?;
             release(w)?;
-            Ok((ConvKernel::Quant { w: pc, bias, act: act_scale(w, name)?.map(ActQuant::symmetric), fine: false }, sums))
+            Ok((ConvKernel::Quant { w: pc, bias, act: act_quant(w, name)?, fine: false }, sums))
         }
         (Layout::QPanelsF16 | Layout::QPanelsI8, DType::F16 | DType::I8) => {
             // Packed by the converter in the kernel's own layout: borrowed from the map, never repacked.
@@ -221,7 +221,7 @@ fn load_stored<'w>(
             if found_dims != entry_dims {
                 return Err(err(name, format!("packed weight of shape {shape:?} does not fit conv {spec:?}")));
             }
-            let act = if int8 { act_scale(w, name)? } else { None };
+            let act = if int8 { act_quant(w, name)? } else { None };
             let rm = row_major(w)?;
             let pc = match (&st.bytes, &st.scales) {
                 (Cow::Borrowed(b), Some(Cow::Borrowed(s))) => quant_view(name, st.layout, shape, b, Some(s))?,
@@ -229,7 +229,7 @@ fn load_stored<'w>(
                 // A source that does not borrow (not the mapped file): an owned copy of the same layout.
                 (b, s) => quant_view(name, st.layout, shape, b, s.as_deref())?.into_owned(),
             };
-            Ok((ConvKernel::Quant { w: pc, bias, act: act.map(ActQuant::symmetric), fine: false }, rm))
+            Ok((ConvKernel::Quant { w: pc, bias, act, fine: false }, rm))
         }
         (layout, dtype) => Err(err(name, format!("{} weights in layout {} are not supported by the refiner", dtype.name(), layout.name()))),
     }
@@ -252,20 +252,36 @@ fn quant_view<'a>(name: &str, layout: Layout, shape: &[usize], bytes: &'a [u8], 
     crate::format::panels::qpacked(&entry, bytes, scales).map_err(Error::Other)
 }
 
-/// The calibrated activation scale `<name>@act_scale` (f32 `[1]`, finite and > 0) when the file has one.
-fn act_scale(w: &dyn Weights, name: &str) -> Result<Option<f32>> {
+/// The values of a calibrated activation quantiser's `<weight>@act_scale` tensor: `[scale]` for a symmetric
+/// one (the only form before session 11), `[scale, zero point]` for an affine one.
+pub fn act_quant_values(a: ActQuant) -> Vec<f32> {
+    if a.zero == 0 {
+        vec![a.scale]
+    } else {
+        vec![a.scale, a.zero as f32]
+    }
+}
+
+/// The calibrated activation quantiser `<name>@act_scale` when the file has one: f32 `[1]` (the scale,
+/// finite and > 0) or `[2]` (scale, then an integer zero point in [-127, 127]).
+fn act_quant(w: &dyn Weights, name: &str) -> Result<Option<ActQuant>> {
     let sname = format!("{name}@act_scale");
     let Ok(shape) = w.shape(&sname) else {
         return Ok(None);
     };
-    if shape != [1] {
-        return Err(Error::Shape { name: sname, expected: vec![1], found: shape });
+    if shape != [1] && shape != [2] {
+        return Err(err(&sname, format!("shape {shape:?}, expected [1] (scale) or [2] (scale, zero point)")));
     }
-    let v = w.f32(&sname)?[0];
-    if !(v.is_finite() && v > 0.0) {
-        return Err(err(&sname, format!("activation scale {v}, expected finite and > 0")));
+    let v = w.f32(&sname)?;
+    let scale = v[0];
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(err(&sname, format!("activation scale {scale}, expected finite and > 0")));
     }
-    Ok(Some(v))
+    let zero = v.get(1).copied().unwrap_or(0.0);
+    if !(zero.fract() == 0.0 && (-127.0..=127.0).contains(&zero)) {
+        return Err(err(&sname, format!("activation zero point {zero}, expected an integer in [-127, 127]")));
+    }
+    Ok(Some(ActQuant { scale, zero: zero as i32 }))
 }
 
 impl ConvKernel<'_> {
@@ -342,10 +358,10 @@ impl ConvKernel<'_> {
         matches!(self, ConvKernel::Quant { fine: true, .. })
     }
 
-    /// The calibrated int8 activation scale, when the file had one.
-    pub fn act_scale(&self) -> Option<f32> {
+    /// The calibrated int8 activation quantiser, when the file had one.
+    pub fn act_quant(&self) -> Option<ActQuant> {
         match self {
-            ConvKernel::Quant { act, .. } => act.map(|a| a.scale),
+            ConvKernel::Quant { act, .. } => *act,
             ConvKernel::F32(_) | ConvKernel::Winograd(_) => None,
         }
     }

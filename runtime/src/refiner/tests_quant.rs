@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use gaga_kernels::qgemm::quantise_rows;
+use gaga_kernels::qgemm::{quantise_rows, ActQuant};
 use gaga_kernels::testing::{assert_close, seeded, Tolerance};
 use half::f16;
 
@@ -190,15 +190,26 @@ fn observed_run_reports_every_conv_input_once_and_gives_the_same_frame() {
 }
 
 #[test]
-fn a_calibrated_activation_scale_is_used_when_present_and_must_be_positive() {
+fn a_calibrated_activation_quantiser_is_used_when_present_and_checked() {
     let cfg = ModelConfig::small();
     let mut q = Quantised::new(&cfg, DType::I8);
     let name = "upsampler.final_conv.weight";
-    q.plain.insert(format!("{name}@act_scale"), vec![1], vec![0.05]);
+    let tensor = format!("{name}@act_scale");
+    q.plain.insert(tensor.clone(), vec![1], vec![0.05]);
     let r = Refiner::new(&q, &cfg, NoiseMode::Stored).expect("loads");
-    let calibrated = r.final_conv.kernel.act_scale();
-    assert_eq!(calibrated, Some(0.05));
-    q.plain.insert(format!("{name}@act_scale"), vec![1], vec![-1.0]);
-    let err = Refiner::new(&q, &cfg, NoiseMode::Stored).err().expect("negative scale");
-    assert!(err.to_string().contains("upsampler.final_conv.weight@act_scale"), "{err}");
+    assert_eq!(r.final_conv.kernel.act_quant(), Some(ActQuant::symmetric(0.05)), "[scale]: symmetric");
+    q.plain.insert(tensor.clone(), vec![2], vec![0.05, -90.0]);
+    let r = Refiner::new(&q, &cfg, NoiseMode::Stored).expect("loads");
+    assert_eq!(r.final_conv.kernel.act_quant(), Some(ActQuant { scale: 0.05, zero: -90 }), "[scale, zero]: affine");
+    for (shape, values, what) in [
+        (vec![1], vec![-1.0], "activation scale -1"),
+        (vec![2], vec![0.05, 0.5], "zero point 0.5"),
+        (vec![2], vec![0.05, 128.0], "zero point 128"),
+        (vec![3], vec![0.05, 1.0, 2.0], "[3]"),
+    ] {
+        q.plain.insert(tensor.clone(), shape, values);
+        let err = Refiner::new(&q, &cfg, NoiseMode::Stored).err().expect(what);
+        let msg = err.to_string();
+        assert!(msg.contains(&tensor) && msg.contains(what), "{what}: {msg}");
+    }
 }
