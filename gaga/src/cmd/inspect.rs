@@ -147,7 +147,7 @@ pub fn run(args: Args) -> CmdResult {
             "calibration": {
                 "fp16": cal.fp16.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
                 "dynamic": cal.dynamic.iter().map(|(n, why)| json!({"name": n, "reason": why})).collect::<Vec<_>>(),
-                "act_scales": cal.act_scales.iter().map(|(n, s, z)| (n.clone(), json!({"scale": s, "zero_point": z}))).collect::<serde_json::Map<_, _>>(),
+                "act_scales": cal.act_scales.iter().map(|(n, s, z)| (n.clone(), json!({"scale": s, "zero_point": *z as i32}))).collect::<serde_json::Map<_, _>>(),
             },
             "tensors": tensors,
         });
