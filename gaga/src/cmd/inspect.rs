@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use gaga_runtime::format::{DType, Stage};
 use gaga_runtime::model::Model;
-use gaga_runtime::ModelConfig;
+use gaga_runtime::{ModelConfig, Weights};
 use serde_json::json;
 
 use super::CmdResult;
@@ -80,10 +80,7 @@ pub fn calibration(m: &Model) -> CalibrationView {
         CalibrationView { fp16: vec![], dynamic: dynamic.map(|r| (r.pattern.clone(), r.reason.clone())).collect(), act_scales: vec![] };
     for e in m.tensors().iter().filter(|e| e.reason == gaga_runtime::format::Reason::Calibrated) {
         if let Some(base) = e.name.strip_suffix("@act_scale") {
-            let values: Vec<f32> = m
-                .tensor(&e.name)
-                .map(|t| t.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-                .unwrap_or_default();
+            let values = m.f32(&e.name).unwrap_or_default();
             let (scale, zero) = (values.first().copied().unwrap_or(f32::NAN), values.get(1).copied().unwrap_or(0.0));
             v.act_scales.push((base.to_string(), scale, zero));
         } else {

@@ -275,32 +275,39 @@ pub(super) fn run_i8_probed(
 /// ISAs): one little-endian u32 per (group, pixel), byte `t` for channel `4 * group + t`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn quantise_map(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, a: ActQuant, offset: bool, map: &mut [u8]) {
-    for_each_group(g, a, offset, map, |_, cg, dst| {
+    for_each_group(g, a, offset, map, |words, cg, dst| {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected on this CPU.
-            unsafe { quantise_group_avx2(x, c_in, h, w, g, a, offset, cg, dst) };
+            unsafe { quantise_group_avx2(x, c_in, h, w, g, a, words, cg, dst) };
             return;
         }
-        quantise_group(x, c_in, h, w, g, a, offset, cg, dst);
+        quantise_group(x, c_in, h, w, g, a, words, cg, dst);
     });
 }
 
 /// The word of four zero-point bytes (`x = 0` in every channel), `xor 0x80` on offset ISAs: the padding.
-pub(super) fn zero_word(a: ActQuant, offset: bool) -> u32 {
+fn zero_word(a: ActQuant, offset: bool) -> u32 {
     u32::from_le_bytes([a.zero as i8 as u8 ^ if offset { 0x80 } else { 0 }; 4])
 }
 
 /// The map's layout, shared by every writer: fills the slack after the last plane with the zero word
-/// ([`zero_word`]), then runs `group(zero, cg, plane)` on each channel group's plane of `g.plane` u32
-/// words (planes start `g.stride` words apart) in parallel. The words between planes are left as they
-/// are: only dropped border columns of the last strip can read them.
-pub(super) fn for_each_group(g: &Geometry, a: ActQuant, offset: bool, map: &mut [u8], group: impl Fn(u32, usize, &mut [u32]) + Sync) {
-    let zero = zero_word(a, offset);
+/// ([`zero_word`]), then runs `group((zero, flip), cg, plane)` on each channel group's plane of `g.plane`
+/// u32 words (planes start `g.stride` words apart) in parallel, `flip` being the xor every packed word
+/// gets (`0x80` bytes on offset ISAs). The words between planes are left as they are: only dropped border
+/// columns of the last strip can read them.
+pub(super) fn for_each_group(
+    g: &Geometry,
+    a: ActQuant,
+    offset: bool,
+    map: &mut [u8],
+    group: impl Fn((u32, u32), usize, &mut [u32]) + Sync,
+) {
+    let words = (zero_word(a, offset), if offset { 0x8080_8080u32 } else { 0 });
     let map: &mut [u32] = bytemuck::cast_slice_mut(map);
     let (body, slack) = map.split_at_mut(g.cg * g.stride);
-    slack.fill(zero);
-    body.par_chunks_mut(g.stride).enumerate().for_each(|(cg, dst)| group(zero, cg, &mut dst[..g.plane]));
+    slack.fill(words.0);
+    body.par_chunks_mut(g.stride).enumerate().for_each(|(cg, dst)| group(words, cg, &mut dst[..g.plane]));
 }
 
 /// [`quantise_group`] compiled for AVX2 (same IEEE operations, 8 lanes instead of SSE2's 4).
@@ -317,20 +324,29 @@ unsafe fn quantise_group_avx2(
     w: usize,
     g: &Geometry,
     a: ActQuant,
-    offset: bool,
+    words: (u32, u32),
     cg: usize,
     dst: &mut [u32],
 ) {
-    quantise_group(x, c_in, h, w, g, a, offset, cg, dst);
+    quantise_group(x, c_in, h, w, g, a, words, cg, dst);
 }
 
-/// Channel group `cg` of [`quantise_map`] into its plane `dst`: border words ([`zero_word`]) first,
-/// then each row's pixels as one u32 of four quantised channels (32-bit lanes throughout, so the loop
-/// vectorises).
+/// Channel group `cg` of [`quantise_map`] into its plane `dst`: border words (the zero word of
+/// [`for_each_group`]'s `(zero, flip)`) first, then each row's pixels as one u32 of four quantised
+/// channels, xor `flip` (32-bit lanes throughout, so the loop vectorises).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn quantise_group(x: &[f32], c_in: usize, h: usize, w: usize, g: &Geometry, a: ActQuant, offset: bool, cg: usize, dst: &mut [u32]) {
-    let (zero, flip4) = (zero_word(a, offset), if offset { 0x8080_8080u32 } else { 0 });
+fn quantise_group(
+    x: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    g: &Geometry,
+    a: ActQuant,
+    (zero, flip4): (u32, u32),
+    cg: usize,
+    dst: &mut [u32],
+) {
     let (s, z) = (a.scale, a.zero as f32);
     // Top border rows and the left border of the first row; later gaps are filled row by row.
     let first = (g.p * g.wp + g.p).min(dst.len());

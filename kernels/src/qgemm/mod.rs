@@ -209,12 +209,6 @@ impl Range {
     pub fn merge(self, o: Range) -> Range {
         self.with(o.lo).with(o.hi)
     }
-
-    /// The range of `v * f` for every `v` in this one (rounding is monotonic, so the ends map to ends).
-    #[inline(always)]
-    pub fn times(self, f: f32) -> Range {
-        Range::default().with(self.lo * f).with(self.hi * f)
-    }
 }
 
 /// The dynamic int8 quantiser of the activations `x` ([`ActQuant::for_range`] of [`range_of`]).
@@ -257,19 +251,29 @@ pub(crate) fn scale_of_max(m: f32) -> f32 {
 pub(crate) fn range_plain(x: &[f32]) -> Range {
     const L: usize = 64;
     let (mut lo, mut hi) = ([0f32; L], [0f32; L]);
-    let lanes = |lo: &mut [f32; L], hi: &mut [f32; L], c: &[f32]| {
-        for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(c) {
-            let r = Range { lo: *l, hi: *h }.with(v);
-            (*l, *h) = (r.lo, r.hi);
-        }
-    };
     let chunks = x.chunks_exact(L);
     let tail = chunks.remainder();
     for c in chunks {
-        lanes(&mut lo, &mut hi, c);
+        lane_range(&mut lo, &mut hi, c);
     }
-    lanes(&mut lo, &mut hi, tail);
-    lo.iter().zip(&hi).fold(Range::default(), |r, (&l, &h)| r.merge(Range { lo: l, hi: h }))
+    lane_range(&mut lo, &mut hi, tail);
+    lanes_merged(&lo, &hi)
+}
+
+/// `lo[i], hi[i]` widened to take in `c[i]` ([`Range::with`] lane by lane, separate arrays so the loop
+/// vectorises): the inner step of every range pass.
+#[inline(always)]
+pub(crate) fn lane_range(lo: &mut [f32], hi: &mut [f32], c: &[f32]) {
+    for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(c) {
+        let r = Range { lo: *l, hi: *h }.with(v);
+        (*l, *h) = (r.lo, r.hi);
+    }
+}
+
+/// The union of the lanes `lo[i], hi[i]`.
+#[inline(always)]
+pub(crate) fn lanes_merged(lo: &[f32], hi: &[f32]) -> Range {
+    lo.iter().zip(hi).fold(Range::default(), |r, (&l, &h)| r.merge(Range { lo: l, hi: h }))
 }
 
 /// [`range_streams`] compiled for AVX-512 or AVX2 when the CPU has it.
@@ -320,12 +324,6 @@ fn range_streams(x: &[f32]) -> Range {
         return range_plain(x);
     }
     let (mut lo, mut hi) = ([[0f32; L]; S], [[0f32; L]; S]);
-    let lanes = |lo: &mut [f32; L], hi: &mut [f32; L], c: &[f32]| {
-        for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(c) {
-            let r = Range { lo: *l, hi: *h }.with(v);
-            (*l, *h) = (r.lo, r.hi);
-        }
-    };
     let (a, rest) = x.split_at(part);
     let (b, rest) = rest.split_at(part);
     let (c, rest) = rest.split_at(part);
@@ -333,12 +331,12 @@ fn range_streams(x: &[f32]) -> Range {
     for (((ca, cb), cc), cd) in a.chunks_exact(L).zip(b.chunks_exact(L)).zip(c.chunks_exact(L)).zip(d.chunks_exact(L)) {
         let [l0, l1, l2, l3] = &mut lo;
         let [h0, h1, h2, h3] = &mut hi;
-        lanes(l0, h0, ca);
-        lanes(l1, h1, cb);
-        lanes(l2, h2, cc);
-        lanes(l3, h3, cd);
+        lane_range(l0, h0, ca);
+        lane_range(l1, h1, cb);
+        lane_range(l2, h2, cc);
+        lane_range(l3, h3, cd);
     }
-    lo.iter().flatten().zip(hi.iter().flatten()).fold(range_plain(tail), |r, (&l, &h)| r.merge(Range { lo: l, hi: h }))
+    range_plain(tail).merge(lanes_merged(lo.as_flattened(), hi.as_flattened()))
 }
 
 /// Symmetric int8 quantisation of a weight: `clamp(round_half_even(x / s), -127, 127)`. Ties round to

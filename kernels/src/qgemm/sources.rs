@@ -12,7 +12,7 @@
 
 use crate::elem::Elem;
 use crate::fused::taps;
-use crate::qgemm::{quantise_lane, ActQuant, Range, KG};
+use crate::qgemm::{lane_range, lanes_merged, quantise_lane, ActQuant, Range, KG};
 
 /// Pixels (or x2 pixel pairs) per vector block: one AVX-512 register of f32, two AVX2 ones.
 const L: usize = 16;
@@ -266,7 +266,7 @@ impl Taps<'_> {
 /// finite (overflow, `s` inf or NaN): then a finite product may lie between, and the caller scans.
 fn scaled_range(r: Range, s: f32) -> Option<Range> {
     let (a, b) = (r.lo * s, r.hi * s);
-    (a.is_finite() && b.is_finite()).then(|| r.times(s))
+    (a.is_finite() && b.is_finite()).then(|| Range::default().with(a).with(b))
 }
 
 /// First pairs of the blocks covering `j = 1..wl` (`wl > L`): steps of `L`, then one block ending at `wl`
@@ -381,15 +381,14 @@ impl<E: Elem> Source for Up<'_, E> {
         if wl <= L {
             return (0..2 * wl).fold(Range::default(), |r, x| r.with(tp.col(x)));
         }
-        let mut lanes = [Range::default(); L];
+        let (mut lo, mut hi) = ([0f32; L], [0f32; L]);
         for j0 in blocks(wl) {
             let (e, o) = tp.pairs(j0);
-            for i in 0..L {
-                lanes[i] = lanes[i].with(e[i]).with(o[i]);
-            }
+            lane_range(&mut lo, &mut hi, &e);
+            lane_range(&mut lo, &mut hi, &o);
         }
         let edges = Range::default().with(tp.col(0)).with(tp.col(2 * wl - 1));
-        lanes.iter().fold(edges, |r, &l| r.merge(l))
+        edges.merge(lanes_merged(&lo, &hi))
     }
 }
 

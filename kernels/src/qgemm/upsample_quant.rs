@@ -109,22 +109,21 @@ fn source_act_quant<S: Source>(src: S) -> ActQuant {
 /// border rows above and below hold the source's rows there when it has them (a [`Band`]'s halo), zeros
 /// otherwise.
 fn fill_map<S: Source>(src: S, g: &Geometry, a: ActQuant, offset: bool, map: &mut [u8]) {
-    let flip = if offset { 0x8080_8080u32 } else { 0 };
-    for_each_group(g, a, offset, map, |zero, cg, dst| {
+    for_each_group(g, a, offset, map, |words, cg, dst| {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F was detected on this CPU.
-                unsafe { fill_group_avx512(src, g, a, (zero, flip), cg, dst) };
+                unsafe { fill_group_avx512(src, g, a, words, cg, dst) };
                 return;
             }
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: AVX2 was detected on this CPU.
-                unsafe { fill_group_avx2(src, g, a, (zero, flip), cg, dst) };
+                unsafe { fill_group_avx2(src, g, a, words, cg, dst) };
                 return;
             }
         }
-        fill_group(src, g, a, (zero, flip), cg, dst);
+        fill_group(src, g, a, words, cg, dst);
     });
 }
 
@@ -150,7 +149,7 @@ unsafe fn fill_group_avx2<S: Source>(src: S, g: &Geometry, a: ActQuant, words: (
 
 /// Channel group `cg` into its plane `dst` (`[h + 2p][w + 2p]` words): each map row with values is a
 /// zero-point left border, the packed row, a zero-point right border; every other row is zero points.
-/// `words` are the zero-point word (`conv::zero_word`) and the xor of offset ISAs.
+/// `words` are `for_each_group`'s zero-point word and xor.
 #[inline(always)]
 fn fill_group<S: Source>(src: S, g: &Geometry, a: ActQuant, (zero, flip): (u32, u32), cg: usize, dst: &mut [u32]) {
     let w = src.dims().2;
