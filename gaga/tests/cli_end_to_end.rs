@@ -137,3 +137,64 @@ fn a_video_that_is_not_a_video_fails_cleanly_without_partial_output() {
         assert!(!dir.join("c.jsonl").exists(), "no partial output");
     }
 }
+
+#[test]
+fn bench_precision_converts_each_listed_precision_and_benches_them_side_by_side() {
+    let tmp = scratch("bench-precision");
+    let dir = tmp.path();
+    let p = |n: &str| dir.join(n).display().to_string();
+    ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "5", "-o", &p("ck.pt")]);
+    ok(&["dev", "make-flame", "--seed", "5", "-o", &p("flame.pt")]);
+    // The conversions go to a temporary directory under $TMPDIR: point it into the scratch directory to
+    // see them made and removed.
+    let conversions = dir.join("tmp");
+    std::fs::create_dir(&conversions).expect("tmp dir");
+    let args = [
+        "bench",
+        "--checkpoint",
+        &p("ck.pt"),
+        "--flame",
+        &p("flame.pt"),
+        "--precision",
+        "fp32,int8,fp16",
+        "--frames",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+        "--chart",
+        &p("chart.png"),
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_gaga")).args(args).env("TMPDIR", &conversions).output().expect("gaga runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "gaga bench --precision failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout, nothing else");
+    let labels: Vec<&str> = report["models"].as_array().expect("models").iter().filter_map(|m| m["label"].as_str()).collect();
+    assert_eq!(labels, ["fp32 (fp32.gaga)", "int8 (int8.gaga)", "fp16 (fp16.gaga)"], "one model per precision, in order");
+    for m in report["models"].as_array().expect("models") {
+        let frame = m["frame_median_ms"].as_f64().expect("frame median");
+        assert!(frame > 0.0, "{m}");
+    }
+    // The chart: a bar of each model's colour (fp32 blue, int8 orange, fp16 green, in the order given) and
+    // black text (the title, legend, values and stage names).
+    let chart = gaga_boards::image::open(p("chart.png")).expect("chart is a PNG").to_rgb8();
+    for colour in [[66, 115, 178], [230, 140, 51], [76, 166, 89], [0, 0, 0]] {
+        let n = chart.pixels().filter(|px| px.0 == colour).count();
+        assert!(n > 50, "{n} pixels of {colour:?} in the chart");
+    }
+    assert!(stderr.contains("converting"), "says what it converts:\n{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&conversions).expect("tmp dir").collect();
+    assert!(left.is_empty(), "conversions removed afterwards, found {left:?}");
+
+    // A precision listed twice, or a missing checkpoint, is an error that names it; nothing is left behind.
+    let twice = gaga(&["bench", "--checkpoint", &p("ck.pt"), "--flame", &p("flame.pt"), "--precision", "int8,int8"]);
+    assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("int8 twice"));
+    let missing = Command::new(env!("CARGO_BIN_EXE_gaga"))
+        .args(["bench", "--checkpoint", &p("none.pt"), "--flame", &p("flame.pt"), "--precision", "fp32"])
+        .env("TMPDIR", &conversions)
+        .output()
+        .expect("gaga runs");
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && text.contains("none.pt"), "names the missing checkpoint:\n{text}");
+    assert!(std::fs::read_dir(&conversions).expect("tmp dir").next().is_none(), "nothing left after a failed conversion");
+}

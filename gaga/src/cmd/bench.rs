@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use gaga_converter::Precision;
 use gaga_runtime::cost::{flame_flops, lift_flops, refiner_flops, total};
 use gaga_runtime::image_io::{load_image, CropBox};
 use gaga_runtime::model::Model;
@@ -18,8 +19,9 @@ use super::CmdResult;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The converted model (.gaga). Optional only with --predict (then the official configuration).
-    #[arg(long, required_unless_present = "predict")]
+    /// The converted model (.gaga). Optional only with --predict (then the official configuration) and
+    /// --precision (which converts its own).
+    #[arg(long, required_unless_present_any = ["predict", "precision"])]
     pub model: Option<PathBuf>,
     /// Render this avatar (no lift timing).
     #[arg(long, conflicts_with = "image")]
@@ -49,8 +51,21 @@ pub struct Args {
     /// alternating between models (`bench_precision.rs`): `--models m-fp16.gaga,m-int8.gaga`.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["image", "camera"])]
     pub models: Vec<PathBuf>,
-    /// With --models: write a bar chart of the per-stage medians (PNG).
-    #[arg(long, requires = "models")]
+    /// Convert --checkpoint and --flame at each of these precisions and bench the conversions side by
+    /// side, as --models does (`--precision fp32,fp16,int8`). The files (refiner weights pre-packed, as
+    /// `gaga convert --pack-refiner` writes them) go to a temporary directory under $TMPDIR, removed
+    /// afterwards.
+    #[arg(long, value_delimiter = ',', value_parser = super::convert::parse_precision,
+          requires_all = ["checkpoint", "flame"], conflicts_with_all = ["model", "models", "image", "camera"])]
+    pub precision: Vec<Precision>,
+    /// With --precision: the official checkpoint (as `gaga convert --checkpoint`).
+    #[arg(long, requires = "precision")]
+    pub checkpoint: Option<PathBuf>,
+    /// With --precision: the FLAME asset (as `gaga convert --flame`).
+    #[arg(long, requires = "precision")]
+    pub flame: Option<PathBuf>,
+    /// With --models or --precision: write a bar chart of the per-stage medians (PNG).
+    #[arg(long)]
     pub chart: Option<PathBuf>,
     /// Time the kiosk loop on this video file or camera (/dev/videoN) instead: tracker, render and
     /// capture-to-display latency (`bench_camera.rs`; --avatar, --frames and --json apply).
@@ -71,26 +86,66 @@ pub struct Args {
     pub predict: Option<String>,
 }
 
+/// `--models` (or `--precision`'s conversions): every model's per-frame stages side by side.
+fn side_by_side(args: &Args, models: Vec<PathBuf>) -> CmdResult {
+    let b = super::bench_precision::PrecisionBench {
+        models,
+        avatar: args.avatar.as_deref(),
+        driver: args.driver.as_deref(),
+        frames: args.frames,
+        json: args.json,
+        chart: args.chart.as_deref(),
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
+    pool.install(|| super::bench_precision::run(&b).map_err(|e| e.to_string()))?;
+    Ok(())
+}
+
+/// `--precision`: converts the checkpoint at each precision into a temporary directory (removed when it
+/// drops, also on error), then benches the files side by side.
+fn precisions(args: &Args) -> CmdResult {
+    let (Some(checkpoint), Some(flame)) = (&args.checkpoint, &args.flame) else {
+        return Err("--precision needs --checkpoint and --flame".into());
+    };
+    if args.backend == "vulkan" {
+        return Err("--precision benches the CPU backend; for Vulkan, convert and pass --model".into());
+    }
+    let mut seen = Vec::new();
+    for p in &args.precision {
+        if seen.contains(p) {
+            return Err(format!("--precision lists {} twice", p.name()).into());
+        }
+        seen.push(*p);
+    }
+    let dir = tempfile::Builder::new().prefix("gaga-bench-").tempdir()?;
+    let mut models = Vec::new();
+    for &precision in &args.precision {
+        let output = dir.path().join(format!("{}.gaga", precision.name()));
+        eprintln!("converting {} at {} into {}", checkpoint.display(), precision.name(), output.display());
+        let convert = super::convert::Args::plain(checkpoint.clone(), flame.clone(), precision, output.clone(), true);
+        super::convert::convert_file(&convert).map_err(|e| format!("converting at {}: {e}", precision.name()))?;
+        models.push(output);
+    }
+    side_by_side(args, models)
+}
+
 pub fn run(args: Args) -> CmdResult {
     if let Some(board) = &args.predict {
         return super::bench_vulkan::predict(board, args.model.as_deref(), args.json);
     }
+    if !args.precision.is_empty() {
+        return precisions(&args);
+    }
     let model_path = args.model.clone().ok_or("--model is required (only --predict runs without one)")?;
+    if args.chart.is_some() && args.models.is_empty() {
+        return Err("--chart draws the side-by-side bench: it needs --models or --precision".into());
+    }
     if args.backend == "vulkan" {
         return vulkan(&args, &model_path);
     }
     if !args.models.is_empty() {
-        let b = super::bench_precision::PrecisionBench {
-            models: std::iter::once(model_path.clone()).chain(args.models.iter().cloned()).collect(),
-            avatar: args.avatar.as_deref(),
-            driver: args.driver.as_deref(),
-            frames: args.frames,
-            json: args.json,
-            chart: args.chart.as_deref(),
-        };
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
-        pool.install(|| super::bench_precision::run(&b).map_err(|e| e.to_string()))?;
-        return Ok(());
+        let models = std::iter::once(model_path.clone()).chain(args.models.iter().cloned()).collect();
+        return side_by_side(&args, models);
     }
     if let Some(source) = &args.camera {
         return super::bench_camera::run(&super::bench_camera::CameraBench::new(

@@ -80,7 +80,11 @@ pub fn run(b: &PrecisionBench) -> CmdResult {
         .collect();
     let peak = resident().map(|r| r.peak);
     if let Some(path) = b.chart {
-        gaga_runtime::image_io::save_png(path, &chart(&rows))?;
+        let png = chart(&rows, b.frames);
+        gaga_runtime::write_aside::write_aside(path, |out| {
+            png.write_to(out, gaga_boards::image::ImageFormat::Png)
+                .map_err(|e| gaga_runtime::Error::Other(format!("{}: cannot write PNG: {e}", path.display())))
+        })?;
     }
     if b.json {
         let out = json!({
@@ -120,35 +124,65 @@ fn label(m: &Model, p: &Path) -> String {
 }
 
 /// Bar colours per model, in order (cycled).
-const COLOURS: [[f32; 3]; 5] = [[0.26, 0.45, 0.70], [0.90, 0.55, 0.20], [0.30, 0.65, 0.35], [0.75, 0.30, 0.30], [0.55, 0.45, 0.70]];
+const COLOURS: [[u8; 3]; 5] = [[66, 115, 178], [230, 140, 51], [76, 166, 89], [191, 76, 76], [140, 115, 178]];
 
-/// A grouped bar chart: one group per stage plus the whole frame, one bar per model, heights relative
-/// to the tallest bar, on white with a grey baseline. Deliberately plain: the numbers are in the table.
-fn chart(rows: &[Row]) -> Image {
-    let (w, h, margin) = (640usize, 360usize, 20usize);
-    let mut img = Image { width: w, height: h, data: vec![1.0; 3 * w * h] };
-    let groups: Vec<Vec<f64>> =
-        (0..4).map(|g| rows.iter().map(|r| if g < 3 { r.medians[g] } else { r.medians.iter().sum() }).collect()).collect();
-    let top = groups.iter().flatten().copied().fold(0.0, f64::max).max(1e-9);
-    let group_w = (w - 2 * margin) / groups.len();
-    let bar_w = (group_w * 3 / 4 / rows.len().max(1)).max(1);
-    let base = h - margin;
-    let mut fill = |x0: usize, x1: usize, y0: usize, y1: usize, c: [f32; 3]| {
-        for y in y0..y1.min(h) {
-            for x in x0..x1.min(w) {
-                for (k, v) in c.iter().enumerate() {
-                    img.data[k * w * h + y * w + x] = *v;
-                }
+/// A grouped bar chart: one group per stage plus the whole frame, one bar per model with its median in ms
+/// above it, heights relative to the tallest bar; a title and a legend of the model labels. Drawn with
+/// `embedded-graphics` (as the kiosk's status line) and written as PNG aside, then renamed into place.
+fn chart(rows: &[Row], frames: usize) -> gaga_boards::RgbImage {
+    use embedded_graphics::mono_font::{ascii::FONT_6X10, MonoTextStyle};
+    use embedded_graphics::pixelcolor::Rgb888;
+    use embedded_graphics::prelude::*;
+    use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
+    use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
+    use gaga_boards::overlay::RgbTarget;
+
+    const GROUPS: [&str; 4] = ["flame", "splat", "refine", "frame"];
+    let (w, h) = (720u32, 400u32);
+    let (left, right, top, bottom) = (20i32, 20i32, 40 + 14 * rows.len() as i32, 30i32);
+    let mut img = gaga_boards::RgbImage::from_pixel(w, h, gaga_boards::image::Rgb([255, 255, 255]));
+    let mut t = RgbTarget(&mut img);
+    let ink = MonoTextStyle::new(&FONT_6X10, Rgb888::BLACK);
+    let centred = TextStyleBuilder::new().alignment(Alignment::Center).baseline(Baseline::Bottom).build();
+    let colour = |m: usize| {
+        let [r, g, b] = COLOURS[m % COLOURS.len()];
+        Rgb888::new(r, g, b)
+    };
+    let fill = |c: Rgb888| PrimitiveStyle::with_fill(c);
+    // Drawing into an in-memory image cannot fail (`RgbTarget`'s error type is `Infallible`).
+    let title = format!("gaga bench: median ms per stage, {frames} frames per model, alternating");
+    let Ok(_) = Text::with_baseline(&title, Point::new(left, 8), ink, Baseline::Top).draw(&mut t);
+    for (m, r) in rows.iter().enumerate() {
+        let y = 24 + 14 * m as i32;
+        let Ok(()) = Rectangle::new(Point::new(left, y), Size::new(10, 10)).into_styled(fill(colour(m))).draw(&mut t);
+        let label = format!("{}: {:.1} ms a frame", r.label, r.medians.iter().sum::<f64>());
+        let Ok(_) = Text::with_baseline(&label, Point::new(left + 16, y), ink, Baseline::Top).draw(&mut t);
+    }
+    let values: Vec<Vec<f64>> =
+        (0..GROUPS.len()).map(|g| rows.iter().map(|r| if g < 3 { r.medians[g] } else { r.medians.iter().sum() }).collect()).collect();
+    let tallest = values.iter().flatten().copied().fold(0.0, f64::max).max(1e-9);
+    let base = h as i32 - bottom;
+    let plot_h = (base - top - 14).max(1) as f64;
+    let group_w = (w as i32 - left - right) / GROUPS.len() as i32;
+    let bar_w = (group_w * 3 / 4 / rows.len().max(1) as i32).max(1);
+    for (g, (name, vals)) in GROUPS.iter().zip(&values).enumerate() {
+        let x_group = left + g as i32 * group_w + group_w / 8;
+        for (m, &v) in vals.iter().enumerate() {
+            let x0 = x_group + m as i32 * bar_w;
+            let bar_h = ((v / tallest) * plot_h).round() as i32;
+            let size = Size::new((bar_w - 2).max(1) as u32, bar_h.max(0) as u32);
+            let Ok(()) = Rectangle::new(Point::new(x0, base - bar_h), size).into_styled(fill(colour(m))).draw(&mut t);
+            // The value above the bar, when it fits (6 px a character).
+            let text = format!("{v:.1}");
+            if text.len() as i32 * 6 <= bar_w + 4 {
+                let at = Point::new(x0 + bar_w / 2, base - bar_h - 2);
+                let Ok(_) = Text::with_text_style(&text, at, ink, centred).draw(&mut t);
             }
         }
-    };
-    for (g, values) in groups.iter().enumerate() {
-        for (m, v) in values.iter().enumerate() {
-            let x0 = margin + g * group_w + group_w / 8 + m * bar_w;
-            let bar_h = ((v / top) * (h - 2 * margin) as f64).round() as usize;
-            fill(x0, x0 + bar_w.saturating_sub(2).max(1), base - bar_h.min(base), base, COLOURS[m % COLOURS.len()]);
-        }
+        let at = Point::new(x_group + bar_w * rows.len() as i32 / 2, base + 16);
+        let Ok(_) = Text::with_text_style(name, at, ink, centred).draw(&mut t);
     }
-    fill(margin / 2, w - margin / 2, base, base + 2, [0.5, 0.5, 0.5]);
+    let axis = Rectangle::new(Point::new(left / 2, base), Size::new(w - left as u32, 2));
+    let Ok(()) = axis.into_styled(fill(Rgb888::new(128, 128, 128))).draw(&mut t);
     img
 }

@@ -34,14 +34,14 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub calibrate: Option<PathBuf>,
     /// With --calibrate: driving frames rendered per portrait.
-    #[arg(long, default_value_t = 8, requires = "calibrate")]
+    #[arg(long, default_value_t = CALIBRATE_FRAMES, requires = "calibrate")]
     pub calibrate_frames: usize,
     /// With --calibrate: smallest PSNR (dB) against fp32 to reach on the calibration frames (plus a 2 dB margin).
-    #[arg(long, default_value_t = 35.0, requires = "calibrate")]
+    #[arg(long, default_value_t = CALIBRATE_TARGET, requires = "calibrate")]
     pub calibrate_target: f64,
     /// With --calibrate: MiB that layers kept at fp16 may add to a per-frame session (weights, activation
     /// arena, kernel scratch) over the default int8 conversion.
-    #[arg(long, default_value_t = 3.0, requires = "calibrate")]
+    #[arg(long, default_value_t = CALIBRATE_MEMORY_MIB, requires = "calibrate")]
     pub calibrate_memory_mib: f64,
     /// Store the refiner's conv weights pre-packed in the CPU kernels' layouts (fp32 panels, fp16 / int8
     /// qgemm panels; read zero-copy at load; readers before these layouts and the Vulkan refiner (fp16 /
@@ -50,17 +50,51 @@ pub struct Args {
     pub pack_refiner: bool,
 }
 
-fn parse_precision(s: &str) -> Result<Precision, String> {
+/// `--calibrate-frames`, `--calibrate-target` and `--calibrate-memory-mib` when not given.
+const CALIBRATE_FRAMES: usize = 8;
+const CALIBRATE_TARGET: f64 = 35.0;
+const CALIBRATE_MEMORY_MIB: f64 = 3.0;
+
+impl Args {
+    /// A plain conversion of `checkpoint` and `flame` at `precision` into `output`: no `--keep`, no
+    /// calibration, quiet, the refiner pre-packed when `pack_refiner`.
+    pub fn plain(checkpoint: PathBuf, flame: PathBuf, precision: Precision, output: PathBuf, pack_refiner: bool) -> Args {
+        Args {
+            checkpoint,
+            flame,
+            precision,
+            keep: Vec::new(),
+            output,
+            quiet: true,
+            calibrate: None,
+            calibrate_frames: CALIBRATE_FRAMES,
+            calibrate_target: CALIBRATE_TARGET,
+            calibrate_memory_mib: CALIBRATE_MEMORY_MIB,
+            pack_refiner,
+        }
+    }
+}
+
+pub fn parse_precision(s: &str) -> Result<Precision, String> {
     Precision::parse(s).ok_or_else(|| format!("`{s}`: expected fp32, fp16 or int8"))
 }
 
 pub fn run(args: Args) -> CmdResult {
+    for line in convert_file(&args)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Converts as `args` say (with a progress bar unless `--quiet`); returns the summary lines to print.
+/// `gaga bench --precision` converts through here too.
+pub fn convert_file(args: &Args) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let opts = ConvertOptions {
-        checkpoint: args.checkpoint,
-        flame: args.flame,
-        output: args.output,
+        checkpoint: args.checkpoint.clone(),
+        flame: args.flame.clone(),
+        output: args.output.clone(),
         precision: args.precision,
-        keep: args.keep,
+        keep: args.keep.clone(),
         created_by: format!("gaga convert {}", env!("CARGO_PKG_VERSION")),
     };
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
@@ -90,17 +124,18 @@ pub fn run(args: Args) -> CmdResult {
     };
     bar.finish_and_clear();
     let summary = summary?;
+    let mut lines = Vec::new();
     if args.pack_refiner {
         let p = gaga_converter::pack::pack_refiner(&opts.output, &opts.output)?;
-        println!("packed {} refiner weights in the CPU kernels' layouts", p.packed);
+        lines.push(format!("packed {} refiner weights in the CPU kernels' layouts", p.packed));
     }
-    println!(
+    lines.push(format!(
         "{}: {} tensors, {} bytes ({:.1} MiB), {} source tensors left out",
         opts.output.display(),
         summary.tensors,
         summary.file_bytes,
         summary.file_bytes as f64 / (1u64 << 20) as f64,
         summary.omitted.len()
-    );
-    Ok(())
+    ));
+    Ok(lines)
 }
