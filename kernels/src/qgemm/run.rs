@@ -114,7 +114,7 @@ impl PackedConv<'_> {
                 conv::run_i8(isa, self, scratch, x, h, w, act, bias, out)
             }
             (Kernel::Float(isa), Packed::F32(_) | Packed::F16(_)) => {
-                ensure!(float_runs(isa), "packed conv: float kernel {isa:?} does not run on this CPU");
+                ensure!(isa.runs(), "packed conv: float kernel {isa:?} does not run on this CPU");
                 fconv::run_float(isa, self, scratch, x, h, w, bias, out)
             }
             _ => Err(QError(format!("packed conv: kernel {kernel:?} cannot run a {:?} weight", self.format()))),
@@ -177,17 +177,5 @@ impl PackedConv<'_> {
             self.run_on(kernel, scratch, xr, 1, 1, a, bias, or)?;
         }
         Ok(())
-    }
-}
-
-fn float_runs(isa: Isa) -> bool {
-    match isa {
-        Isa::Portable => true,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => std::is_x86_feature_detected!("avx512f"),
-        #[allow(unreachable_patterns)]
-        _ => false,
     }
 }

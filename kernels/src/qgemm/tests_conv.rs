@@ -21,20 +21,6 @@ use crate::testing::{assert_close, seeded, Tolerance};
 const SHAPES: &[(usize, usize, usize, usize, usize)] =
     &[(3, 5, 3, 7, 9), (16, 8, 3, 8, 8), (13, 17, 1, 5, 11), (33, 9, 3, 1, 1), (64, 24, 3, 12, 40), (4, 3, 1, 1, 37)];
 
-fn float_isas() -> Vec<Isa> {
-    let mut v = vec![Isa::Portable];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            v.push(Isa::Avx2);
-        }
-        if std::is_x86_feature_detected!("avx512f") {
-            v.push(Isa::Avx512);
-        }
-    }
-    v
-}
-
 struct Case {
     c_in: usize,
     c_out: usize,
@@ -210,7 +196,7 @@ fn fp16_storage_equals_fp32_on_rounded_weights_and_fp32_matches_the_reference() 
         let p16 = PackedConv::from_f16(&h, c.c_out, c.c_in, c.k).expect("f16");
         let p32 = PackedConv::from_f32(&rounded, c.c_out, c.c_in, c.k).expect("f32");
         let want = reference_conv(&c, &rounded);
-        for isa in float_isas() {
+        for isa in Isa::available() {
             let (a, b) = (run(&p16, Kernel::Float(isa), &c, None), run(&p32, Kernel::Float(isa), &c, None));
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa:?} {sh:?}: f16 vs f32 bits");
             assert_close(&format!("{isa:?} {sh:?}"), &b, &want, Tolerance::Fp32);
@@ -335,7 +321,7 @@ fn float_1x1_rows_read_in_place_give_the_whole_maps_bits_on_every_kernel() {
     let c = case(&(c_in, c_out, 1, h, w));
     let halves: Vec<f16> = c.wt.iter().map(|&v| f16::from_f32(v)).collect();
     for p in [PackedConv::from_f16(&halves, c_out, c_in, 1).expect("f16"), PackedConv::from_f32(&c.wt, c_out, c_in, 1).expect("f32")] {
-        for isa in float_isas() {
+        for isa in Isa::available() {
             let whole = run(&p, Kernel::Float(isa), &c, None);
             let mut s = Scratch::new();
             for rows in [16usize, 2] {
@@ -363,7 +349,7 @@ fn float_1x1_rows_read_in_place_give_the_whole_maps_bits_on_every_kernel() {
         }
     }
     assert!(ran_any, "no band ran in place");
-    assert!(refused_any || !float_isas().iter().any(|i| i.nr() > 8), "no band was refused");
+    assert!(refused_any || !Isa::available().iter().any(|i| i.nr() > 8), "no band was refused");
     // A 3x3 weight or an int8 one is refused through the public entry (the caller copies the band).
     let p3 = PackedConv::from_f32(&seeded(14, 4 * 4 * 9), 4, 4, 3).expect("3x3");
     let x = seeded(15, 4 * 8 * 16);

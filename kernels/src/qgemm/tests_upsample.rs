@@ -333,16 +333,7 @@ mod in_place_1x1 {
         }
         let wt = seeded(32, c_out * c_in);
         let bias = seeded(33, c_out);
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                isas.push(Isa::Avx2);
-            }
-            if std::is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-        }
+        let isas = Isa::available();
         let halves: Vec<half::f16> = wt.iter().map(|&v| half::f16::from_f32(v)).collect();
         for pc in [PackedConv::from_f32(&wt, c_out, c_in, 1).expect("f32"), PackedConv::from_f16(&halves, c_out, c_in, 1).expect("f16")] {
             for &isa in &isas {

@@ -37,16 +37,29 @@ pub enum Isa {
 impl Isa {
     /// The widest kernel the running CPU supports (detected once, cached by std).
     pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
+        Isa::WIDEST_FIRST.into_iter().find(|isa| isa.runs()).unwrap_or(Isa::Portable)
+    }
+
+    /// Every kernel the running CPU can run, widest first (the last is always `Portable`): tests and
+    /// benches run each.
+    pub fn available() -> Vec<Isa> {
+        Isa::WIDEST_FIRST.into_iter().filter(|isa| isa.runs()).collect()
+    }
+
+    /// Every kernel, widest first.
+    const WIDEST_FIRST: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
+    /// Whether this kernel runs on the running CPU (allocation-free: per-call checks use it).
+    pub fn runs(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            Isa::Portable => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        Isa::Portable
     }
 
     /// Columns of `C` per micro-tile.

@@ -7,20 +7,6 @@
 use super::*;
 use crate::testing::{assert_close, seeded, Tolerance};
 
-fn isas() -> Vec<Isa> {
-    let mut v = vec![Isa::Portable];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            v.push(Isa::Avx2);
-        }
-        if std::is_x86_feature_detected!("avx512f") {
-            v.push(Isa::Avx512);
-        }
-    }
-    v
-}
-
 fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ldb: usize, bias: Option<&[f32]>) -> Vec<f32> {
     let mut out = vec![0f32; m * n];
     for r in 0..m {
@@ -50,7 +36,7 @@ fn run(isa: Isa, m: usize, n: usize, k: usize, ldb: usize, with_bias: bool, thre
 
 #[test]
 fn every_kernel_matches_a_naive_product_on_awkward_sizes() {
-    for isa in isas() {
+    for isa in Isa::available() {
         for &(m, n, k) in &[(1, 1, 1), (5, 13, 1), (13, 127, 5), (8, 32, 256), (16, 64, 257), (127, 5, 600), (9, 33, 513)] {
             for with_bias in [false, true] {
                 let (got, want) = run(isa, m, n, k, n + 3, with_bias, 1);
@@ -62,7 +48,7 @@ fn every_kernel_matches_a_naive_product_on_awkward_sizes() {
 
 #[test]
 fn threaded_products_are_bitwise_equal_to_single_threaded_ones() {
-    for isa in isas() {
+    for isa in Isa::available() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
         let (one, _) = run(isa, 37, 45, 300, 45, true, 1);
         let (two, _) = pool.install(|| run(isa, 37, 45, 300, 45, true, 2));
@@ -72,7 +58,7 @@ fn threaded_products_are_bitwise_equal_to_single_threaded_ones() {
 
 #[test]
 fn empty_inner_dimension_gives_the_bias() {
-    for isa in isas() {
+    for isa in Isa::available() {
         let (got, want) = run(isa, 3, 5, 0, 5, true, 1);
         assert_eq!(got, want, "{isa:?}");
     }
@@ -98,7 +84,7 @@ fn the_narrow_strip_gives_the_bits_of_the_wide_one_on_its_sixteen_columns() {
     let mut packed = vec![f32::NAN; packed_a_len(m, k)];
     pack_a(m, k, &a, &mut packed);
     let kc = kc_step(k);
-    for isa in isas() {
+    for isa in Isa::available() {
         let (mut wide, mut narrow) = (vec![f32::NAN; m * 32], vec![f32::NAN; m * 16]);
         if isa != Isa::Avx512 {
             // SAFETY: a kernel-less ISA touches neither B nor C.
