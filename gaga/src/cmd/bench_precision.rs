@@ -102,10 +102,12 @@ pub fn run(b: &PrecisionBench) -> CmdResult {
         return Ok(());
     }
     println!("gaga bench: {} models side by side, {} frames each (alternating), median ms", rows.len(), b.frames);
-    println!("{:<22} {}{:>10} {:>14}", "model", FrameTimes::STAGES.map(|s| format!("{s:>10}")).join(""), "frame", "+resident MiB");
+    // The label column fits the longest label (calibrated files' names run long).
+    let lw = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(22);
+    println!("{:<lw$} {}{:>10} {:>14}", "model", FrameTimes::STAGES.map(|s| format!("{s:>10}")).join(""), "frame", "+resident MiB");
     for r in &rows {
         let mib = r.resident_added.map(|b| format!("{:.1}", b as f64 / 1048576.0)).unwrap_or_else(|| "-".into());
-        println!("{:<22} {}{:>10.1} {mib:>14}", r.label, r.medians.map(|m| format!("{m:>10.1}")).join(""), r.medians.iter().sum::<f64>());
+        println!("{:<lw$} {}{:>10.1} {mib:>14}", r.label, r.medians.map(|m| format!("{m:>10.1}")).join(""), r.medians.iter().sum::<f64>());
     }
     if let Some(p) = peak {
         println!("peak resident (whole run, all models loaded): {:.1} MiB", p as f64 / 1048576.0);
