@@ -288,16 +288,15 @@ fn conv_phase_split() {
 /// stream (`range_plain`) against four side by side (`range_f32`), alternating, best of 9 (session 4
 /// measured the same split for the max-abs pass this replaced).
 /// `cargo test --release -p gaga-kernels range_stream_timing -- --ignored --nocapture --test-threads=1`
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[ignore = "timing; run by hand (command above)"]
 fn range_stream_timing() {
     /// The one-stream loop compiled for AVX-512.
-    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn one_stream(x: &[f32]) -> Range {
         range_plain(x)
     }
-    #[cfg(target_arch = "x86_64")]
     if !std::is_x86_feature_detected!("avx512f") {
         return;
     }
@@ -307,7 +306,6 @@ fn range_stream_timing() {
         for (i, b) in best.iter_mut().enumerate() {
             let t0 = std::time::Instant::now();
             // SAFETY: AVX-512F was detected above.
-            #[cfg(target_arch = "x86_64")]
             std::hint::black_box(if i == 0 { unsafe { one_stream(&x) } } else { range_f32(&x) });
             *b = b.min(t0.elapsed().as_secs_f64());
         }

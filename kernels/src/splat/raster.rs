@@ -113,6 +113,23 @@ pub fn select<T: Elem>() -> TileFn<T> {
     render_tile_portable::<T>
 }
 
+/// Every tile renderer this CPU runs, named, portable first (the tests compare them).
+#[cfg(test)]
+pub fn available<T: Elem>() -> Vec<(&'static str, TileFn<T>)> {
+    #[allow(unused_mut)] // only x86-64 adds kernels
+    let mut k: Vec<(&'static str, TileFn<T>)> = vec![("portable", render_tile_portable::<T>)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            k.push(("avx2", render_tile_avx2_checked::<T>));
+        }
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
+            k.push(("avx512", render_tile_avx512::<T>));
+        }
+    }
+    k
+}
+
 /// Renders tile `tile` (its Gaussians `list`, front to back) into `out`, a `[channels, height, width]`
 /// buffer, with `kernel`, using this thread's group states.
 ///

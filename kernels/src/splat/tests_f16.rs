@@ -28,21 +28,6 @@ fn splat_f16(scene: &Scene, halves: &[f16], cam: &SplatCamera, bg: &[f32]) -> Ve
     out
 }
 
-/// Every tile renderer this CPU has, for element type `T`.
-fn kernels<T: Elem>() -> Vec<(&'static str, raster::TileFn<T>)> {
-    let mut k: Vec<(&str, raster::TileFn<T>)> = vec![("portable", raster::render_tile_portable::<T>)];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            k.push(("avx2", raster::render_tile_avx2_checked::<T>));
-        }
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
-            k.push(("avx512", raster::render_tile_avx512::<T>));
-        }
-    }
-    k
-}
-
 /// All tiles of the frame prepared in `scratch`, blended by `kernel` from `colors`.
 fn render_tiles<T: Elem>(
     kernel: raster::TileFn<T>,
@@ -84,7 +69,7 @@ fn f16_colours_splat_bit_for_bit_like_the_same_colours_widened_to_f32_on_random_
         // Each renderer, both element types, over the same prepared frame.
         let mut scratch = SplatScratch::new();
         splat_stats(&wide.set(), &cam, &mut scratch);
-        for ((name, k16), (_, k32)) in kernels::<f16>().into_iter().zip(kernels::<f32>()) {
+        for ((name, k16), (_, k32)) in raster::available::<f16>().into_iter().zip(raster::available::<f32>()) {
             let what = format!("{name}, {w}x{h}x{c}");
             assert_same(&format!("{what}, f16"), &render_tiles(k16, &halves, c, &cam, &bg, &scratch), &want);
             assert_same(&format!("{what}, f32"), &render_tiles(k32, &wide.colors, c, &cam, &bg, &scratch), &want);
@@ -182,7 +167,7 @@ fn f16_blend_time_against_f32_alternating() {
     };
     // Every renderer of this CPU (the selected one is the last); the portable ones widen f16 per blended
     // Gaussian through `half`'s slice conversion.
-    for ((name, k16), (_, k32)) in kernels::<f16>().into_iter().zip(kernels::<f32>()) {
+    for ((name, k16), (_, k32)) in raster::available::<f16>().into_iter().zip(raster::available::<f32>()) {
         let (mut f32_ms, mut f16_ms) = (Vec::new(), Vec::new());
         for _ in 0..5 {
             f32_ms.push(all_tiles(k32, &wide, &cam, &bg, &scratch, &mut out));

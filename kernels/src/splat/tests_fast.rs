@@ -102,16 +102,7 @@ fn render_with(kernel: raster::TileFn, scene: &Scene, cam: &SplatCamera, bg: &[f
 
 #[test]
 fn every_tile_renderer_on_this_cpu_agrees_bit_for_bit_at_any_width_and_channel_count() {
-    let mut kernels: Vec<(&str, raster::TileFn)> = vec![("portable", raster::render_tile_portable)];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            kernels.push(("avx2", raster::render_tile_avx2_checked));
-        }
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
-            kernels.push(("avx512", raster::render_tile_avx512));
-        }
-    }
+    let kernels = raster::available::<f32>();
     // 61 and 45 leave partial 8-pixel groups and partial tiles; 40 channels take the generic blocks.
     for (w, h, c) in [(61, 45, 32), (48, 33, 40)] {
         let scene = Scene::random(74 + c as u64, 2500, c);
