@@ -209,7 +209,9 @@ pub fn run(
     Ok(report)
 }
 
-/// Sets `stop` on Ctrl-C (SIGINT). Only one handler per process; a second call is an error.
+/// Sets `stop` on Ctrl-C (SIGINT), SIGTERM and SIGHUP (`ctrlc`'s `termination` feature), so `systemctl stop`
+/// ends the loop like Ctrl-C and the display is finished (a video closed properly). Only one handler per
+/// process; a second call is an error.
 pub fn stop_on_ctrl_c(stop: Arc<AtomicBool>) -> Result<()> {
     ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).map_err(|e| crate::Error::Other(format!("Ctrl-C handler: {e}")))
 }

@@ -198,3 +198,46 @@ fn bench_precision_converts_each_listed_precision_and_benches_them_side_by_side(
     assert!(!missing.status.success() && text.contains("none.pt"), "names the missing checkpoint:\n{text}");
     assert!(std::fs::read_dir(&conversions).expect("tmp dir").next().is_none(), "nothing left after a failed conversion");
 }
+
+#[test]
+fn an_interrupted_bench_precision_removes_its_conversions() {
+    let tmp = scratch("bench-interrupt");
+    let dir = tmp.path();
+    let p = |n: &str| dir.join(n).display().to_string();
+    ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "6", "-o", &p("ck.pt")]);
+    ok(&["dev", "make-flame", "--seed", "6", "-o", &p("flame.pt")]);
+    let conversions = dir.join("tmp");
+    std::fs::create_dir(&conversions).expect("tmp dir");
+    // Enough frames that the bench is still running when the signal arrives.
+    let args = ["bench", "--checkpoint", &p("ck.pt"), "--flame", &p("flame.pt"), "--precision", "fp32,int8", "--frames", "100000"];
+    let child = Command::new(env!("CARGO_BIN_EXE_gaga"))
+        .args(args)
+        .env("TMPDIR", &conversions)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gaga runs");
+    // Wait until both conversions exist, then interrupt as Ctrl-C does.
+    let converted = || {
+        std::fs::read_dir(&conversions).into_iter().flatten().flatten().any(|d| {
+            std::fs::read_dir(d.path())
+                .map(|f| f.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "gaga")).count() == 2)
+                .unwrap_or(false)
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while !converted() {
+        assert!(t0.elapsed().as_secs() < 120, "the conversions never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The shell's built-in `kill` (no procps needed).
+    let killed = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("gaga exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "exit status of an interrupted run:\n{stderr}");
+    assert!(stderr.contains("interrupted: removed"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&conversions).expect("tmp dir").collect();
+    assert!(left.is_empty(), "conversions left behind: {left:?}");
+}

@@ -118,6 +118,13 @@ fn precisions(args: &Args) -> CmdResult {
         seen.push(*p);
     }
     let dir = tempfile::Builder::new().prefix("gaga-bench-").tempdir()?;
+    // Ctrl-C (or SIGTERM) would skip the directory's drop and leave up to 1.3 GB of conversions behind.
+    let doomed = dir.path().to_path_buf();
+    ctrlc::set_handler(move || {
+        let _ = std::fs::remove_dir_all(&doomed);
+        eprintln!("interrupted: removed {}", doomed.display());
+        std::process::exit(130);
+    })?;
     let mut models = Vec::new();
     for &precision in &args.precision {
         let output = dir.path().join(format!("{}.gaga", precision.name()));
