@@ -32,13 +32,27 @@ fn scratch(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(&format!("gaga-cli-{name}-")).tempdir().expect("scratch dir")
 }
 
+/// Writes a seeded `small` checkpoint and FLAME asset into `dir` as `ck.pt` and `flame.pt`.
+fn seeded_inputs(dir: &Path, seed: u64) {
+    let (ck, flame) = (dir.join("ck.pt").display().to_string(), dir.join("flame.pt").display().to_string());
+    let seed = seed.to_string();
+    ok(&["dev", "make-checkpoint", "--config", "small", "--seed", &seed, "-o", &ck]);
+    ok(&["dev", "make-flame", "--seed", &seed, "-o", &flame]);
+}
+
+/// A directory for `$TMPDIR` inside `dir`, to watch what a command makes there and removes.
+fn tmpdir_in(dir: &Path) -> PathBuf {
+    let t = dir.join("tmp");
+    std::fs::create_dir(&t).expect("tmp dir");
+    t
+}
+
 #[test]
 fn a_real_clip_tracked_on_device_drives_a_lifted_photo_from_the_command_line() {
     let tmp = scratch("e2e");
     let dir = tmp.path();
     let p = |n: &str| dir.join(n).display().to_string();
-    ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "3", "-o", &p("ck.pt")]);
-    ok(&["dev", "make-flame", "--seed", "3", "-o", &p("flame.pt")]);
+    seeded_inputs(dir, 3);
     ok(&["convert", "--checkpoint", &p("ck.pt"), "--flame", &p("flame.pt"), "--precision", "fp32", "-o", &p("m.gaga")]);
     // The tracker crops and fits the photo itself: no --params, no Python.
     ok(&["lift", "--model", &p("m.gaga"), "--image", &fetched("astronaut.png"), "--track", "-o", &p("a.gav")]);
@@ -121,8 +135,7 @@ fn a_video_that_is_not_a_video_fails_cleanly_without_partial_output() {
     let tmp = scratch("notvideo");
     let dir = tmp.path();
     let p = |n: &str| dir.join(n).display().to_string();
-    ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "1", "-o", &p("ck.pt")]);
-    ok(&["dev", "make-flame", "--seed", "1", "-o", &p("flame.pt")]);
+    seeded_inputs(dir, 1);
     ok(&["convert", "--checkpoint", &p("ck.pt"), "--flame", &p("flame.pt"), "-o", &p("m.gaga")]);
     std::fs::write(p("junk.mp4"), b"this is not a video").expect("junk");
     let out = gaga(&["track", "--model", &p("m.gaga"), "--video", &p("junk.mp4"), "-o", &p("c.jsonl")]);
@@ -143,12 +156,10 @@ fn bench_precision_converts_each_listed_precision_and_benches_them_side_by_side(
     let tmp = scratch("bench-precision");
     let dir = tmp.path();
     let p = |n: &str| dir.join(n).display().to_string();
-    ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "5", "-o", &p("ck.pt")]);
-    ok(&["dev", "make-flame", "--seed", "5", "-o", &p("flame.pt")]);
+    seeded_inputs(dir, 5);
     // The conversions go to a temporary directory under $TMPDIR: point it into the scratch directory to
     // see them made and removed.
-    let conversions = dir.join("tmp");
-    std::fs::create_dir(&conversions).expect("tmp dir");
+    let conversions = tmpdir_in(dir);
     let args = [
         "bench",
         "--checkpoint",
@@ -204,10 +215,8 @@ fn an_interrupted_bench_precision_removes_its_conversions() {
     let tmp = scratch("bench-interrupt");
     let dir = tmp.path();
     let p = |n: &str| dir.join(n).display().to_string();
-    ok(&["dev", "make-checkpoint", "--config", "small", "--seed", "6", "-o", &p("ck.pt")]);
-    ok(&["dev", "make-flame", "--seed", "6", "-o", &p("flame.pt")]);
-    let conversions = dir.join("tmp");
-    std::fs::create_dir(&conversions).expect("tmp dir");
+    seeded_inputs(dir, 6);
+    let conversions = tmpdir_in(dir);
     // Enough frames that the bench is still running when the signal arrives.
     let args = ["bench", "--checkpoint", &p("ck.pt"), "--flame", &p("flame.pt"), "--precision", "fp32,int8", "--frames", "100000"];
     let child = Command::new(env!("CARGO_BIN_EXE_gaga"))
