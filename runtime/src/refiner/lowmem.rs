@@ -10,7 +10,7 @@
 //! - the encoder's two full-size steps (`plan::Encoder`): the first (1x1) conv in row bands over its own
 //!   input's planes, and the first down block's int8 conv1 in row bands, each band downsampled at once.
 //!
-//! Integer sums are exact and per pixel, and every call uses the activation scale the whole-map call
+//! Integer sums are exact and per pixel, and every call uses the activation quantiser the whole-map call
 //! would (the calibrated one, or the dynamic quantiser of the whole input), so the bits cannot change.
 //! Both also store f16 maps (`maps.rs`), each band rounded once after its f32 epilogue: the same
 //! values as the f32 maps up to that rounding.
@@ -30,10 +30,10 @@ use super::packed::ConvKernel;
 use super::plan::{side, MapMemory, OnTheFly, COND_BAND_ROWS, UP_BAND_ROWS};
 use crate::error::{Error, Result};
 
-/// An int8 conv's weights, bias and calibrated activation scale.
+/// An int8 conv's weights, bias and calibrated activation quantiser.
 type Int8Conv<'a, 'w> = (&'a PackedConv<'w>, Option<&'a [f32]>, Option<ActQuant>);
 
-/// The int8 weights, bias and calibrated activation scale of `c`, when it runs on int8 weights.
+/// The int8 weights, bias and calibrated activation quantiser of `c`, when it runs on int8 weights.
 fn int8<'a, 'w>(c: &'a Conv<'w>) -> Option<Int8Conv<'a, 'w>> {
     match &c.kernel {
         ConvKernel::Quant { w, bias, act, fine: false } if w.format() == PackedFormat::I8 => Some((w, bias.as_deref(), *act)),
@@ -94,7 +94,7 @@ pub fn up_block_fits(b: &ResBlock<'_>) -> bool {
 /// `bilinear_lrelu` applies on read), conv2 quantising `up2(t1) * 1`, the skip quantising `up2(x) * 1`,
 /// then the sum. `ones` has at least `c_in` ones (multiplying by 1 is exact, so these are
 /// `bilinear_fast`'s values). With `band` (at least `plan::block_band_len` floats per band, two bands)
-/// both convs run in row bands of [`UP_BAND_ROWS`] with the whole maps' activation scales, each band's
+/// both convs run in row bands of [`UP_BAND_ROWS`] with the whole maps' activation quantisers, each band's
 /// sum stored into `out` at once (f32, or f16 rounded once), so `t1` needs `c_in h^2` floats and the
 /// kernels' scratch one band's int8 input; without it (`out` f32 only) the skip's output goes to `t1`
 /// (`max(c_in h^2, c_out 4h^2)` floats). No observation hook: a caller that observes uses the plain block.
@@ -138,16 +138,16 @@ pub fn up_block(
         lrelu_add(&mut out[..n_out], &t1[..n_out], SLOPE);
         return Ok(());
     };
-    // The whole maps' scales, as the unbanded calls would use.
-    let scale2 = a2.map_or_else(|| w2.upsampled_act_quant(t, h, h, ones), Ok).map_err(|e| conv_err(conv2, e))?;
-    let scale_s = a_s.map_or_else(|| ws.upsampled_act_quant(x, h, h, ones), Ok).map_err(|e| conv_err(skip, e))?;
+    // The whole maps' quantisers, as the unbanded calls would use.
+    let quant2 = a2.map_or_else(|| w2.upsampled_act_quant(t, h, h, ones), Ok).map_err(|e| conv_err(conv2, e))?;
+    let quant_s = a_s.map_or_else(|| ws.upsampled_act_quant(x, h, h, ones), Ok).map_err(|e| conv_err(skip, e))?;
     let (conv_band, skip_band) = band.split_at_mut(co * rows * h2);
     for y0 in (0..h2).step_by(rows) {
         let y1 = (y0 + rows).min(h2);
         let n = co * (y1 - y0) * h2;
         let (a, b) = (&mut conv_band[..n], &mut skip_band[..n]);
-        w2.run_upsampled_rows(s, t, h, h, ones, scale2, (y0, y1 - y0), b2, a).map_err(|e| conv_err(conv2, e))?;
-        ws.run_upsampled_rows(s, x, h, h, ones, scale_s, (y0, y1 - y0), bs, b).map_err(|e| conv_err(skip, e))?;
+        w2.run_upsampled_rows(s, t, h, h, ones, quant2, (y0, y1 - y0), b2, a).map_err(|e| conv_err(conv2, e))?;
+        ws.run_upsampled_rows(s, x, h, h, ones, quant_s, (y0, y1 - y0), bs, b).map_err(|e| conv_err(skip, e))?;
         lrelu_add(a, b, SLOPE);
         out.put_rows((h2, h2), (y0, y1), a, Epilogue::Store);
     }
@@ -203,11 +203,11 @@ pub fn cond_banded(
                 return Err(Error::Other(format!("refiner condition `{}`: an f16 map needs an int8 first conv", conv0.name)));
             };
             let c0 = conv0.spec.c_out;
-            let scale0 = act0.unwrap_or_else(|| with_map!(f, x => act_quant_for(&x[..ci * hw])));
+            let quant0 = act0.unwrap_or_else(|| with_map!(f, x => act_quant_for(&x[..ci * hw])));
             for y0 in (0..h).step_by(rows) {
                 let y1 = (y0 + rows).min(h);
                 let out = &mut band[..c0 * (y1 - y0) * h];
-                with_map!(f, x => w0.run_rows(s, &x[..ci * hw], (h, h), None, scale0, (y0, y1 - y0), bias0, out))
+                with_map!(f, x => w0.run_rows(s, &x[..ci * hw], (h, h), None, quant0, (y0, y1 - y0), bias0, out))
                     .map_err(|e| conv_err(conv0, e))?;
                 leaky_relu(out, SLOPE);
                 tmp.put_rows((h, h), (y0, y1), out, Epilogue::Store);
@@ -215,12 +215,12 @@ pub fn cond_banded(
         }
     }
     let hidden = tmp.as_ref();
-    // The whole map's scale, as the unbanded call would use.
-    let scale = act.unwrap_or_else(|| with_map!(hidden, x => act_quant_for(&x[..ci * hw])));
+    // The whole map's quantiser, as the unbanded call would use.
+    let quant = act.unwrap_or_else(|| with_map!(hidden, x => act_quant_for(&x[..ci * hw])));
     for y0 in (0..h).step_by(rows) {
         let y1 = (y0 + rows).min(h);
         let out = &mut band[..co * (y1 - y0) * h];
-        with_map!(hidden, x => w.run_rows(s, &x[..ci * hw], (h, h), None, scale, (y0, y1 - y0), bias, out))
+        with_map!(hidden, x => w.run_rows(s, &x[..ci * hw], (h, h), None, quant, (y0, y1 - y0), bias, out))
             .map_err(|e| conv_err(conv2, e))?;
         e.put_rows((h, h), (y0, y1), out, epi);
     }
@@ -256,20 +256,20 @@ pub fn first_in_place(
         )));
     }
     let (bin, bout) = band.split_at_mut(ci * rows * h);
-    // An int8 conv quantises each band straight from the map with the whole map's scale, taken before
+    // An int8 conv quantises each band straight from the map with the whole map's quantiser, taken before
     // any row is overwritten (a 1x1 band reads only its own rows).
-    let scale = int8(conv).map(|(_, _, act)| act.unwrap_or_else(|| act_quant_for(&splat.unwrap_or(input)[..ci * hw])));
+    let quant = int8(conv).map(|(_, _, act)| act.unwrap_or_else(|| act_quant_for(&splat.unwrap_or(input)[..ci * hw])));
     for y0 in (0..h).step_by(rows) {
         let y1 = (y0 + rows).min(h);
         let out = &mut bout[..co * (y1 - y0) * h];
-        conv1x1_rows(conv, s, &splat.unwrap_or(input)[..ci * hw], h, (y0, y1), scale, bin, out)?;
+        conv1x1_rows(conv, s, &splat.unwrap_or(input)[..ci * hw], h, (y0, y1), quant, bin, out)?;
         MapMut::F32(&mut input[..co * hw]).put_rows((h, h), (y0, y1), out, Epilogue::Store);
     }
     Ok(())
 }
 
 /// Rows `y0..y1` of the 1x1 conv `conv` of `x` `[c_in, h, h]` into `out` `[c_out, y1 - y0, h]`: an int8
-/// conv quantises them straight from `x` with the whole map's quantiser `scale` (`PackedConv::run_rows`), a packed
+/// conv quantises them straight from `x` with the whole map's quantiser `quant` (`PackedConv::run_rows`), a packed
 /// float one reads them in place when they fill its strips (`PackedConv::run_float_rows`), any other
 /// copies them into `tmp` and runs on that (a 1x1 conv reads no halo and sums each pixel's channels the
 /// same way at any width: the whole map's bits).
@@ -280,13 +280,13 @@ fn conv1x1_rows(
     x: &[f32],
     h: usize,
     (y0, y1): (usize, usize),
-    scale: Option<ActQuant>,
+    quant: Option<ActQuant>,
     tmp: &mut [f32],
     out: &mut [f32],
 ) -> Result<()> {
     let (ci, co, hw, n) = (conv.spec.c_in, conv.spec.c_out, h * h, (y1 - y0) * h);
-    if let (Some((w, bias, _)), Some(scale)) = (int8(conv), scale) {
-        return w.run_rows(s, x, (h, h), None, scale, (y0, y1 - y0), bias, out).map_err(|e| conv_err(conv, e));
+    if let (Some((w, bias, _)), Some(quant)) = (int8(conv), quant) {
+        return w.run_rows(s, x, (h, h), None, quant, (y0, y1 - y0), bias, out).map_err(|e| conv_err(conv, e));
     }
     // A float packed 1x1 conv reads the band's rows in place where they fill its strips.
     if let ConvKernel::Quant { w, bias, .. } = &conv.kernel {
@@ -308,10 +308,10 @@ pub fn down_fits(b: &ResBlock<'_>) -> bool {
 
 /// [`ResBlock::run`] of a down block (`x` `[c, h, h]` -> `out` `[c_out, h/2, h/2]`, `h` even) without its
 /// full-size temporaries: conv1 (int8) in row bands of [`UP_BAND_ROWS`] (its whole input's activation
-/// scale; each band quantises the real rows just outside it), each band activated and downsampled at once
+/// quantiser; each band quantises the real rows just outside it), each band activated and downsampled at once
 /// (an exact x0.5 of rows `2y`, `2y + 1`, which a band holds both of) into `t2`; conv2 on `t2` into `out`;
 /// then `t2` holds the downsampled input and the 1x1 skip runs on it in row bands ([`conv1x1_rows`], the
-/// whole map's scale), each band summed into `out` at once. `band` holds `plan::enc_band_len` floats. The
+/// whole map's quantiser), each band summed into `out` at once. `band` holds `plan::enc_band_len` floats. The
 /// same bits as [`ResBlock::run`] (tested). No observation hook.
 pub fn down_block_banded(
     b: &ResBlock<'_>,
@@ -343,14 +343,14 @@ pub fn down_block_banded(
         )));
     }
     let x = &x[..n_in];
-    let scale = a1.unwrap_or_else(|| act_quant_for(x));
+    let quant = a1.unwrap_or_else(|| act_quant_for(x));
     {
         let (conv_band, low) = band.split_at_mut(ci * rows * h);
         let mut dst = MapMut::F32(&mut t2[..n_lo]);
         for y0 in (0..h).step_by(rows) {
             let y1 = (y0 + rows).min(h);
             let part = &mut conv_band[..ci * (y1 - y0) * h];
-            w1.run_rows(s, x, (h, h), None, scale, (y0, y1 - y0), b1, part).map_err(|e| conv_err(conv1, e))?;
+            w1.run_rows(s, x, (h, h), None, quant, (y0, y1 - y0), b1, part).map_err(|e| conv_err(conv1, e))?;
             let lo_rows = (y1 - y0) / 2;
             let down = &mut low[..ci * lo_rows * h2];
             bilinear_lrelu(part, ci, y1 - y0, h, lo_rows, h2, SLOPE, down);
@@ -360,7 +360,7 @@ pub fn down_block_banded(
     conv2.run(s, &t2[..n_lo], h2, h2, out, &mut |_, _| {})?;
     bilinear_fast(x, ci, h, h, h2, h2, &mut t2[..n_lo]);
     let t2 = &t2[..n_lo];
-    let skip_scale = int8(skip).map(|(_, _, act)| act.unwrap_or_else(|| act_quant_for(t2)));
+    let skip_quant = int8(skip).map(|(_, _, act)| act.unwrap_or_else(|| act_quant_for(t2)));
     let rows2 = UP_BAND_ROWS.min(h2);
     let (tmp, part) = band.split_at_mut(ci * rows2 * h2);
     let hw2 = h2 * h2;
@@ -368,7 +368,7 @@ pub fn down_block_banded(
         let y1 = (y0 + rows2).min(h2);
         let n = (y1 - y0) * h2;
         let part = &mut part[..co * n];
-        conv1x1_rows(skip, s, t2, h2, (y0, y1), skip_scale, tmp, part)?;
+        conv1x1_rows(skip, s, t2, h2, (y0, y1), skip_quant, tmp, part)?;
         // `out = lrelu(conv2) + skip`, per channel in parallel (a memory-bound pass).
         let dst = out[..n_out].par_chunks_mut(hw2).map(|p| &mut p[y0 * h2..y1 * h2]);
         dst.zip(part.par_chunks(n)).for_each(|(d, v)| lrelu_add(d, v, SLOPE));

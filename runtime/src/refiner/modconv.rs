@@ -274,7 +274,7 @@ impl<'w> ModConv<'w> {
             None => scale_channels(&x[..ci * hw], &s[..ci], hw, &mut scaled[..ci * hw]),
         }
         let spec = Conv2d { c_in: ci, c_out: self.c_out, kernel: self.k, stride: 1, pad: self.k / 2 };
-        // The modulated input is what the conv (and an int8 activation scale) sees.
+        // The modulated input is what the conv (and an int8 activation quantiser) sees.
         obs(&self.name, &scaled[..ci * hw]);
         self.kernel.run(scratch, &spec, &scaled[..ci * hw], h, h, out)
     }
@@ -287,7 +287,7 @@ impl ModConv<'_> {
     /// The output of an int8 call computed in row bands of `plan::UP_BAND_ROWS`: `x` `[c_in, h/2, h/2]`
     /// upsampled (`up`) or `[c_in, h, h]` (f32 or f16) -> `out` `[c_out, h, h]`, each band (its quantised
     /// input holds the halo rows, so no row is computed twice) into `band`, then through `epi` and
-    /// stored into `out` (f32, or f16 rounded once). Uses the whole map's activation scale, so the bits
+    /// stored into `out` (f32, or f16 rounded once). Uses the whole map's activation quantiser, so the bits
     /// before the store are [`ModConv::run_raw`]'s; the kernels' scratch holds one band's quantised input.
     #[allow(clippy::too_many_arguments)]
     fn run_banded(
@@ -319,7 +319,7 @@ impl ModConv<'_> {
         let (s, b) = (&s[..ci], bias.as_deref());
         let q = |e: gaga_kernels::qgemm::QError| err(e.0);
         let n_in = ci * hx * hx;
-        let scale = match (act, up) {
+        let quant = match (act, up) {
             (Some(a), _) => *a,
             (None, true) => with_map!(x, v => pc.upsampled_act_quant(&v[..n_in], hx, hx, s)).map_err(q)?,
             (None, false) => with_map!(x, v => pc.scaled_act_quant(&v[..n_in], h, h, s)).map_err(q)?,
@@ -328,9 +328,9 @@ impl ModConv<'_> {
             let y1 = (y0 + rows).min(h);
             let dst = &mut band[..co * (y1 - y0) * h];
             if up {
-                with_map!(x, v => pc.run_upsampled_rows(scratch, &v[..n_in], hx, hx, s, scale, (y0, y1 - y0), b, dst)).map_err(q)?;
+                with_map!(x, v => pc.run_upsampled_rows(scratch, &v[..n_in], hx, hx, s, quant, (y0, y1 - y0), b, dst)).map_err(q)?;
             } else {
-                with_map!(x, v => pc.run_rows(scratch, &v[..n_in], (h, h), Some(s), scale, (y0, y1 - y0), b, dst)).map_err(q)?;
+                with_map!(x, v => pc.run_rows(scratch, &v[..n_in], (h, h), Some(s), quant, (y0, y1 - y0), b, dst)).map_err(q)?;
             }
             epi(dst, (y0, y1));
             out.put_rows((h, h), (y0, y1), dst, Epilogue::Store);

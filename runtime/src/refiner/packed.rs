@@ -28,7 +28,7 @@ use crate::weights::Weights;
 pub enum ConvKernel<'w> {
     /// fp32 panels (owned, or borrowed from a `Panels` tensor) with the bias folded in.
     F32(PackedWeights<'w>),
-    /// fp16 or int8 weights for `qgemm`, with the bias and (int8) the calibrated activation scale; `fine`
+    /// fp16 or int8 weights for `qgemm`, with the bias and (int8) the calibrated activation quantiser; `fine`
     /// int8 layers run with ~15-bit activations ([`ConvKernel::fine_activations`]).
     Quant { w: PackedConv<'w>, bias: Option<Cow<'w, [f32]>>, act: Option<ActQuant>, fine: bool },
     /// fp32 3x3 stride-1 weights in the Winograd F(4x4, 3x3) domain (`select_winograd`).
